@@ -1,0 +1,74 @@
+"""The run-log seam: what conditions read (:class:`History`) and what the session writes
+(:class:`RunLog`). Stores live beside this module: ``memory.py`` and ``sqlite.py``.
+
+Times are epoch seconds (floats). A record's *time* for an action is its start for
+``RUN`` (the run started) and its end for the final actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+from ..records import Action, RunRecord
+
+__all__ = ["History", "RunLog"]
+
+
+@runtime_checkable
+class History(Protocol):
+    """The read side the conditions use. Every lookup is indexed, never a scan."""
+
+    def last(self, task: str, action: Action) -> float | None:
+        """Time of the newest record of ``action`` for ``task`` (``RUN``: newest start)."""
+        ...
+
+    def count(self, task: str, action: Action | None = None,
+              since: float | None = None, until: float | None = None) -> int:
+        """How many of ``task``'s records have ``action`` (any, if ``None``), with their
+        time in ``[since, until)`` (open-ended where ``None``)."""
+        ...
+
+
+@runtime_checkable
+class RunLog(History, Protocol):
+    """A store of run records; the session is its only writer within a process."""
+
+    #: Human-readable location, used in error messages (a path or ``':memory:'``).
+    location: str
+
+    def start_run(self, task: str, *, created: float, start: float, owner: str) -> RunRecord:
+        """Record that a run started (``action=RUN``) and return it with its ``run_id``."""
+        ...
+
+    def finish_run(self, run_id: str, action: Action, *, end: float,
+                   exc_text: str | None = None, output: str | None = None) -> RunRecord:
+        """Close a run with its final action. Durable when this returns."""
+        ...
+
+    def log_run(self, record: RunRecord) -> RunRecord:
+        """Append a complete record in one write (a run that failed before it started)."""
+        ...
+
+    def records(self, task: str | None = None, action: Action | None = None,
+                since: float | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Records, oldest first; with ``limit``, the newest ``limit`` of them."""
+        ...
+
+    def open_runs(self) -> Sequence[RunRecord]:
+        """Records still marked ``RUN``."""
+        ...
+
+    def mark_crashed(self, run_ids: Iterable[str], *, end: float) -> int:
+        """Turn open runs into ``CRASH`` records (their owner is gone)."""
+        ...
+
+    def task_names(self) -> list[str]:
+        """Every task name with at least one record."""
+        ...
+
+    def refresh(self) -> None:
+        """See writes made by other processes (cheap when there were none)."""
+        ...
+
+    def close(self) -> None: ...

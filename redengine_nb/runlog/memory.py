@@ -1,0 +1,138 @@
+"""An in-memory run log: for tests, and for ``logs=':memory:'``-style throwaway sessions.
+
+Lookups are indexed: the newest time per ``(task, action)`` is kept in a dict, and the
+times per ``(task, action)`` in sorted lists for counting in a span.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+from collections.abc import Iterable, Sequence
+
+from ..records import Action, RunRecord
+
+__all__ = ["MemoryRunLog"]
+
+
+class MemoryRunLog:
+    """A :class:`~redengine_nb.runlog.base.RunLog` held in this process's memory."""
+
+    location = ":memory:"
+
+    def __init__(self, records: Iterable[RunRecord] = ()) -> None:
+        self._lock = threading.RLock()
+        self._records: dict[str, RunRecord] = {}
+        self._last: dict[tuple[str, Action], float] = {}
+        self._times: dict[tuple[str, Action], list[float]] = {}
+        self._ids = itertools.count(1)
+        for record in records:
+            self.log_run(record)
+
+    # -- History ---------------------------------------------------------------------
+    def last(self, task: str, action: Action) -> float | None:
+        return self._last.get((task, action))
+
+    def count(self, task: str, action: Action | None = None,
+              since: float | None = None, until: float | None = None) -> int:
+        actions = list(Action) if action is None else [action]
+        total = 0
+        with self._lock:
+            for act in actions:
+                times = self._times.get((task, act))
+                if not times:
+                    continue
+                lo = 0 if since is None else bisect.bisect_left(times, since)
+                hi = len(times) if until is None else bisect.bisect_left(times, until)
+                total += max(0, hi - lo)
+        return total
+
+    # -- writing ---------------------------------------------------------------------
+    def _index(self, task: str, action: Action, when: float) -> None:
+        key = (task, action)
+        bisect.insort(self._times.setdefault(key, []), when)
+        prev = self._last.get(key)
+        if prev is None or when > prev:
+            self._last[key] = when
+
+    def _unindex(self, task: str, action: Action, when: float) -> None:
+        key = (task, action)
+        times = self._times.get(key, [])
+        i = bisect.bisect_left(times, when)
+        if i < len(times) and times[i] == when:
+            del times[i]
+        # RUN stays indexed under its start (a run that ended still *started*); only the
+        # list for counting open runs changes, so ``last`` needs no recomputation here.
+
+    def _new_id(self) -> str:
+        return str(next(self._ids))
+
+    def start_run(self, task: str, *, created: float, start: float, owner: str) -> RunRecord:
+        with self._lock:
+            record = RunRecord(self._new_id(), task, Action.RUN, created, start, owner=owner)
+            self._records[record.run_id] = record
+            self._index(task, Action.RUN, start)
+            return record
+
+    def finish_run(self, run_id: str, action: Action, *, end: float,
+                   exc_text: str | None = None, output: str | None = None) -> RunRecord:
+        with self._lock:
+            record = self._records[run_id]
+            if record.action is not Action.RUN:
+                raise ValueError(f"run {run_id} of {record.task_name!r} already ended "
+                                 f"({record.action.value})")
+            record.action = action
+            record.end = end
+            record.exc_text = exc_text
+            record.output = output
+            self._index(record.task_name, action, end)
+            return record
+
+    def log_run(self, record: RunRecord) -> RunRecord:
+        with self._lock:
+            if not record.run_id or record.run_id in self._records:
+                record.run_id = self._new_id()
+            self._records[record.run_id] = record
+            if record.start is not None:
+                self._index(record.task_name, Action.RUN, record.start)
+            if record.action is not Action.RUN:
+                self._index(record.task_name, record.action, record.time)
+            return record
+
+    # -- reading ---------------------------------------------------------------------
+    def records(self, task: str | None = None, action: Action | None = None,
+                since: float | None = None, limit: int | None = None) -> list[RunRecord]:
+        with self._lock:
+            found = [
+                r for r in self._records.values()
+                if (task is None or r.task_name == task)
+                and (action is None or r.action is action)
+                and (since is None or r.time >= since)
+            ]
+        found.sort(key=lambda r: (r.created, int(r.run_id) if r.run_id.isdigit() else 0))
+        return found[-limit:] if limit is not None else found
+
+    def open_runs(self) -> Sequence[RunRecord]:
+        with self._lock:
+            return [r for r in self._records.values() if r.action is Action.RUN]
+
+    def mark_crashed(self, run_ids: Iterable[str], *, end: float) -> int:
+        done = 0
+        for run_id in run_ids:
+            try:
+                self.finish_run(run_id, Action.CRASH, end=end)
+                done += 1
+            except (KeyError, ValueError):
+                continue
+        return done
+
+    def task_names(self) -> list[str]:
+        with self._lock:
+            return sorted({r.task_name for r in self._records.values()})
+
+    def refresh(self) -> None:
+        """Nothing to do: no other process writes to this store."""
+
+    def close(self) -> None:
+        """Nothing to release."""
