@@ -1,0 +1,54 @@
+"""The notebook layer: ``%load_ext redengine_nb``, the magics, the kernel session, the panel.
+
+Importing this package is cheap and does not import IPython or ipywidgets: the extension
+entry points import :mod:`.magics` (IPython) when called, and :func:`panel` imports the
+widget module (ipywidgets) when called.
+
+In a notebook::
+
+    %load_ext redengine_nb
+    from redengine_nb.notebook import get_app
+    app = get_app()                      # the session the magics use
+
+    @app.task('every 10 minutes')
+    def fetch(): ...
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..app import RedEngine
+
+__all__ = ["get_app", "load_ipython_extension", "panel", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext redengine_nb``: start this kernel's scheduler and register the magics."""
+    from . import kernel
+    from .magics import SchedulerMagics
+
+    kernel.activate(ipython)
+    ipython.register_magics(SchedulerMagics(ipython, get_app))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext redengine_nb``: stop the scheduler thread (the tasks are kept)."""
+    from . import kernel
+
+    kernel.deactivate(ipython)
+
+
+def get_app() -> RedEngine:
+    """The app of this kernel's scheduler session; ``%load_ext redengine_nb`` first."""
+    from . import kernel
+
+    return kernel.get_app()
+
+
+def panel(session_or_app: Any = None) -> Any:
+    """The live ipywidgets panel of ``session_or_app`` (default: this kernel's session)."""
+    from .panel import panel as _panel
+
+    return _panel(get_app() if session_or_app is None else session_or_app)

@@ -94,11 +94,8 @@ def _options_start(line: str) -> int:
             continue
         if ch in "'\"":
             quote = ch
-        elif (
+        elif (ch == "-" and line.startswith("--", i) and (i == 0 or line[i - 1].isspace())) or (
             ch == "-"
-            and line.startswith("--", i)
-            and (i == 0 or line[i - 1].isspace())
-            or ch == "-"
             and line.startswith("-h", i)
             and (i == 0 or line[i - 1].isspace())
             and (i + 2 == len(line) or line[i + 2].isspace())

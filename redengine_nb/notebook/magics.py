@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import weakref
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from .cells import TaskCellError, default_task_name, parse_task_line, task_line_
 
 if TYPE_CHECKING:
     from ..app import RedEngine
-    from ..tasks import Task
+    from ..tasks import BaseTask as Task
 
 __all__ = [
     "cell_task_names",
@@ -141,3 +142,303 @@ def describe_registration(task: Task, *, now: datetime | None = None) -> str:
 
 def _quote(name: str) -> str:
     return name if shlex.quote(name) == name else shlex.quote(name)
+
+
+# ---------------------------------------------------------------------------------------
+# The IPython layer. Everything above is pure; below, the magics a notebook user types.
+# ---------------------------------------------------------------------------------------
+
+from IPython.core.error import UsageError  # noqa: E402
+from IPython.core.magic import (  # noqa: E402
+    Magics,
+    cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
+
+TASK_LINE_HELP = """usage: %task ACTION NAME
+
+Act on one task of the kernel's scheduler session.
+
+actions:
+  run NAME         run it once at the next chance, whatever its condition
+  disable NAME     stop it from starting (a running run goes on)
+  enable NAME      let it start again when its condition is true
+  delete NAME      remove it (its history stays in the run log)
+  terminate NAME   ask its running run to stop (a process is killed; a thread's
+                   TerminationFlag is set)
+  log NAME [--limit N] [--verbose]
+                   its runs, newest last: status, start, end, runtime, output,
+                   traceback; --verbose prints them in full
+
+NAME may be quoted ('my task'). As a cell magic, %%task registers the cell as a task:
+see %%task --help.
+"""
+
+TASKS_HELP = """usage: %tasks
+
+The status table of the kernel's scheduler session: one row per task (name, condition,
+status, last run, next due, running, disabled, execution, runs, fails).
+"""
+
+SCHEDULER_HELP = """usage: %scheduler start|stop|restart|status|panel
+
+  start     start the scheduler thread (if it is not running)
+  stop      stop it (running tasks are waited for; tasks stay registered)
+  restart   stop and start it again in this kernel (restarting='recall')
+  status    say whether it runs, and how many tasks there are
+  panel     show the live ipywidgets panel
+"""
+
+_TASK_ACTIONS = ("run", "disable", "enable", "delete", "terminate", "log")
+
+
+def _words(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot read {line!r}: {exc}") from None
+
+
+def _cell_id_of(shell: Any) -> str | None:
+    """The id of the cell being executed, when the front end sends it (JupyterLab does)."""
+    parent: Any = None
+    kernel = getattr(shell, "kernel", None)
+    get_parent = getattr(kernel, "get_parent", None)
+    if callable(get_parent):
+        try:
+            parent = get_parent("shell")
+        except TypeError:
+            parent = get_parent()
+        except Exception:
+            parent = None
+    if not parent:
+        parent = getattr(shell, "parent_header", None)
+    if not isinstance(parent, dict):
+        return None
+    metadata = parent.get("metadata") or {}
+    cell_id = metadata.get("cellId") or metadata.get("cell_id")
+    return str(cell_id) if cell_id else None
+
+
+@magics_class
+class SchedulerMagics(Magics):
+    """``%%task``, ``%task``, ``%tasks`` and ``%scheduler``."""
+
+    def __init__(self, shell: Any, get_app: Callable[[], RedEngine]) -> None:
+        super().__init__(shell)
+        self._get_app = get_app
+
+    def _app(self) -> RedEngine:
+        try:
+            return self._get_app()
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _task(self, name: str) -> Task:
+        try:
+            return self._app().session[name]
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0]) if exc.args else f"no task {name!r}") from None
+
+    # -- %%task ---------------------------------------------------------------------
+    @no_var_expand
+    @cell_magic("task")
+    def task_cell(self, line: str, cell: str) -> None:
+        """Register this cell as a task: %%task CONDITION [options]; see --help."""
+        try:
+            opts = parse_task_line(line)
+        except TaskCellError as exc:
+            raise UsageError(str(exc)) from None
+        if opts.help:
+            print(task_line_help())
+            return
+        if not cell.strip():
+            raise UsageError("%%task: the cell has no code to run")
+        app = self._app()
+        try:
+            task = register_cell_task(
+                app, line, cell, cell_id=_cell_id_of(self.shell), namespace=self.shell.user_ns
+            )
+        except (ValueError, TypeError) as exc:  # ConditionParseError, ConfigError, ...
+            raise UsageError(str(exc)) from None
+        print(describe_registration(task, now=app.session.clock.now()))
+
+    # -- %task ----------------------------------------------------------------------
+    @no_var_expand
+    @line_magic("task")
+    def task_line(self, line: str) -> Any:
+        """Act on a task: %task run|disable|enable|delete|terminate|log NAME; see --help."""
+        words = _words(line)
+        if not words or words[0] in ("--help", "-h", "help"):
+            print(TASK_LINE_HELP)
+            return None
+        action, rest = words[0], words[1:]
+        if action not in _TASK_ACTIONS:
+            raise UsageError(
+                f"%task: unknown action {action!r}; expected one of "
+                f"{', '.join(_TASK_ACTIONS)}\n(to register a cell as a task use %%task, "
+                "with two %)"
+            )
+        if action == "log":
+            return self._task_log(rest)
+        if not rest:
+            raise UsageError(f"%task {action}: which task? usage: %task {action} NAME")
+        name = " ".join(rest)
+        task = self._task(name)
+        if action == "run":
+            task.run()
+            print(f"queued a run of {name!r}")
+        elif action == "disable":
+            task.disabled = True
+            print(f"disabled {name!r}")
+        elif action == "enable":
+            task.disabled = False
+            print(f"enabled {name!r}")
+        elif action == "delete":
+            task.delete()
+            owned = cell_task_names(self._app())
+            for cell_id in [c for c, n in owned.items() if n == name]:
+                del owned[cell_id]
+            print(f"deleted {name!r}")
+        else:
+            running = task.is_running
+            task.terminate()
+            print(f"asked {name!r} to terminate" if running else f"{name!r} is not running")
+        return None
+
+    def _task_log(self, words: list[str]) -> Any:
+        limit = 20
+        verbose = False
+        names: list[str] = []
+        it = iter(words)
+        for word in it:
+            if word in ("--verbose", "-v"):
+                verbose = True
+            elif word.startswith("--limit"):
+                value = word.partition("=")[2] or next(it, "")
+                try:
+                    limit = int(value)
+                except ValueError:
+                    raise UsageError(f"%task log: --limit needs a number, not {value!r}") from None
+            elif word in ("--help", "-h"):
+                print(TASK_LINE_HELP)
+                return None
+            elif word.startswith("--"):
+                raise UsageError(f"%task log: unknown option {word!r}\n{TASK_LINE_HELP}")
+            else:
+                names.append(word)
+        if not names:
+            raise UsageError("%task log: which task? usage: %task log NAME [--limit N]")
+        name = " ".join(names)
+        app = self._app()
+        if name not in app.session:
+            self._task(name)  # raises the session's KeyError text (close matches)
+        frame = task_log_frame(app, name, limit=limit)
+        if verbose:
+            print(format_task_log(frame, name))
+            return None
+        return frame
+
+    # -- %tasks ---------------------------------------------------------------------
+    @no_var_expand
+    @line_magic("tasks")
+    def tasks(self, line: str) -> Any:
+        """Show the status table of the kernel's scheduler session; see --help."""
+        words = _words(line)
+        if words and words[0] in ("--help", "-h"):
+            print(TASKS_HELP)
+            return None
+        if words:
+            raise UsageError(f"%tasks takes no arguments, got {line!r}\n{TASKS_HELP}")
+        return self._app().session.status()
+
+    # -- %scheduler -----------------------------------------------------------------
+    @no_var_expand
+    @line_magic("scheduler")
+    def scheduler(self, line: str) -> Any:
+        """Control the scheduler: %scheduler start|stop|restart|status|panel; see --help."""
+        words = _words(line)
+        if not words or words[0] in ("--help", "-h", "help"):
+            print(SCHEDULER_HELP)
+            return None
+        if len(words) > 1:
+            raise UsageError(f"%scheduler takes one action, got {line!r}\n{SCHEDULER_HELP}")
+        action = words[0]
+        app = self._app()
+        if action == "start":
+            if app.is_running:
+                print("the scheduler is already running")
+            else:
+                app.start()
+                print("scheduler started")
+        elif action == "stop":
+            if app.is_running:
+                app.shut_down()
+                print("scheduler stopped")
+            else:
+                print("the scheduler is not running")
+        elif action == "restart":
+            if app.is_running:
+                app.shut_down()
+            app.start()
+            print("scheduler restarted")
+        elif action == "status":
+            print(scheduler_status_line(app))
+        elif action == "panel":
+            from .panel import panel
+
+            return panel(app)
+        else:
+            raise UsageError(
+                f"%scheduler: unknown action {action!r}; expected start, stop, restart, "
+                "status or panel"
+            )
+        return None
+
+
+def scheduler_status_line(app: RedEngine) -> str:
+    tasks = list(app.session.tasks)
+    running = [t.name for t in tasks if t.is_running]
+    disabled = sum(1 for t in tasks if t.disabled)
+    state = "running" if app.is_running else "stopped"
+    text = f"scheduler {state}; {len(tasks)} tasks ({disabled} disabled)"
+    if running:
+        text += "; running now: " + ", ".join(repr(n) for n in running)
+    return text
+
+
+def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
+    """A task's runs, newest last: run_id, status, start, end, runtime, output, traceback."""
+    frame = app.session.get_task_log(task=name)
+    if limit > 0:
+        frame = frame.tail(limit)
+    columns = {
+        "run_id": "run_id",
+        "action": "status",
+        "start": "start",
+        "end": "end",
+        "runtime": "runtime",
+        "output": "output",
+        "exc_text": "traceback",
+    }
+    present = [c for c in columns if c in frame.columns]
+    return frame[present].rename(columns=columns).reset_index(drop=True)
+
+
+def format_task_log(frame: Any, name: str) -> str:
+    if len(frame) == 0:
+        return f"{name!r} has no runs yet"
+    parts: list[str] = []
+    for row in frame.itertuples(index=False):
+        runtime = getattr(row, "runtime", None)
+        took = "" if runtime is None or runtime != runtime else f" in {runtime:.3f}s"
+        parts.append(f"--- {row.status} at {row.start}{took} (run {row.run_id})")
+        output = getattr(row, "output", None)
+        if isinstance(output, str) and output:
+            parts.append(output.rstrip("\n"))
+        tb = getattr(row, "traceback", None)
+        if isinstance(tb, str) and tb:
+            parts.append(tb.rstrip("\n"))
+    return "\n".join(parts)
