@@ -1,0 +1,640 @@
+"""Process execution: each run in a child process started with ``forkserver`` or ``spawn``.
+
+Why not ``fork``: the scheduler process is threaded (runner, watcher, the kernel's own
+threads), and forking a threaded process can copy a lock that another thread holds and
+deadlock the child. Children start from a clean interpreter instead (``forkserver`` on
+POSIX, where the server is a clean single-threaded process, ``spawn`` elsewhere), and the
+run's target travels as cloudpickle bytes, so functions defined in ``__main__`` or in a
+notebook work too. Unlike plain ``multiprocessing``, the children do *not* re-import the
+main module (see :func:`_skip_main_in_children`), so a script whose ``app.run()`` is not
+under ``if __name__ == "__main__":`` does not start a scheduler inside each task.
+
+The parts of one run:
+
+* **Pickling** happens in the parent, before anything starts: a target that cloudpickle
+  cannot pickle raises :class:`~redengine_nb.errors.TaskSetupError` naming the task and the
+  part that failed (a closure variable, an argument, the function).
+* **Output**: the child points its file descriptors 1 and 2 at a file in a private temp
+  folder, so ``print``, ``logging`` and the output of subprocesses the task starts are all
+  captured. The parent reads only the tail (``spec.output_limit`` characters) after the
+  child has ended, also when it was killed, and removes the folder.
+* **Result**: the child writes its outcome (and the cloudpickled return value) to a file
+  that it renames into place, so a child killed mid-write leaves no half result.
+* **Timeout / terminate()**: the child gets ``SIGTERM``, and ``SIGKILL`` after a grace
+  period (2 s by default); the run is ``terminate``. Setting ``spec.flag`` (what the session
+  does for ``end_cond``) does the same.
+* **TerminationFlag in a process**: if the target refers to ``spec.flag`` itself (the
+  session binds the run's flag as the ``TerminationFlag()`` argument), the child receives
+  its own ``threading.Event`` in its place, and ``SIGTERM`` *sets that event* instead of
+  killing the child: the task can stop cleanly within the grace period. A target that does
+  not refer to the flag keeps the default ``SIGTERM`` behaviour (the child dies at once).
+* **A child that dies on its own** (``SIGKILL`` from outside, ``os._exit``, a segfault)
+  while the scheduler lives is logged ``fail`` with e.g. "process killed by signal 9
+  (SIGKILL)". ``crash`` is kept for runs cut off by the *scheduler* dying, found at its
+  next start, as the spec says.
+* **Timing**: timeouts and the grace period are measured in real (monotonic) seconds; the
+  outcome's ``end`` is read from the session's clock.
+
+One watcher thread per executor waits on the children's sentinels and a wake-up pipe
+(``multiprocessing.connection.wait``) with a timeout only when a deadline is pending; it
+calls ``on_done`` and exits when no child is left. Nothing polls.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import io
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterator
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import cloudpickle
+
+from ..clock import Clock
+from ..errors import TaskInaction, TaskSetupError
+from ..records import Action
+from .base import Executor, RunHandle, RunOutcome, RunSpec
+
+__all__ = ["DEFAULT_GRACE", "ProcessExecutor", "child_termination_flag", "default_start_method"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between ``SIGTERM`` and ``SIGKILL`` when a process run is terminated.
+DEFAULT_GRACE = 2.0
+
+_FLAG_ID = "redengine_nb:termination-flag"
+_OUTPUT_FILE = "output.txt"
+_RESULT_FILE = "result.pickle"
+
+
+def default_start_method() -> str:
+    """``forkserver`` where the platform has it (POSIX), else ``spawn``. Never ``fork``."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
+
+
+# --------------------------------------------------------------------------- pickling
+
+
+class _TargetPickler(cloudpickle.CloudPickler):  # type: ignore[misc]
+    """cloudpickle, with the run's flag replaced by a reference the child resolves."""
+
+    def __init__(self, file: io.BytesIO, flag: threading.Event) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._flag = flag
+        self.uses_flag = False
+
+    def persistent_id(self, obj: Any) -> str | None:
+        if obj is self._flag:
+            self.uses_flag = True
+            return _FLAG_ID
+        return None
+
+
+def _dumps(obj: Any, flag: threading.Event) -> tuple[bytes, bool]:
+    buffer = io.BytesIO()
+    pickler = _TargetPickler(buffer, flag)
+    pickler.dump(obj)
+    return buffer.getvalue(), pickler.uses_flag
+
+
+def _parts(obj: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """The pieces a callable carries with it, labelled for an error message."""
+    if depth > 3:
+        return
+    if isinstance(obj, functools.partial):
+        yield "the function", obj.func
+        for i, arg in enumerate(obj.args):
+            yield f"positional argument {i}", arg
+        for key, value in obj.keywords.items():
+            yield f"argument {key!r}", value
+        return
+    code = getattr(obj, "__code__", None)
+    closure = getattr(obj, "__closure__", None)
+    if code is not None and closure:
+        for name, cell in zip(code.co_freevars, closure, strict=False):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            yield f"closure variable {name!r}", value
+    defaults = getattr(obj, "__defaults__", None) or ()
+    for i, value in enumerate(defaults):
+        yield f"default argument {i}", value
+    kwdefaults = getattr(obj, "__kwdefaults__", None) or {}
+    for key, value in kwdefaults.items():
+        yield f"default of argument {key!r}", value
+    globals_ = getattr(obj, "__globals__", None)
+    if code is not None and globals_ is not None and obj.__module__ in ("__main__", None):
+        # cloudpickle ships the globals of a __main__ (notebook) function by value.
+        for name in code.co_names:
+            if name in globals_:
+                yield f"global {name!r}", globals_[name]
+    bound_self = getattr(obj, "__self__", None)
+    if bound_self is not None and not isinstance(bound_self, type(sys)):
+        yield "the bound object", bound_self
+
+
+def _culprit(obj: Any, flag: threading.Event, depth: int = 0) -> str | None:
+    """Name the innermost part of ``obj`` that cannot be pickled, if one can be found."""
+    for label, part in _parts(obj, depth):
+        try:
+            _dumps(part, flag)
+        except Exception:
+            inner = _culprit(part, flag, depth + 1)
+            what = f"{label} ({type(part).__module__}.{type(part).__qualname__})"
+            return f"{inner} in {what}" if inner else what
+    return None
+
+
+def _pickle_target(spec: RunSpec) -> tuple[bytes, bool]:
+    try:
+        return _dumps(spec.target, spec.flag)
+    except Exception as exc:
+        culprit = _culprit(spec.target, spec.flag)
+        what = culprit if culprit else "its function or arguments"
+        raise TaskSetupError(
+            f"task {spec.task_name!r} cannot run in a process: {what} cannot be pickled "
+            f"({type(exc).__name__}: {exc}). Pass picklable values, create the object inside "
+            "the task, or run it with execution='thread' or 'main'."
+        ) from exc
+
+
+# ------------------------------------------------------------------------ the child side
+
+_CHILD_FLAG = threading.Event()
+
+
+def child_termination_flag() -> threading.Event:
+    """In a process run: the event that ``SIGTERM`` sets (the task's ``TerminationFlag()``)."""
+    return _CHILD_FLAG
+
+
+class _TargetUnpickler(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> Any:
+        if pid == _FLAG_ID:
+            return _CHILD_FLAG
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def _redirect_output(path: str) -> None:
+    """Point fds 1 and 2 (and ``sys.stdout``/``sys.stderr``) at ``path``, unbuffered."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        write_through=True,
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        write_through=True,
+    )
+
+
+def _write_result(path: str, action: Action, value: bytes | None, exc_text: str | None) -> None:
+    temp = path + ".tmp"
+    with open(temp, "wb") as file:
+        pickle.dump((action.value, value, exc_text), file, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(temp, path)
+
+
+def _child_main(payload: bytes, uses_flag: bool, out_path: str, result_path: str) -> None:
+    """Entry point of the child process."""
+    _redirect_output(out_path)
+    if uses_flag:
+        signal.signal(signal.SIGTERM, lambda signum, frame: _CHILD_FLAG.set())
+    action, value, exc_text = Action.SUCCESS, None, None
+    try:
+        target = _TargetUnpickler(io.BytesIO(payload)).load()
+    except BaseException:
+        action = Action.FAIL
+        exc_text = "could not load the task in the child process:\n" + traceback.format_exc()
+    else:
+        try:
+            result = target()
+        except TaskInaction:
+            action = Action.INACTION
+        except BaseException:
+            action = Action.FAIL
+            exc_text = traceback.format_exc()
+        else:
+            try:
+                value = cloudpickle.dumps(result)
+            except Exception as exc:
+                action = Action.FAIL
+                exc_text = (
+                    f"the task's return value ({type(result).__module__}."
+                    f"{type(result).__qualname__}) cannot be pickled to send it back to the "
+                    f"scheduler: {type(exc).__name__}: {exc}"
+                )
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    _write_result(result_path, action, value, exc_text)
+
+
+# ----------------------------------------------------------------------- the parent side
+
+_CHILD_NAME_PREFIX = "redengine-nb task "
+
+
+def _skip_main_in_children() -> None:
+    """Start our children without re-running the parent's main module.
+
+    ``spawn`` and ``forkserver`` children normally import the parent's ``__main__`` (as
+    ``__mp_main__``) before unpickling their target. A run does not need it (cloudpickle
+    ships ``__main__`` functions and classes by value), and it is harmful: a script that
+    builds an app and calls ``app.run()`` without an ``if __name__ == "__main__":`` guard
+    would start a second scheduler inside every task process. The preparation data of
+    processes *named by this module* is therefore stripped of the main-module entries;
+    every other process is left as multiprocessing makes it.
+    """
+    import multiprocessing.spawn as mp_spawn
+
+    original = mp_spawn.get_preparation_data
+    if getattr(original, "_redengine_nb_skips_main", False):
+        return
+
+    @functools.wraps(original)
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        if isinstance(name, str) and name.startswith(_CHILD_NAME_PREFIX):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    get_preparation_data._redengine_nb_skips_main = True  # type: ignore[attr-defined]
+    mp_spawn.get_preparation_data = get_preparation_data
+
+
+def _read_tail(path: str, limit: int) -> str | None:
+    """The last ``limit`` characters of a UTF-8 file (``None`` if empty or missing)."""
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            start = max(0, size - 4 * max(limit, 0))  # at most 4 bytes per character
+            file.seek(start)
+            data = file.read()
+    except OSError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    if start > 0 or len(text) > limit:
+        text = text[-limit:] if limit > 0 else ""
+    return text or None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class _ProcessHandle(RunHandle):
+    """A live process run. State changes happen on the watcher thread, under the lock."""
+
+    def __init__(
+        self,
+        executor: ProcessExecutor,
+        spec: RunSpec,
+        on_done: Callable[[RunOutcome], None],
+        process: BaseProcess,
+        workdir: str,
+    ) -> None:
+        self.spec = spec
+        self._executor = executor
+        self.on_done = on_done
+        self.process = process
+        self.workdir = workdir
+        self.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+        #: Why termination was asked for (``None``: it was not).
+        self.term_reason: str | None = None
+        self.term_sent = False
+        self.kill_at: float | None = None
+        self.killed = False
+        #: Taken off the watch list: its outcome is being decided, terminate() is too late.
+        self.reaped = False
+        self.done = threading.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def is_alive(self) -> bool:
+        return not self.done.is_set()
+
+    def terminate(self) -> None:
+        self._executor._request_terminate(self, "terminated on request")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until ``on_done`` has been called; return whether it has."""
+        return self.done.wait(timeout)
+
+    def __repr__(self) -> str:
+        state = "alive" if self.is_alive() else "done"
+        return f"<process run {self.spec.task_name!r} pid={self.pid} {state}>"
+
+
+_EXECUTORS: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _terminate_all_at_exit() -> None:
+    """The interpreter is ending: its process runs are cut off, not waited for."""
+    for executor in list(_EXECUTORS):
+        executor.shutdown(terminate=True)
+        executor.join(executor.grace + 1.0)
+
+
+class ProcessExecutor(Executor):
+    """Runs each :class:`RunSpec` in a child process; at most ``max_processes`` at once.
+
+    ``capacity()`` tells the session how many more may start; ``start`` itself does not
+    refuse (the session makes due tasks wait). ``start_method`` is ``'forkserver'`` or
+    ``'spawn'`` (default: :func:`default_start_method`); ``'fork'`` is refused.
+    """
+
+    kind = "process"
+
+    def __init__(
+        self,
+        max_processes: int,
+        clock: Clock,
+        *,
+        start_method: str | None = None,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        if max_processes < 1:
+            raise ValueError(f"max_processes must be at least 1, got {max_processes!r}")
+        method = start_method or default_start_method()
+        if method not in ("spawn", "forkserver"):
+            raise ValueError(
+                f"start_method {method!r} is not allowed; use 'forkserver' or 'spawn' "
+                "(forking the threaded scheduler process can deadlock the child)"
+            )
+        self.max_processes = max_processes
+        self.clock = clock
+        self.grace = grace
+        self.start_method = method
+        # typeshed types get_context() as BaseContext, which lacks .Process
+        self._ctx: Any = multiprocessing.get_context(method)
+        _skip_main_in_children()
+        self._lock = threading.Lock()
+        self._children: dict[Any, _ProcessHandle] = {}  # keyed by sentinel
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        self._wake_pending = False
+        self._watcher: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closed = False
+        _EXECUTORS.add(self)
+
+    # -- the Executor interface ------------------------------------------------------
+
+    def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
+        if self._closed:
+            raise RuntimeError("this process executor has been shut down")
+        payload, uses_flag = _pickle_target(spec)
+        workdir = tempfile.mkdtemp(prefix="redengine-run-")
+        out_path = os.path.join(workdir, _OUTPUT_FILE)
+        result_path = os.path.join(workdir, _RESULT_FILE)
+        process = self._ctx.Process(
+            target=_child_main,
+            args=(payload, uses_flag, out_path, result_path),
+            name=_CHILD_NAME_PREFIX + spec.task_name,
+            daemon=False,  # a task may start processes of its own; atexit ends ours
+        )
+        try:
+            process.start()
+        except Exception as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise TaskSetupError(
+                f"task {spec.task_name!r}: could not start its process "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        handle = _ProcessHandle(self, spec, on_done, process, workdir)
+        with self._lock:
+            self._children[process.sentinel] = handle
+            self._idle.clear()
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch, name="redengine-nb process watcher", daemon=True
+                )
+                self._watcher.start()
+        self._hook_flag(handle)
+        if spec.flag.is_set():
+            self._request_terminate(handle, "terminated: its flag was set before it started")
+        else:
+            self._wake()
+        return handle
+
+    def capacity(self) -> int:
+        with self._lock:
+            return max(0, self.max_processes - len(self._children))
+
+    def shutdown(self, *, terminate: bool) -> None:
+        """Refuse new runs; with ``terminate``, TERM (then KILL) the running ones.
+
+        Does not wait: ``on_done`` is still called for every run, from the watcher thread.
+        Use :meth:`join` to wait (not while holding a lock that ``on_done`` takes).
+        """
+        self._closed = True
+        if terminate:
+            with self._lock:
+                handles = list(self._children.values())
+            for handle in handles:
+                self._request_terminate(handle, "terminated: the scheduler shut down")
+
+    # -- extras ------------------------------------------------------------------------
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until no run is alive and every ``on_done`` has returned."""
+        return self._idle.wait(timeout)
+
+    @property
+    def running(self) -> list[RunHandle]:
+        with self._lock:
+            return list(self._children.values())
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _hook_flag(self, handle: _ProcessHandle) -> None:
+        """Make ``spec.flag.set()`` wake the watcher, which then terminates the run."""
+        flag = handle.spec.flag
+        original = flag.set
+        executor = weakref.ref(self)
+
+        def set_and_terminate() -> None:
+            original()
+            owner = executor()
+            if owner is not None and handle.is_alive():
+                owner._request_terminate(handle, "terminated: its flag was set")
+
+        setattr(flag, "set", set_and_terminate)  # noqa: B010 - instance attribute on purpose
+
+    def _request_terminate(self, handle: _ProcessHandle, reason: str) -> None:
+        with self._lock:
+            if handle.term_reason is not None or handle.reaped:
+                return
+            handle.term_reason = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._wake_w.send_bytes(b"!")
+        except OSError:  # the pipe is closed: the interpreter is ending
+            pass
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                if not self._children:
+                    self._watcher = None
+                    self._idle.set()
+                    return
+                handles = list(self._children.values())
+            timeout = self._act_on_deadlines(handles)
+            sentinels = [h.process.sentinel for h in handles]
+            ready = multiprocessing.connection.wait([self._wake_r, *sentinels], timeout)
+            if self._wake_r in ready:
+                with self._lock:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                    self._wake_pending = False
+            for sentinel in ready:
+                if sentinel is self._wake_r:
+                    continue
+                with self._lock:
+                    handle = self._children.pop(sentinel, None)
+                    if handle is not None:
+                        handle.reaped = True
+                if handle is not None:
+                    self._finish(handle)
+
+    def _act_on_deadlines(self, handles: list[_ProcessHandle]) -> float | None:
+        """Send TERM/KILL that are due; return seconds until the next deadline."""
+        now = time.monotonic()
+        next_at: float | None = None
+        for handle in handles:
+            with self._lock:
+                if handle.term_reason is None and handle.deadline is not None:
+                    if now >= handle.deadline:
+                        handle.term_reason = (
+                            f"terminated: timeout of {handle.spec.timeout:g} s exceeded"
+                        )
+                    else:
+                        next_at = _earliest(next_at, handle.deadline)
+                send_term = handle.term_reason is not None and not handle.term_sent
+                if send_term:
+                    handle.term_sent = True
+                    handle.kill_at = now + self.grace
+            if send_term:
+                handle.process.terminate()
+            if handle.kill_at is not None and not handle.killed:
+                if now >= handle.kill_at:
+                    handle.killed = True
+                    handle.process.kill()
+                else:
+                    next_at = _earliest(next_at, handle.kill_at)
+        return None if next_at is None else max(0.0, next_at - now)
+
+    def _finish(self, handle: _ProcessHandle) -> None:
+        try:
+            outcome = self._outcome(handle)
+        except Exception:
+            outcome = RunOutcome(
+                Action.FAIL,
+                self.clock.time(),
+                exc_text="redengine_nb could not read the result of the "
+                "process run:\n" + traceback.format_exc(),
+            )
+        finally:
+            shutil.rmtree(handle.workdir, ignore_errors=True)
+        try:
+            handle.on_done(outcome)
+        except Exception:
+            log.exception("on_done of task %r raised", handle.spec.task_name)
+        finally:
+            handle.done.set()
+
+    def _outcome(self, handle: _ProcessHandle) -> RunOutcome:
+        process = handle.process
+        process.join()
+        end = self.clock.time()
+        output = _read_tail(os.path.join(handle.workdir, _OUTPUT_FILE), handle.spec.output_limit)
+        result = self._read_result(os.path.join(handle.workdir, _RESULT_FILE))
+        code = process.exitcode
+        try:
+            process.close()
+        except ValueError:
+            pass
+        if handle.term_reason is not None:
+            return RunOutcome(Action.TERMINATE, end, exc_text=handle.term_reason, output=output)
+        if result is None:
+            if code is not None and code < 0:
+                why = f"process killed by signal {-code} ({_signal_name(-code)})"
+            else:
+                why = f"process exited with status {code} before reporting a result"
+            return RunOutcome(Action.FAIL, end, exc_text=why, output=output)
+        action_text, value_bytes, exc_text = result
+        action = Action(action_text)
+        value: Any = None
+        if value_bytes is not None:
+            try:
+                value = pickle.loads(value_bytes)
+            except Exception as exc:
+                return RunOutcome(
+                    Action.FAIL,
+                    end,
+                    output=output,
+                    exc_text="the task's return value could not be loaded in the scheduler "
+                    f"process: {type(exc).__name__}: {exc}",
+                )
+        return RunOutcome(action, end, return_value=value, exc_text=exc_text, output=output)
+
+    @staticmethod
+    def _read_result(path: str) -> tuple[str, bytes | None, str | None] | None:
+        try:
+            with open(path, "rb") as file:
+                data = pickle.load(file)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return None
+        action_text, value_bytes, exc_text = data
+        return str(action_text), value_bytes, exc_text
+
+
+def _earliest(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
