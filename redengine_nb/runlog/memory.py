@@ -1,7 +1,10 @@
 """An in-memory run log: for tests, and for ``logs=':memory:'``-style throwaway sessions.
 
 Lookups are indexed: the newest time per ``(task, action)`` is kept in a dict, and the
-times per ``(task, action)`` in sorted lists for counting in a span.
+times per ``(task, action)`` in sorted lists for counting in a span. ``RUN`` is indexed by
+start for every run that started (ended or not), like ``last(task, RUN)``; the record
+times per task (the end once ended, else the start) are a separate list, so that
+``count(task)`` of any action counts each record once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class MemoryRunLog:
         self._records: dict[str, RunRecord] = {}
         self._last: dict[tuple[str, Action], float] = {}
         self._times: dict[tuple[str, Action], list[float]] = {}
+        self._record_times: dict[str, list[float]] = {}
         self._ids = itertools.count(1)
         for record in records:
             self.log_run(record)
@@ -34,19 +38,23 @@ class MemoryRunLog:
     def last(self, task: str, action: Action) -> float | None:
         return self._last.get((task, action))
 
-    def count(self, task: str, action: Action | None = None,
-              since: float | None = None, until: float | None = None) -> int:
-        actions = list(Action) if action is None else [action]
-        total = 0
+    def count(
+        self,
+        task: str,
+        action: Action | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
         with self._lock:
-            for act in actions:
-                times = self._times.get((task, act))
-                if not times:
-                    continue
-                lo = 0 if since is None else bisect.bisect_left(times, since)
-                hi = len(times) if until is None else bisect.bisect_left(times, until)
-                total += max(0, hi - lo)
-        return total
+            if action is None:
+                times = self._record_times.get(task)
+            else:
+                times = self._times.get((task, Action.parse(action)))
+            if not times:
+                return 0
+            lo = 0 if since is None else bisect.bisect_left(times, since)
+            hi = len(times) if until is None else bisect.bisect_left(times, until)
+            return max(0, hi - lo)
 
     # -- writing ---------------------------------------------------------------------
     def _index(self, task: str, action: Action, when: float) -> None:
@@ -56,37 +64,54 @@ class MemoryRunLog:
         if prev is None or when > prev:
             self._last[key] = when
 
-    def _unindex(self, task: str, action: Action, when: float) -> None:
-        key = (task, action)
-        times = self._times.get(key, [])
-        i = bisect.bisect_left(times, when)
-        if i < len(times) and times[i] == when:
-            del times[i]
-        # RUN stays indexed under its start (a run that ended still *started*); only the
-        # list for counting open runs changes, so ``last`` needs no recomputation here.
+    def _retime(self, task: str, old: float | None, new: float) -> None:
+        """Move a record's time in the per-task list (``old=None``: a new record)."""
+        times = self._record_times.setdefault(task, [])
+        if old is not None:
+            i = bisect.bisect_left(times, old)
+            if i < len(times) and times[i] == old:
+                del times[i]
+        bisect.insort(times, new)
 
     def _new_id(self) -> str:
-        return str(next(self._ids))
+        while True:  # skip ids that log_run() kept from given records
+            run_id = str(next(self._ids))
+            if run_id not in self._records:
+                return run_id
 
     def start_run(self, task: str, *, created: float, start: float, owner: str) -> RunRecord:
         with self._lock:
             record = RunRecord(self._new_id(), task, Action.RUN, created, start, owner=owner)
             self._records[record.run_id] = record
             self._index(task, Action.RUN, start)
+            self._retime(task, None, record.time)
             return record
 
-    def finish_run(self, run_id: str, action: Action, *, end: float,
-                   exc_text: str | None = None, output: str | None = None) -> RunRecord:
+    def finish_run(
+        self,
+        run_id: str,
+        action: Action,
+        *,
+        end: float,
+        exc_text: str | None = None,
+        output: str | None = None,
+    ) -> RunRecord:
+        action = Action.parse(action)
+        if action is Action.RUN:
+            raise ValueError("finish_run() needs a final action, not 'run'")
         with self._lock:
             record = self._records[run_id]
             if record.action is not Action.RUN:
-                raise ValueError(f"run {run_id} of {record.task_name!r} already ended "
-                                 f"({record.action.value})")
+                raise ValueError(
+                    f"run {run_id} of {record.task_name!r} already ended ({record.action.value})"
+                )
+            before = record.time
             record.action = action
             record.end = end
             record.exc_text = exc_text
             record.output = output
             self._index(record.task_name, action, end)
+            self._retime(record.task_name, before, record.time)
             return record
 
     def log_run(self, record: RunRecord) -> RunRecord:
@@ -98,20 +123,29 @@ class MemoryRunLog:
                 self._index(record.task_name, Action.RUN, record.start)
             if record.action is not Action.RUN:
                 self._index(record.task_name, record.action, record.time)
+            self._retime(record.task_name, None, record.time)
             return record
 
     # -- reading ---------------------------------------------------------------------
-    def records(self, task: str | None = None, action: Action | None = None,
-                since: float | None = None, limit: int | None = None) -> list[RunRecord]:
+    def records(
+        self,
+        task: str | None = None,
+        action: Action | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         with self._lock:
             found = [
-                r for r in self._records.values()
+                r
+                for r in self._records.values()
                 if (task is None or r.task_name == task)
                 and (action is None or r.action is action)
                 and (since is None or r.time >= since)
             ]
         found.sort(key=lambda r: (r.created, int(r.run_id) if r.run_id.isdigit() else 0))
-        return found[-limit:] if limit is not None else found
+        if limit is None:
+            return found
+        return found[-limit:] if limit > 0 else []  # found[-0:] would be everything
 
     def open_runs(self) -> Sequence[RunRecord]:
         with self._lock:

@@ -1,0 +1,538 @@
+"""The default run log: one SQLite file (stdlib :mod:`sqlite3`), shared safely by processes.
+
+One row per run in the table ``runs``: ``action`` is ``'run'`` while the run lives and is
+updated to its final action when it ends. Times are epoch seconds (``REAL``).
+
+Durability. The file uses the WAL journal with ``synchronous=NORMAL``: a write is durable
+when its call returns as far as a crash of *the process* (or the kernel being killed) is
+concerned. A power loss or an operating-system crash may lose the last few commits (the
+database stays consistent). Several processes may write at once; each waits up to
+``busy_timeout`` seconds for another's write lock, and a write that cannot be made raises
+:class:`~redengine_nb.errors.RunLogError` -- it is never silently dropped.
+
+Lookups never scan the table. The indexes (see ``_SCHEMA``):
+
+- ``(task_name, start)`` -- ``last(task, RUN)`` (newest start) and ``count(task, RUN, ...)``
+  (runs started in a span, whether they have ended since or not);
+- ``(task_name, action, <time>)`` -- ``last`` / ``count`` of a final action, where
+  ``<time>`` is the record's time (its end once it has ended, else its start);
+- ``(task_name, <time>)`` and ``(<time>)`` -- ``count(task)`` of any action and
+  ``records(since=...)``;
+- ``(task_name, created)``, ``(task_name, action, created)``, ``(action, created)`` and
+  ``(created)`` -- ``records(...)`` in order, newest first with a limit, and ``open_runs()``
+  (the rows whose action is still ``'run'``).
+
+A small in-memory cache answers ``last()`` again without a query. It is keyed by
+``(task, action)``, bounded (``cache_size`` entries, least recently used dropped), kept up
+to date by this process's own writes, and emptied by :meth:`SQLiteRunLog.refresh` when
+``PRAGMA data_version`` says another connection has written. Nothing else is cached, so
+memory stays bounded however many runs the file holds.
+
+The file is marked as ours with ``PRAGMA application_id`` and carries the schema version
+in ``PRAGMA user_version``. A file that is not SQLite, or is another application's
+database, is refused with an error and left byte-for-byte untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunLogError
+from ..records import Action, RunRecord
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteRunLog"]
+
+#: ``PRAGMA application_id`` of a redengine_nb run log (the bytes ``RENB``).
+APPLICATION_ID = 0x52454E42
+#: ``PRAGMA user_version``: the schema version this module writes and reads.
+SCHEMA_VERSION = 1
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+# The instant a row's action refers to (RunRecord.time): its end once ended, else its start.
+# Indexes on this expression are used only by queries that spell it the same way.
+_TIME = "COALESCE(CASE WHEN action <> 'run' THEN \"end\" END, start, created)"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    run_id    INTEGER PRIMARY KEY,
+    task_name TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    created   REAL NOT NULL,
+    start     REAL,
+    "end"     REAL,
+    exc_text  TEXT,
+    output    TEXT,
+    owner     TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_runs_task_start ON runs (task_name, start);
+CREATE INDEX IF NOT EXISTS ix_runs_task_action_time ON runs (task_name, action, {_TIME});
+CREATE INDEX IF NOT EXISTS ix_runs_task_time ON runs (task_name, {_TIME});
+CREATE INDEX IF NOT EXISTS ix_runs_task_created ON runs (task_name, created);
+CREATE INDEX IF NOT EXISTS ix_runs_task_action_created ON runs (task_name, action, created);
+CREATE INDEX IF NOT EXISTS ix_runs_created ON runs (created);
+CREATE INDEX IF NOT EXISTS ix_runs_time ON runs ({_TIME});
+CREATE INDEX IF NOT EXISTS ix_runs_action_created ON runs (action, created);
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_COLUMNS = 'run_id, task_name, action, created, start, "end", exc_text, output, owner'
+
+Row = tuple[Any, ...]
+
+
+def _record(row: Row) -> RunRecord:
+    run_id, task, action, created, start, end, exc_text, output, owner = row
+    return RunRecord(
+        str(run_id), task, Action(action), created, start, end, exc_text, output, owner
+    )
+
+
+def _run_id(run_id: str) -> int:
+    """The integer key of ``run_id``; a ``KeyError`` (like an unknown id) if it is not one."""
+    try:
+        return int(run_id)
+    except (TypeError, ValueError):
+        raise KeyError(run_id) from None
+
+
+class SQLiteRunLog:
+    """A :class:`~redengine_nb.runlog.base.RunLog` in a SQLite file (or ``':memory:'``).
+
+    ``busy_timeout``: seconds to wait for another process's lock before a call fails with
+    :class:`RunLogError`. ``cache_size``: most ``last()`` answers kept (``0``: no cache).
+    Thread safe: one connection, guarded by a lock.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, cache_size: int = 1024
+    ) -> None:
+        self._memory = os.fspath(path) == ":memory:"
+        self.location: str = ":memory:" if self._memory else os.fspath(path)
+        self.busy_timeout = float(busy_timeout)
+        self.cache_size = int(cache_size)
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[tuple[str, Action], float | None] = OrderedDict()
+        self._closed = False
+        if not self._memory:
+            self._check_file(Path(path))
+        try:
+            self._conn = sqlite3.connect(
+                self.location,
+                timeout=self.busy_timeout,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            raise self._error("open", exc) from exc
+        try:
+            self._prepare()
+        except BaseException:
+            self._conn.close()
+            raise
+        self._data_version = self._scalar("PRAGMA data_version")
+
+    # -- opening ---------------------------------------------------------------------
+    def _check_file(self, path: Path) -> None:
+        """Refuse what SQLite would misuse, without writing a byte to it."""
+        folder = path.parent
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise RunLogError(
+                f"cannot open the run log {str(path)!r}: the folder {str(folder)!r} {what}. "
+                "Create the folder first, pass logs= a path in an existing folder, "
+                "or logs=':memory:' for a history that is not kept."
+            )
+        if path.is_dir():
+            raise RunLogError(
+                f"cannot open the run log {str(path)!r}: it is a folder. "
+                "Pass logs= a file path, e.g. os.path.join(folder, 'redengine_nb.db')."
+            )
+        if not path.exists():
+            if not os.access(folder, os.W_OK):
+                raise RunLogError(
+                    f"cannot create the run log {str(path)!r}: the folder {str(folder)!r} "
+                    "is not writable. Fix its permissions or choose another logs= path."
+                )
+            return
+        try:
+            with open(path, "rb") as fh:
+                header = fh.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise RunLogError(
+                f"cannot read the run log {str(path)!r}: {exc.strerror or exc}. "
+                "Fix its permissions or choose another logs= path."
+            ) from exc
+        if header and header != _SQLITE_HEADER:
+            raise RunLogError(
+                f"the run log {str(path)!r} is not a SQLite database (corrupt, or some "
+                "other kind of file); it was left untouched. Move it aside or pass "
+                "another logs= path."
+            )
+        if not os.access(path, os.W_OK) or not os.access(folder, os.W_OK):
+            raise RunLogError(
+                f"the run log {str(path)!r} (or its folder) is read-only; the scheduler "
+                "must write its runs. Fix the permissions or choose another logs= path."
+            )
+
+    def _prepare(self) -> None:
+        """Check that the file is ours (or empty), create the schema, switch to WAL."""
+        with self._guard("open"):
+            self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if not self._is_ours():
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if not self._is_ours():  # another process may have just created it
+                        self._conn.executescript(_SCHEMA)  # commits
+                    else:
+                        self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _is_ours(self) -> bool:
+        """``True`` for our schema, ``False`` for an empty database; else raise."""
+        app_id = self._scalar("PRAGMA application_id")
+        version = self._scalar("PRAGMA user_version")
+        if app_id == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise RunLogError(
+                    f"the run log {self.location!r} has schema version {version}, newer "
+                    f"than this redengine_nb understands ({SCHEMA_VERSION}); it was left "
+                    "untouched. Upgrade redengine_nb or pass another logs= path."
+                )
+            return True
+        objects = self._scalar("SELECT COUNT(*) FROM sqlite_master")
+        if app_id == 0 and version == 0 and objects == 0:
+            return False
+        raise RunLogError(
+            f"{self.location!r} is a SQLite database of some other application (it has "
+            "tables but is not a redengine_nb run log); it was left untouched. Pass "
+            "logs= a new file path instead."
+        )
+
+    # -- plumbing --------------------------------------------------------------------
+    def _error(self, doing: str, exc: sqlite3.Error) -> RunLogError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            hint = (
+                f"another process held a lock on it for longer than the busy timeout "
+                f"({self.busy_timeout:g} s). Stop that process, or pass another "
+                "logs= path."
+            )
+        elif "not a database" in text or "malformed" in text or "corrupt" in text:
+            hint = (
+                "the file is corrupt; it was left as it is. Move it aside (keep it for "
+                "recovery with the sqlite3 '.recover' command) and start a new log."
+            )
+        elif "readonly" in text or "read-only" in text or "unable to open" in text:
+            hint = "check the permissions of the file and its folder, or pass another path."
+        elif "closed" in text:
+            hint = "the run log was closed; open it again."
+        else:
+            hint = "check the disk (space, permissions) or pass another logs= path."
+        return RunLogError(f"run log {self.location!r}: {doing} failed: {text}; {hint}")
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(doing, exc) from exc
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken with the write lock at once, so that concurrent
+        writers wait in SQLite's busy handler rather than fail on a snapshot upgrade).
+        The body may note its write in the cache: a failed commit empties the cache."""
+        with self._lock, self._guard(doing):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                # The body may have updated the cache for a write that is not made.
+                self._cache.clear()
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the original error says more
+                raise
+
+    # -- the last() cache ------------------------------------------------------------
+    def _cache_get(self, key: tuple[str, Action]) -> tuple[bool, float | None]:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return True, self._cache[key]
+        return False, None
+
+    def _cache_put(self, key: tuple[str, Action], value: float | None) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[key] = value
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _cache_note(self, task: str, action: Action, when: float | None) -> None:
+        """Our own write made a record of ``action`` at ``when``: keep a cached answer true."""
+        key = (task, action)
+        if when is None or key not in self._cache:
+            return
+        old = self._cache[key]
+        if old is None or when > old:
+            self._cache[key] = when
+
+    # -- History ---------------------------------------------------------------------
+    def last(self, task: str, action: Action) -> float | None:
+        action = Action.parse(action)
+        key = (task, action)
+        with self._lock:
+            hit, value = self._cache_get(key)
+            if hit:
+                return value
+            with self._guard("reading"):
+                if action is Action.RUN:
+                    value = self._scalar(
+                        "SELECT start FROM runs WHERE task_name = ? AND start IS NOT NULL "
+                        "ORDER BY start DESC LIMIT 1",
+                        (task,),
+                    )
+                else:
+                    value = self._scalar(
+                        f"SELECT {_TIME} FROM runs WHERE task_name = ? AND action = ? "
+                        f"ORDER BY {_TIME} DESC LIMIT 1",
+                        (task, action.value),
+                    )
+            result = None if value is None else float(value)
+            self._cache_put(key, result)
+            return result
+
+    def count(
+        self,
+        task: str,
+        action: Action | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        params: list[Any] = [task]
+        if action is not None:
+            action = Action.parse(action)
+        if action is Action.RUN:
+            sql = "SELECT COUNT(*) FROM runs WHERE task_name = ? AND start IS NOT NULL"
+            col = "start"
+        elif action is None:
+            sql, col = "SELECT COUNT(*) FROM runs WHERE task_name = ?", _TIME
+        else:
+            sql = "SELECT COUNT(*) FROM runs WHERE task_name = ? AND action = ?"
+            col = _TIME
+            params.append(action.value)
+        if since is not None:
+            sql += f" AND {col} >= ?"
+            params.append(since)
+        if until is not None:
+            sql += f" AND {col} < ?"
+            params.append(until)
+        with self._lock, self._guard("reading"):
+            return int(self._scalar(sql, params))
+
+    # -- writing ---------------------------------------------------------------------
+    def start_run(self, task: str, *, created: float, start: float, owner: str) -> RunRecord:
+        with self._write(f"recording the start of {task!r}") as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (task_name, action, created, start, owner) "
+                "VALUES (?, 'run', ?, ?, ?)",
+                (task, created, start, owner),
+            )
+            run_id = cur.lastrowid
+            self._cache_note(task, Action.RUN, start)
+        return RunRecord(str(run_id), task, Action.RUN, created, start, owner=owner)
+
+    def finish_run(
+        self,
+        run_id: str,
+        action: Action,
+        *,
+        end: float,
+        exc_text: str | None = None,
+        output: str | None = None,
+    ) -> RunRecord:
+        action = Action.parse(action)
+        if action is Action.RUN:
+            raise ValueError("finish_run() needs a final action, not 'run'")
+        key = _run_id(run_id)
+        with self._write(f"recording the end of run {run_id}") as conn:
+            row = conn.execute(
+                f'UPDATE runs SET action = ?, "end" = ?, exc_text = ?, output = ? '
+                f"WHERE run_id = ? AND action = 'run' RETURNING {_COLUMNS}",
+                (action.value, end, exc_text, output, key),
+            ).fetchone()
+            if row is None:
+                found = conn.execute(
+                    "SELECT task_name, action FROM runs WHERE run_id = ?", (key,)
+                ).fetchone()
+                if found is None:
+                    raise KeyError(run_id)
+                raise ValueError(f"run {run_id} of {found[0]!r} already ended ({found[1]})")
+            record = _record(row)
+            self._cache_note(record.task_name, action, record.time)
+        return record
+
+    def log_run(self, record: RunRecord) -> RunRecord:
+        """Append ``record``; it keeps its ``run_id`` if that is a free integer, else gets
+        a new one (set on the record, which is returned)."""
+        wanted: int | None = None
+        if record.run_id and record.run_id.isdigit():
+            wanted = int(record.run_id)
+        with self._write(f"recording a run of {record.task_name!r}") as conn:
+            if (
+                wanted is not None
+                and conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (wanted,)).fetchone()
+            ):
+                wanted = None
+            cur = conn.execute(
+                f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    wanted,
+                    record.task_name,
+                    record.action.value,
+                    record.created,
+                    record.start,
+                    record.end,
+                    record.exc_text,
+                    record.output,
+                    record.owner,
+                ),
+            )
+            record.run_id = str(cur.lastrowid)
+            self._cache_note(record.task_name, Action.RUN, record.start)
+            if record.action is not Action.RUN:
+                self._cache_note(record.task_name, record.action, record.time)
+        return record
+
+    def mark_crashed(self, run_ids: Iterable[str], *, end: float) -> int:
+        keys = []
+        for run_id in run_ids:
+            try:
+                keys.append(_run_id(run_id))
+            except KeyError:
+                continue
+        if not keys:
+            return 0
+        tasks: list[str] = []
+        with self._write("marking crashed runs") as conn:
+            for key in keys:
+                row = conn.execute(
+                    "UPDATE runs SET action = 'crash', \"end\" = ? "
+                    "WHERE run_id = ? AND action = 'run' RETURNING task_name",
+                    (end, key),
+                ).fetchone()
+                if row is not None:
+                    tasks.append(row[0])
+            for task in set(tasks):
+                self._cache_note(task, Action.CRASH, end)
+        return len(tasks)
+
+    # -- reading ---------------------------------------------------------------------
+    def records(
+        self,
+        task: str | None = None,
+        action: Action | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if task is not None:
+            where.append("task_name = ?")
+            params.append(task)
+        if action is not None:
+            where.append("action = ?")
+            params.append(Action.parse(action).value)
+        if since is not None:
+            where.append(f"{_TIME} >= ?")
+            params.append(since)
+        sql = f"SELECT {_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # With ``since``, ``+created`` keeps the planner from walking the ``created`` index
+        # (a scan) to avoid a sort: the span's rows are found by index and then sorted.
+        order = "+created" if since is not None else "created"
+        if limit is not None:
+            if limit <= 0:
+                return []
+            sql += f" ORDER BY {order} DESC, run_id DESC LIMIT ?"
+            params.append(limit)
+        else:
+            sql += f" ORDER BY {order}, run_id"
+        with self._lock, self._guard("reading"):
+            rows = self._conn.execute(sql, params).fetchall()
+        if limit is not None:
+            rows.reverse()
+        return [_record(row) for row in rows]
+
+    def open_runs(self) -> Sequence[RunRecord]:
+        with self._lock, self._guard("reading"):
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM runs INDEXED BY ix_runs_action_created "
+                "WHERE action = 'run' ORDER BY run_id"
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def task_names(self) -> list[str]:
+        # A skip scan over the (task_name, start) index: one probe per distinct name.
+        sql = (
+            "WITH RECURSIVE names(name) AS ("
+            " SELECT MIN(task_name) FROM runs"
+            " UNION ALL"
+            " SELECT (SELECT MIN(task_name) FROM runs WHERE task_name > names.name)"
+            " FROM names WHERE names.name IS NOT NULL)"
+            " SELECT name FROM names WHERE name IS NOT NULL"
+        )
+        with self._lock, self._guard("reading"):
+            return [row[0] for row in self._conn.execute(sql)]
+
+    def refresh(self) -> None:
+        """Drop the ``last()`` cache if another connection has written since we looked."""
+        with self._lock, self._guard("reading"):
+            version = self._scalar("PRAGMA data_version")
+            if version != self._data_version:
+                self._data_version = version
+                self._cache.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass  # only a planner hint; closing matters more
+            self._conn.close()
+            self._cache.clear()
+
+    def __enter__(self) -> SQLiteRunLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunLog({self.location!r})"
