@@ -64,6 +64,7 @@ from typing import Any
 
 import cloudpickle
 
+from ..capture import TRUNCATED
 from ..clock import Clock
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
@@ -297,18 +298,22 @@ def _skip_main_in_children() -> None:
 
 
 def _read_tail(path: str, limit: int) -> str | None:
-    """The last ``limit`` characters of a UTF-8 file (``None`` if empty or missing)."""
+    """The last ``limit`` characters of a UTF-8 file (``None`` if empty or missing).
+
+    A cut is marked the way :mod:`redengine_nb.capture` marks it for thread runs.
+    """
+    limit = max(1, limit)
     try:
         with open(path, "rb") as file:
             size = file.seek(0, os.SEEK_END)
-            start = max(0, size - 4 * max(limit, 0))  # at most 4 bytes per character
+            start = max(0, size - 4 * limit)  # at most 4 bytes per character
             file.seek(start)
             data = file.read()
     except OSError:
         return None
     text = data.decode("utf-8", errors="replace")
     if start > 0 or len(text) > limit:
-        text = text[-limit:] if limit > 0 else ""
+        return TRUNCATED + text[-limit:]
     return text or None
 
 

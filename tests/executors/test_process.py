@@ -1,0 +1,412 @@
+"""The process executor on its own, without a session: real child processes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from redengine_nb.errors import TaskInaction, TaskSetupError
+from redengine_nb.executors.base import RunOutcome, RunSpec
+from redengine_nb.executors.process import ProcessExecutor
+from redengine_nb.records import Action
+from redengine_nb.testing import FakeClock
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals and FIFOs")
+
+GUARD = 30.0  # seconds: a guard against hangs, never the mechanism
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock("2024-03-10 09:00", tz="UTC")
+
+
+@pytest.fixture
+def executor(clock: FakeClock) -> Iterator[ProcessExecutor]:
+    ex = ProcessExecutor(2, clock, grace=1.0)
+    yield ex
+    ex.shutdown(terminate=True)
+    assert ex.join(GUARD)
+
+
+class Waiter:
+    """``on_done`` that records the outcome and lets the test wait for it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[RunOutcome] = []
+        self.event = threading.Event()
+
+    def __call__(self, outcome: RunOutcome) -> None:
+        self.outcomes.append(outcome)
+        self.event.set()
+
+    def wait(self) -> RunOutcome:
+        assert self.event.wait(GUARD), "the run never reported an outcome"
+        assert len(self.outcomes) == 1
+        return self.outcomes[0]
+
+
+def run(executor: ProcessExecutor, target: Callable[[], Any], **kw: Any) -> RunOutcome:
+    waiter = Waiter()
+    executor.start(RunSpec("job", "r1", target, **kw), waiter)
+    return waiter.wait()
+
+
+def signal_fifo(path: str) -> None:
+    """In the child: say 'I am running' through a FIFO the test is reading."""
+    with open(path, "w") as fifo:
+        fifo.write("running")
+
+
+def wait_fifo(path: Path) -> None:
+    """In the test: block until the child opened and wrote the FIFO (no polling)."""
+    done = threading.Event()
+    seen: list[str] = []
+
+    def reader() -> None:
+        with open(path) as fifo:
+            seen.append(fifo.read())
+        done.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    assert done.wait(GUARD), "the child never started the task"
+    assert seen == ["running"]
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "started.fifo"
+    os.mkfifo(path)
+    return path
+
+
+# -- module-level targets (importable by reference) -----------------------------------------
+
+
+def add(a: int, b: int) -> int:
+    print(f"adding {a} and {b}")
+    return a + b
+
+
+def boom() -> None:
+    raise ValueError("boom from the child")
+
+
+def nothing_to_do() -> None:
+    raise TaskInaction()
+
+
+def chatty() -> str:
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    subprocess.run([sys.executable, "-c", "print('from a grandchild')"], check=True)
+    os.write(1, b"raw fd write\n")
+    return "ok"
+
+
+def sleep_after_signal(fifo: str) -> None:
+    signal_fifo(fifo)
+    threading.Event().wait(60)
+
+
+def exit_hard() -> None:
+    print("about to exit")
+    sys.stdout.flush()
+    os._exit(3)
+
+
+def give_lock() -> Any:
+    return threading.Lock()
+
+
+def graceful(flag: threading.Event, fifo: str) -> str:
+    signal_fifo(fifo)
+    assert flag.wait(60), "SIGTERM never set the flag"
+    print("cleaned up after the flag was set")
+    return "stopped cleanly"
+
+
+# -- outcomes -----------------------------------------------------------------------------------
+
+
+def test_success_returns_value_output_and_end_from_clock(
+    executor: ProcessExecutor, clock: FakeClock
+) -> None:
+    outcome = run(executor, functools.partial(add, 2, b=3))
+    assert outcome.action is Action.SUCCESS
+    assert outcome.return_value == 5
+    assert outcome.output == "adding 2 and 3\n"
+    assert outcome.exc_text is None
+    assert outcome.end == clock.time()
+
+
+def test_failure_keeps_the_traceback(executor: ProcessExecutor) -> None:
+    outcome = run(executor, boom)
+    assert outcome.action is Action.FAIL
+    assert outcome.exc_text is not None
+    assert outcome.exc_text.startswith("Traceback (most recent call last):")
+    assert "ValueError: boom from the child" in outcome.exc_text
+    assert "in boom" in outcome.exc_text
+
+
+def test_task_inaction(executor: ProcessExecutor) -> None:
+    outcome = run(executor, nothing_to_do)
+    assert outcome.action is Action.INACTION
+    assert outcome.exc_text is None
+
+
+def test_output_of_print_stderr_raw_fd_and_subprocess_is_captured(
+    executor: ProcessExecutor,
+) -> None:
+    outcome = run(executor, chatty)
+    assert outcome.action is Action.SUCCESS
+    assert outcome.output is not None
+    lines = outcome.output.splitlines()
+    assert lines == ["to stdout", "to stderr", "from a grandchild", "raw fd write"]
+
+
+def test_output_is_bounded_to_its_tail(executor: ProcessExecutor) -> None:
+    def loud() -> None:
+        for i in range(2000):
+            print(f"line {i:04d}")
+
+    outcome = run(executor, loud, output_limit=100)
+    assert outcome.output is not None
+    assert outcome.output.startswith("[... earlier output truncated ...]\n")
+    tail = outcome.output.split("\n", 1)[1]
+    assert len(tail) == 100
+    assert tail.endswith("line 1999\n")
+
+
+def test_closure_and_lambda_defined_here_work_through_cloudpickle(
+    executor: ProcessExecutor,
+) -> None:
+    secret = {"n": 41}
+
+    def closure() -> int:
+        return secret["n"] + 1
+
+    assert run(executor, closure).return_value == 42
+    assert run(executor, lambda: [x * 2 for x in range(3)]).return_value == [0, 2, 4]
+
+
+def test_child_does_not_share_the_parents_memory(executor: ProcessExecutor) -> None:
+    assert run(executor, os.getpid).return_value != os.getpid()
+
+
+# -- errors before start --------------------------------------------------------------------
+
+
+def test_unpicklable_target_is_a_setup_error_before_anything_starts(
+    executor: ProcessExecutor,
+) -> None:
+    lock = threading.Lock()
+
+    def uses_lock() -> None:
+        with lock:
+            pass
+
+    waiter = Waiter()
+    with pytest.raises(TaskSetupError) as info:
+        executor.start(RunSpec("locky", "r1", uses_lock), waiter)
+    message = str(info.value)
+    assert "'locky'" in message
+    assert "closure variable 'lock'" in message
+    assert "_thread.lock" in message
+    assert executor.running == []
+    assert executor.capacity() == 2
+    assert not waiter.event.is_set()
+
+
+def test_unpicklable_argument_of_a_partial_is_named(executor: ProcessExecutor) -> None:
+    target = functools.partial(add, 1, b=threading.Lock())  # type: ignore[arg-type]
+    with pytest.raises(TaskSetupError, match=r"argument 'b' \(_thread.lock\)"):
+        executor.start(RunSpec("adder", "r1", target), Waiter())
+
+
+def test_unpicklable_return_value_is_a_failure_that_says_so(executor: ProcessExecutor) -> None:
+    outcome = run(executor, give_lock)
+    assert outcome.action is Action.FAIL
+    assert outcome.exc_text is not None
+    assert "return value" in outcome.exc_text
+    assert "cannot be pickled" in outcome.exc_text
+
+
+def test_fork_is_refused(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="forkserver"):
+        ProcessExecutor(1, clock, start_method="fork")
+
+
+# -- stopping -------------------------------------------------------------------------------
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_timeout_terminates_and_the_child_is_gone(executor: ProcessExecutor, fifo: Path) -> None:
+    waiter = Waiter()
+    handle = executor.start(
+        RunSpec("slow", "r1", functools.partial(sleep_after_signal, str(fifo)), timeout=0.3),
+        waiter,
+    )
+    pid = handle.pid  # type: ignore[attr-defined]
+    wait_fifo(fifo)
+    outcome = waiter.wait()
+    assert outcome.action is Action.TERMINATE
+    assert outcome.exc_text == "terminated: timeout of 0.3 s exceeded"
+    assert not handle.is_alive()
+    assert pid_gone(pid)
+
+
+def test_terminate_on_request(executor: ProcessExecutor, fifo: Path) -> None:
+    waiter = Waiter()
+    handle = executor.start(
+        RunSpec("slow", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+    )
+    wait_fifo(fifo)
+    assert handle.is_alive()
+    handle.terminate()
+    outcome = waiter.wait()
+    assert outcome.action is Action.TERMINATE
+    assert outcome.exc_text == "terminated on request"
+
+
+def test_setting_the_flag_terminates(executor: ProcessExecutor, fifo: Path) -> None:
+    waiter = Waiter()
+    spec = RunSpec("slow", "r1", functools.partial(sleep_after_signal, str(fifo)))
+    executor.start(spec, waiter)
+    wait_fifo(fifo)
+    spec.flag.set()  # what the session does when end_cond becomes true
+    outcome = waiter.wait()
+    assert outcome.action is Action.TERMINATE
+    assert spec.flag.is_set()
+
+
+def test_termination_flag_in_the_child_is_set_by_sigterm(
+    executor: ProcessExecutor, fifo: Path
+) -> None:
+    flag = threading.Event()
+    target = functools.partial(graceful, flag, str(fifo))
+    waiter = Waiter()
+    handle = executor.start(RunSpec("polite", "r1", target, flag=flag), waiter)
+    wait_fifo(fifo)
+    handle.terminate()
+    outcome = waiter.wait()
+    assert outcome.action is Action.TERMINATE
+    # The task saw its flag, cleaned up and returned within the grace period: no SIGKILL.
+    assert outcome.output == "cleaned up after the flag was set\n"
+
+
+def test_child_killed_from_outside_is_a_failure_not_a_hang(
+    executor: ProcessExecutor, fifo: Path
+) -> None:
+    waiter = Waiter()
+    handle = executor.start(
+        RunSpec("victim", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+    )
+    wait_fifo(fifo)
+    os.kill(handle.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    outcome = waiter.wait()
+    assert outcome.action is Action.FAIL
+    assert outcome.exc_text == "process killed by signal 9 (SIGKILL)"
+
+
+def test_child_exiting_on_its_own_is_a_failure(executor: ProcessExecutor) -> None:
+    outcome = run(executor, exit_hard)
+    assert outcome.action is Action.FAIL
+    assert outcome.exc_text == "process exited with status 3 before reporting a result"
+    assert outcome.output == "about to exit\n"
+
+
+def test_capacity_counts_live_children(clock: FakeClock, fifo: Path) -> None:
+    executor = ProcessExecutor(1, clock, grace=1.0)
+    try:
+        assert executor.capacity() == 1
+        waiter = Waiter()
+        handle = executor.start(
+            RunSpec("one", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+        )
+        assert executor.capacity() == 0
+        wait_fifo(fifo)
+        assert executor.capacity() == 0
+        handle.terminate()
+        waiter.wait()
+        assert executor.capacity() == 1
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+def test_shutdown_terminates_running_children_and_refuses_new_runs(
+    executor: ProcessExecutor, fifo: Path
+) -> None:
+    waiter = Waiter()
+    executor.start(RunSpec("slow", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter)
+    wait_fifo(fifo)
+    executor.shutdown(terminate=True)
+    assert executor.join(GUARD)
+    assert waiter.wait().action is Action.TERMINATE
+    with pytest.raises(RuntimeError, match="shut down"):
+        executor.start(RunSpec("late", "r2", lambda: None), Waiter())
+
+
+def test_many_runs_share_one_watcher_and_each_reports_once(clock: FakeClock) -> None:
+    executor = ProcessExecutor(4, clock)
+    try:
+        waiters = [Waiter() for _ in range(8)]
+        for i, waiter in enumerate(waiters):
+            executor.start(RunSpec(f"t{i}", str(i), functools.partial(add, i, b=i)), waiter)
+        assert [w.wait().return_value for w in waiters] == [2 * i for i in range(8)]
+        assert executor.join(GUARD)
+        assert executor.capacity() == 4
+    finally:
+        executor.shutdown(terminate=True)
+
+
+@pytest.mark.slow
+def test_an_unguarded_script_is_not_re_run_in_the_child(tmp_path: Path) -> None:
+    """A script without ``if __name__ == '__main__'`` starts no second copy of itself."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import threading
+            from redengine_nb.executors.base import RunSpec
+            from redengine_nb.executors.process import ProcessExecutor
+            from redengine_nb.clock import SystemClock
+
+            print("main module body ran", flush=True)
+            done = threading.Event()
+            outcomes = []
+            executor = ProcessExecutor(1, SystemClock("UTC"))
+
+            def task():
+                return "child ok"
+
+            executor.start(RunSpec("t", "r", task), lambda o: (outcomes.append(o), done.set()))
+            assert done.wait(30)
+            print("outcome", outcomes[0].action.value, outcomes[0].return_value, flush=True)
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["main module body ran", "outcome success child ok"]
