@@ -317,6 +317,7 @@ def runs_for(
                 "exc_text": _tail(_text(rec.get("exc_text"))),
             }
         )
+    runs.reverse()  # the log is newest last; the stable sort keeps that order among ties
     runs.sort(key=lambda r: r["start"] or 0.0, reverse=True)
     return runs[:limit]
 

@@ -271,7 +271,8 @@ def test_markup_escapes_quotes_in_attributes() -> None:
 def test_viewmodel_imports_no_widgets() -> None:
     code = (
         "import sys, redengine_nb.notebook.viewmodel\n"
-        "bad = [m for m in ('ipywidgets', 'anywidget', 'traitlets', 'IPython') if m in sys.modules]\n"
+        "mods = ('ipywidgets', 'anywidget', 'traitlets', 'IPython')\n"
+        "bad = [m for m in mods if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
