@@ -1,0 +1,187 @@
+"""``RedEngine``: the app object users make — config, run log, clock, session, runner.
+
+::
+
+    app = RedEngine(config={'task_execution': 'thread'}, logs=':memory:')
+
+    @app.task('daily')
+    def fetch(): ...
+
+    app.run()      # a service: blocks until shut down
+    app.start()    # a notebook or an application: a background thread
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .clock import Clock, SystemClock
+from .config import Config
+from .runlog.base import RunLog
+from .runner import Runner
+from .session import Session
+
+__all__ = ["RedEngine"]
+
+log = logging.getLogger("redengine_nb.app")
+
+
+def _open_log(logs: Any) -> RunLog:
+    from .runlog import open_runlog
+
+    return open_runlog(logs)
+
+
+def _default_grammar() -> Any:
+    try:
+        from .conditions import DEFAULT_GRAMMAR  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    return DEFAULT_GRAMMAR.copy()
+
+
+class RedEngine:
+    """A scheduler app: ``RedEngine(config=None, *, logs=None, clock=None, **config)``.
+
+    ``logs``: a file path (default ``redengine_nb.db`` in the working directory),
+    ``':memory:'``, or a run-log object. ``clock``: a clock (``FakeClock`` in tests).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        logs: Any = None,
+        clock: Clock | None = None,
+        **config_kwargs: Any,
+    ) -> None:
+        self.config = Config(config, **config_kwargs)
+        self.clock: Clock = clock if clock is not None else SystemClock(self.config.timezone)
+        self.runlog: RunLog = _open_log(logs)
+        self.grammar = _default_grammar()
+        self.session = Session(self.config, self.clock, self.runlog, grammar=self.grammar, app=self)
+        self.config.set_condition_checker(self.session.parse_condition)
+        self._runner: Runner | None = None
+        self._lock = threading.Lock()
+
+    # -- tasks -------------------------------------------------------------------------
+    def task(
+        self,
+        start_cond: Any = None,
+        *,
+        name: str | None = None,
+        func: Callable[..., Any] | None = None,
+        func_name: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        command: str | list[str] | None = None,
+        code: str | None = None,
+        execution: str | None = None,
+        timeout: Any = None,
+        end_cond: Any = None,
+        priority: int = 0,
+        disabled: bool = False,
+        parameters: dict[str, Any] | None = None,
+        namespace: dict[str, Any] | None = None,
+    ) -> Any:
+        """Create a task; with no ``func``/``path``/``command``/``code``, a decorator that
+        registers the function and returns it unchanged."""
+        options: dict[str, Any] = {
+            "name": name,
+            "execution": execution,
+            "timeout": timeout,
+            "end_cond": end_cond,
+            "priority": priority,
+            "disabled": disabled,
+            "parameters": parameters,
+        }
+        if func is None and path is None and command is None and code is None:
+            if func_name is not None:
+                from .errors import TaskSetupError
+
+                raise TaskSetupError("func_name= goes with path= (the file that defines it)")
+            # Parse now so that a bad condition fails at the decorator line.
+            cond = None if start_cond is None else self.session.parse_condition(start_cond)
+
+            def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
+                self.session.create_task(cond, func=function, **options)
+                return function
+
+            return decorator
+        return self.session.create_task(
+            start_cond,
+            func=func,
+            func_name=func_name,
+            path=path,
+            command=command,
+            code=code,
+            namespace=namespace,
+            **options,
+        )
+
+    def cond(self, pattern: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a custom condition phrase (text or compiled regex) for this app."""
+        if self.grammar is None:
+            from .errors import ConditionParseError
+
+            raise ConditionParseError(
+                "custom phrases need the condition parser, which is not available"
+            )
+
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            self.grammar.add_custom(pattern, func)
+            return func
+
+        return decorator
+
+    def params(self, **kwargs: Any) -> None:
+        """Set session parameters (read by ``Arg('key')`` and matching function arguments)."""
+        self.session.parameters.update(kwargs)
+
+    # -- running -----------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        """True while a scheduler thread started by :meth:`start` is alive."""
+        runner = self._runner
+        return runner is not None and runner.is_alive
+
+    def run(self) -> None:
+        """Run the scheduler in this thread until shut down (a service). Raises the
+        :class:`~redengine_nb.errors.SchedulerError` that stopped it, if any."""
+        with self._lock:
+            if self.is_running:
+                raise RuntimeError("the scheduler is already running on a background thread")
+            runner = self._runner = Runner(self.session)
+        runner.run()
+
+    def start(self) -> None:
+        """Run the scheduler on a background daemon thread; returns at once."""
+        with self._lock:
+            if self.is_running:
+                return
+            self._runner = Runner(self.session)
+            self._runner.start()
+
+    def shut_down(self, timeout: float | None = None) -> bool:
+        """Stop the scheduler. From another thread it waits for the scheduler thread to
+        end (``timeout`` seconds at most, ``None``: until running tasks finish); from inside
+        a task it only asks. Returns whether the scheduler has stopped."""
+        self.session.shut_down()
+        runner = self._runner
+        if runner is None or runner.thread is None:
+            return True
+        if self.session.in_task() or runner.thread is threading.current_thread():
+            return False
+        return runner.join(timeout)
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the last scheduler run, if it was an error."""
+        return None if self._runner is None else self._runner.error
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return f"<RedEngine {state}, {len(self.session)} tasks, log={self.runlog.location!r}>"

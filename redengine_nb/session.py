@@ -1,0 +1,887 @@
+"""The session: the task registry, the scheduler step, and every runtime change.
+
+``tick()`` is the whole scheduling decision: refresh the run log, enforce timeouts and
+end conditions, evaluate the conditions of the tasks that may have changed, and start what
+is due in priority order. A runner thread (``runner.py``) only loops ``tick()`` and waits
+for :meth:`Session.seconds_until_wake` or an event.
+
+Caching: each task remembers when its condition can next become true by the clock alone
+(``_next_check``). A tick re-evaluates a task only when that time has come, when the task
+itself changed, or after an event that may change any condition (a run started or ended,
+the clock was set, the config changed). Everything is guarded by one re-entrant lock that
+is never held while a task runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from .args import Argument, Private, ResolveContext
+from .args import TerminationFlag as _TerminationFlagMarker
+from .clock import Clock, get_zone
+from .config import Config
+from .errors import ConditionParseError, SchedulerError, TaskExistsError, TaskSetupError
+from .executors import Executor, RunHandle, RunOutcome, RunSpec, make_executor
+from .records import Action, RunRecord
+from .runlog.base import RunLog
+from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .conditions.base import BaseCondition, Context
+
+__all__ = ["Session"]
+
+log = logging.getLogger("redengine_nb.session")
+
+EVENTS = (
+    "run_started",
+    "run_ended",
+    "task_added",
+    "task_changed",
+    "task_deleted",
+    "scheduler_started",
+    "scheduler_stopped",
+)
+STATUS_COLUMNS = [
+    "name",
+    "condition",
+    "status",
+    "last_run",
+    "last_success",
+    "last_fail",
+    "next_due",
+    "is_running",
+    "disabled",
+    "execution",
+    "runs",
+    "fails",
+    "runtime",
+    "priority",
+    "running_since",
+]
+LOG_COLUMNS = [
+    "task_name",
+    "run_id",
+    "action",
+    "created",
+    "start",
+    "end",
+    "runtime",
+    "exc_text",
+    "output",
+]
+_COND_ERROR_RETRY = 10.0  # seconds before a condition that raised (silenced) is tried again
+
+_local = threading.local()
+
+
+def _owner_tools() -> tuple[Callable[[], str], Callable[[str | None], bool]]:
+    from .runlog.owner import current_owner, owner_alive
+
+    return current_owner, owner_alive
+
+
+class _Run:
+    __slots__ = ("deadline", "handle", "privates", "reason", "run_id", "spec", "start", "task")
+
+    def __init__(self, task: BaseTask, spec: RunSpec, start: float, privates: list[str]) -> None:
+        self.task = task
+        self.spec = spec
+        self.run_id = spec.run_id
+        self.start = start
+        self.deadline = None if spec.timeout is None else start + spec.timeout
+        self.handle: RunHandle | None = None
+        self.reason: str | None = None
+        self.privates = privates
+
+
+class Session:
+    """Tasks, parameters, the run log and the scheduling step of one app."""
+
+    def __init__(
+        self, config: Config, clock: Clock, runlog: RunLog, *, grammar: Any = None, app: Any = None
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.runlog = runlog
+        self.grammar = grammar
+        self.app = app
+        self.parameters: dict[str, Any] = {}
+        self.returns: dict[str, Any] = {}
+        self._tasks: dict[str, BaseTask] = {}
+        self._lock = threading.RLock()
+        self._tick_lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._runs: dict[str, _Run] = {}
+        self._running: dict[str, int] = {}
+        self._forced: dict[str, deque[dict[str, Any]]] = {}
+        self._executors: dict[str, Executor] = {}
+        self._subscribers: list[Callable[[str, str | None], None]] = []
+        self._wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]] = []
+        self._last_runtime: dict[str, float] = {}
+        self._all_dirty = True
+        self._shut_next: float | None = None
+        self._end_next: float | None = None
+        self.wake = threading.Event()
+        self.stop_requested = False
+        self.restart_requested = False
+        self.runner: Any = None
+        current_owner, self._owner_alive = _owner_tools()
+        self.owner = current_owner()
+        clock.subscribe(self._clock_moved)
+        config.on_change(self._config_changed)
+        self.mark_crashed_runs()
+
+    # -- time --------------------------------------------------------------------------
+    @property
+    def tz(self) -> ZoneInfo:
+        name = self.config.timezone
+        return self.clock.tz if name is None else get_zone(name)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.time(), self.tz)
+
+    def _dt(self, ts: float | None) -> datetime | None:
+        return None if ts is None else datetime.fromtimestamp(ts, self.tz)
+
+    def _context(self, task: str | None, now: datetime | None = None) -> Context:
+        from .conditions.base import Context
+
+        return Context(now or self.now(), self.runlog, task, self.is_task_running)
+
+    # -- conditions --------------------------------------------------------------------
+    def parse_condition(self, value: Any) -> BaseCondition:
+        """A condition object from text (parsed with this app's grammar) or an object."""
+        from .conditions.base import BaseCondition
+
+        if isinstance(value, BaseCondition):
+            return value
+        if isinstance(value, str):
+            try:
+                from .conditions import parse  # type: ignore[attr-defined,unused-ignore]
+            except ImportError as exc:  # the parser is another layer; say so plainly
+                raise ConditionParseError(f"condition text needs the parser: {exc}", value) from exc
+            if self.grammar is None:
+                return parse(value)  # type: ignore[no-any-return,unused-ignore]
+            return parse(value, self.grammar)  # type: ignore[no-any-return,unused-ignore]
+        raise ConditionParseError(
+            f"a condition is text (e.g. 'daily') or a condition object; got {type(value).__name__}"
+        )
+
+    # -- events ------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[str, str | None], None]) -> Callable[[], None]:
+        """Call ``callback(event, task_name)`` on every session event; returns an unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            try:
+                self._subscribers.remove(callback)
+            except ValueError:
+                pass
+
+        return unsubscribe
+
+    def _emit(self, event: str, task: str | None = None) -> None:
+        self.wake.set()
+        for callback in list(self._subscribers):
+            try:
+                callback(event, task)
+            except Exception:
+                log.exception("session event subscriber %r failed on %s", callback, event)
+
+    def add_run_wrapper(
+        self, factory: Callable[[BaseTask, str], AbstractContextManager[Any]]
+    ) -> Callable[[], None]:
+        """Enter ``factory(task, run_id)`` around each main/thread run, in its thread."""
+        self._wrappers.append(factory)
+
+        def remove() -> None:
+            try:
+                self._wrappers.remove(factory)
+            except ValueError:
+                pass
+
+        return remove
+
+    def _clock_moved(self) -> None:
+        self._all_dirty = True
+        self.wake.set()
+
+    def _config_changed(self, key: str, value: Any) -> None:
+        self._all_dirty = True
+        self.wake.set()
+
+    # -- registry ----------------------------------------------------------------------
+    @property
+    def tasks(self) -> list[BaseTask]:
+        with self._lock:
+            return list(self._tasks.values())
+
+    def __getitem__(self, name: str) -> BaseTask:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._tasks), n=3, cutoff=0.5)
+            hint = (" Did you mean " + ", ".join(repr(c) for c in close) + "?") if close else ""
+            raise KeyError(f"no task named {name!r}.{hint}") from None
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, BaseTask):
+            return self._tasks.get(name.name) is name
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[BaseTask]:
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def create_task(
+        self,
+        start_cond: Any = None,
+        *,
+        name: str | None = None,
+        func: Callable[..., Any] | None = None,
+        func_name: str | None = None,
+        path: Any = None,
+        command: str | list[str] | None = None,
+        code: str | None = None,
+        execution: str | None = None,
+        timeout: Any = None,
+        end_cond: Any = None,
+        priority: int = 0,
+        disabled: bool = False,
+        parameters: dict[str, Any] | None = None,
+        namespace: dict[str, Any] | None = None,
+    ) -> BaseTask:
+        """Create a task (see ``app.task``); returns it (the old one under ``'ignore'``)."""
+        from .conditions.base import false
+
+        kinds = [
+            k
+            for k, v in (("func", func), ("path", path), ("command", command), ("code", code))
+            if v is not None
+        ]
+        if func_name is not None and "path" not in kinds:
+            raise TaskSetupError("func_name= goes with path= (the file that defines it)")
+        if len(kinds) != 1:
+            raise TaskSetupError(
+                "a task needs exactly one of func=, path= + func_name=, command= or code=; "
+                + (f"got {', '.join(kinds)}" if kinds else "got none")
+            )
+        if path is not None and func_name is None:
+            raise TaskSetupError(f"path={str(path)!r} needs func_name= (the function to call)")
+        if name is None:
+            if func is not None:
+                name = getattr(func, "__name__", None)
+                if not name or name == "<lambda>":
+                    raise TaskSetupError("this function has no usable name; pass name=")
+            elif path is not None:
+                name = f"{path}:{func_name}"
+            elif command is not None:
+                name = command if isinstance(command, str) else " ".join(map(str, command))
+            else:
+                raise TaskSetupError(
+                    "a CodeTask needs a name: app.task(..., code=..., name='my_task')"
+                )
+        if not isinstance(name, str) or not name:
+            raise TaskSetupError(f"a task name is a non-empty string; got {name!r}")
+        cond = false if start_cond is None else self.parse_condition(start_cond)
+        end = None if end_cond is None else self.parse_condition(end_cond)
+        common: dict[str, Any] = {
+            "start_cond": cond,
+            "end_cond": end,
+            "execution": check_execution(execution),
+            "timeout": check_timeout(timeout),
+            "priority": priority,
+            "disabled": disabled,
+            "parameters": parameters,
+        }
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValueError(f"priority must be an integer; got {priority!r}")
+        with self._lock:
+            if name in self._tasks:
+                policy = self.config.task_pre_exist
+                if policy == "raise":
+                    raise TaskExistsError(
+                        f"a task named {name!r} exists. Pass another name=, delete it "
+                        "first, or set config task_pre_exist to 'rename', 'ignore' or "
+                        "'replace'."
+                    )
+                if policy == "ignore":
+                    return self._tasks[name]
+                if policy == "rename":
+                    n = 1
+                    while f"{name}-{n}" in self._tasks:
+                        n += 1
+                    name = f"{name}-{n}"
+            task: BaseTask
+            if func is not None or path is not None:
+                task = FuncTask(self, name, func=func, path=path, func_name=func_name, **common)
+                if path is not None:
+                    try:
+                        task.check_prerun()
+                    except TaskSetupError as exc:
+                        log.warning("%s (checked again at each run)", exc)
+            elif command is not None:
+                task = CommandTask(self, name, command=command, **common)
+            else:
+                assert code is not None
+                task = CodeTask(self, name, code=code, namespace=namespace, **common)
+            old = self._tasks.get(name)
+            if old is not None:
+                old._deleted = True
+            self._tasks[name] = task
+            self._all_dirty = True
+        self._emit("task_changed" if old is not None else "task_added", name)
+        return task
+
+    def delete_task(self, name: str | BaseTask) -> None:
+        key = name.name if isinstance(name, BaseTask) else name
+        with self._lock:
+            task = self[key]
+            del self._tasks[key]
+            self._forced.pop(key, None)
+            task._deleted = True
+        self._emit("task_deleted", key)
+
+    def _update_task(self, task: BaseTask, attr: str, value: Any) -> None:
+        with self._lock:
+            setattr(task, attr, value)
+            task._dirty = True
+            task._cached_status = task._cached_status
+        self._emit("task_changed", task.name)
+
+    # -- forced runs -------------------------------------------------------------------
+    def _has_forced(self, task: BaseTask) -> bool:
+        return bool(self._forced.get(task.name))
+
+    def _force(self, task: BaseTask, params: dict[str, Any]) -> None:
+        with self._lock:
+            queue = self._forced.setdefault(task.name, deque())
+            if params or not queue:
+                queue.append(dict(params))
+        self._emit("task_changed", task.name)
+
+    def _unforce(self, task: BaseTask) -> None:
+        with self._lock:
+            self._forced.pop(task.name, None)
+        self._emit("task_changed", task.name)
+
+    # -- state -------------------------------------------------------------------------
+    def is_task_running(self, name: str) -> bool:
+        return self._running.get(name, 0) > 0
+
+    def _running_since(self, name: str) -> datetime | None:
+        with self._lock:
+            starts = [r.start for r in self._runs.values() if r.task.name == name]
+        return self._dt(min(starts)) if starts else None
+
+    def _status_of(self, task: BaseTask) -> Action | None:
+        if not self.config.force_status_from_logs and task._cached_status is not None:
+            return task._cached_status
+        best: tuple[float, int, Action] | None = None
+        for action in Action:
+            ts = self.runlog.last(task.name, action)
+            if ts is None:
+                continue
+            key = (ts, 0 if action is Action.RUN else 1, action)
+            if best is None or key[:2] > best[:2]:
+                best = key
+        status = None if best is None else best[2]
+        task._cached_status = status
+        return status
+
+    def _last_time(self, name: str, action: Action) -> datetime | None:
+        return self._dt(self.runlog.last(name, action))
+
+    def _is_due(self, task: BaseTask) -> bool:
+        if self._has_forced(task):
+            return True
+        if task.disabled:
+            return False
+        return task.start_cond.is_met(self._context(task.name))
+
+    def _next_due(self, task: BaseTask) -> datetime | None:
+        ctx = self._context(task.name)
+        if self._has_forced(task):
+            return ctx.now
+        return task.start_cond.next_due(ctx)
+
+    # -- the scheduler step ------------------------------------------------------------
+    def tick(self) -> list[str]:
+        """One scheduler step at the clock's now; returns the names of the tasks started."""
+        with self._tick_lock:
+            if self.config.force_status_from_logs:
+                self.runlog.refresh()
+            now_ts = self.clock.time()
+            now = datetime.fromtimestamp(now_ts, self.tz)
+            self._check_shut_cond(now)
+            self._check_runs(now, now_ts)
+            if self.stop_requested:
+                return []
+            started: list[str] = []
+            for task, params in self._due(now, now_ts):
+                if self._launch(task, params, now_ts):
+                    started.append(task.name)
+            return started
+
+    def _cond_error(self, what: str, exc: Exception) -> None:
+        if self.config.silence_cond_check:
+            log.error(
+                "%s raised (counted as false): %s",
+                what,
+                exc,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            return
+        raise SchedulerError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+    def _check_shut_cond(self, now: datetime) -> None:
+        cond = self.config.shut_cond
+        self._shut_next = None
+        if cond is None or self.stop_requested:
+            return
+        if isinstance(cond, str):
+            cond = self.parse_condition(cond)
+        ctx = self._context(None, now)
+        try:
+            if cond.is_met(ctx):
+                log.info("shut_cond %s is true: shutting down", cond)
+                self.shut_down()
+                return
+            nxt = cond.next_due(ctx)
+            self._shut_next = None if nxt is None else nxt.timestamp()
+        except Exception as exc:
+            self._cond_error(f"shut_cond {cond}", exc)
+
+    def _check_runs(self, now: datetime, now_ts: float) -> None:
+        """Terminate runs past their timeout or whose end_cond is true."""
+        with self._lock:
+            runs = list(self._runs.values())
+        self._end_next = None
+        for run in runs:
+            if run.handle is None or run.spec.flag.is_set():
+                continue
+            if run.deadline is not None and now_ts >= run.deadline:
+                self._terminate_run(run, f"terminated: timeout of {run.spec.timeout:g} s")
+                continue
+            end = run.task.end_cond
+            if end is None:
+                continue
+            ctx = self._context(run.task.name, now)
+            try:
+                if end.is_met(ctx):
+                    self._terminate_run(run, f"terminated: end_cond {end} became true")
+                    continue
+                nxt = end.next_due(ctx)
+            except Exception as exc:
+                self._cond_error(f"end_cond of task {run.task.name!r}", exc)
+                continue
+            if nxt is not None and (self._end_next is None or nxt.timestamp() < self._end_next):
+                self._end_next = nxt.timestamp()
+
+    def _due(self, now: datetime, now_ts: float) -> list[tuple[BaseTask, dict[str, Any] | None]]:
+        from .conditions.base import Context
+
+        due: list[tuple[BaseTask, dict[str, Any] | None]] = []
+        with self._lock:
+            all_dirty = self._all_dirty
+            self._all_dirty = False
+            for task in self._tasks.values():
+                name = task.name
+                if self._forced.get(name):
+                    if not self._running.get(name):
+                        due.append((task, self._forced[name][0]))
+                    continue
+                if task._disabled or self._running.get(name):
+                    continue
+                if not (
+                    all_dirty
+                    or task._dirty
+                    or (task._next_check is not None and task._next_check <= now_ts)
+                ):
+                    continue
+                task._dirty = False
+                ctx = Context(now, self.runlog, name, self.is_task_running)
+                try:
+                    if task._start_cond.is_met(ctx):
+                        task._next_check = None
+                        due.append((task, None))
+                    else:
+                        nxt = task._start_cond.next_due(ctx)
+                        task._next_check = None if nxt is None else nxt.timestamp()
+                except Exception as exc:
+                    task._next_check = now_ts + _COND_ERROR_RETRY
+                    self._cond_error(f"the condition of task {name!r} ({task._start_cond})", exc)
+        due.sort(key=lambda item: -item[0].priority)
+        return due
+
+    def seconds_until_wake(self, cap: float = 60.0) -> float:
+        """Seconds until the next thing can be due by the clock alone (at most ``cap``)."""
+        with self._lock:
+            if self._all_dirty or self.stop_requested or any(self._forced.values()):
+                return 0.0
+            times = [
+                t._next_check
+                for t in self._tasks.values()
+                if not t._disabled and t._next_check is not None and not self._running.get(t.name)
+            ]
+            if any(t._dirty for t in self._tasks.values()):
+                return 0.0
+            times += [r.deadline for r in self._runs.values() if r.deadline is not None]
+        if self._shut_next is not None:
+            times.append(self._shut_next)
+        if self._end_next is not None:
+            times.append(self._end_next)
+        if not times:
+            return cap
+        return max(0.0, min(cap, min(times) - self.clock.time()))
+
+    # -- launching ---------------------------------------------------------------------
+    def _executor(self, kind: str) -> Executor:
+        executor = self._executors.get(kind)
+        if executor is None:
+            executor = make_executor(kind, self.clock, max_processes=self.config.max_process_count)
+            self._executors[kind] = executor
+        return executor
+
+    def _resolve(
+        self, task: BaseTask, params: dict[str, Any], process: bool, flag: threading.Event
+    ) -> tuple[dict[str, Any], list[str]]:
+        names = task.signature_names()
+        kwargs: dict[str, Any] = {}
+        for key, default in task.marker_defaults().items():
+            if isinstance(default, Argument | Private):
+                kwargs[key] = default
+        if names is not None:
+            for key, value in self.parameters.items():
+                if key in names:
+                    kwargs[key] = value
+        given = {**task.parameters, **params}
+        if names is not None:
+            unknown = sorted(set(given) - names)
+            if unknown:
+                raise TaskSetupError(
+                    f"task {task.name!r} got parameters its function does not take: "
+                    + ", ".join(unknown)
+                    + f" (it takes: {', '.join(sorted(names)) or 'none'})"
+                )
+        kwargs.update(given)
+        ctx = ResolveContext(self, task, flag)
+        privates: list[str] = []
+        for key, value in list(kwargs.items()):
+            if isinstance(value, Argument):
+                if process and value.in_process_only:
+                    raise TaskSetupError(
+                        f"task {task.name!r} runs in a separate process, where {value!r} "
+                        f"(parameter {key!r}) cannot be given: the process has its own "
+                        "memory, so changes would be lost. Run it with execution='thread' "
+                        "or 'main'."
+                    )
+                if isinstance(value, _TerminationFlagMarker):
+                    value = flag
+                else:
+                    try:
+                        value = value.resolve(ctx)
+                    except KeyError as exc:
+                        raise TaskSetupError(str(exc.args[0]) if exc.args else str(exc)) from exc
+            if isinstance(value, Private):
+                value = value.get_value()
+                text = str(value)
+                if len(text) >= 3:
+                    privates.append(text)
+            kwargs[key] = value
+        return kwargs, privates
+
+    def _wrap(self, task: BaseTask, run_id: str, target: Callable[[], Any]) -> Callable[[], Any]:
+        wrappers = list(self._wrappers)
+
+        def run_with_wrappers() -> Any:
+            previous = getattr(_local, "task", None)
+            _local.task = task
+            try:
+                with ExitStack() as stack:
+                    for factory in wrappers:
+                        stack.enter_context(factory(task, run_id))
+                    return target()
+            finally:
+                _local.task = previous
+
+        return run_with_wrappers
+
+    def _prerun_failed(self, task: BaseTask, exc: BaseException, now_ts: float) -> None:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        detail = f"the run could not start: {text}"
+        if not isinstance(exc, TaskSetupError):
+            detail += "\n" + "".join(traceback.format_exception(exc))
+        self.runlog.log_run(
+            RunRecord(
+                "",
+                task.name,
+                Action.FAIL,
+                now_ts,
+                now_ts,
+                now_ts,
+                exc_text=detail,
+                owner=self.owner,
+            )
+        )
+        task._cached_status = Action.FAIL
+        with self._lock:
+            self._all_dirty = True
+        self._emit("run_ended", task.name)
+        if not self.config.silence_task_prerun:
+            raise SchedulerError(f"task {task.name!r} could not start: {text}") from exc
+        log.error("task %r could not start (silence_task_prerun): %s", task.name, text)
+
+    def _launch(self, task: BaseTask, params: dict[str, Any] | None, now_ts: float) -> bool:
+        execution = task.execution
+        process = execution == "process"
+        try:
+            executor = self._executor(execution)
+        except Exception as exc:
+            self._pop_forced(task, params)
+            self._prerun_failed(task, exc, now_ts)
+            return False
+        capacity = executor.capacity()
+        if capacity is not None and capacity <= 0:
+            return False  # due tasks wait for a free slot; a run ending wakes us
+        self._pop_forced(task, params)
+        flag = threading.Event()
+        try:
+            task.check_prerun()
+            kwargs, privates = self._resolve(task, params or {}, process, flag)
+            target = task.build_target(kwargs, process=process, flag=flag)
+        except Exception as exc:
+            self._prerun_failed(task, exc, now_ts)
+            return False
+        record = self.runlog.start_run(task.name, created=now_ts, start=now_ts, owner=self.owner)
+        if not process:
+            target = self._wrap(task, record.run_id, target)
+        spec = RunSpec(task.name, record.run_id, target, task.timeout, flag)
+        run = _Run(task, spec, now_ts, privates)
+        with self._lock:
+            self._runs[run.run_id] = run
+            self._running[task.name] = self._running.get(task.name, 0) + 1
+            task._cached_status = Action.RUN
+            task._dirty = True
+        self._emit("run_started", task.name)
+        try:
+            handle = executor.start(spec, lambda outcome: self._on_done(run, outcome))
+        except Exception as exc:
+            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self._on_done(
+                run,
+                RunOutcome(
+                    Action.FAIL, self.clock.time(), exc_text=f"the run could not start: {text}"
+                ),
+            )
+            if not self.config.silence_task_prerun:
+                raise SchedulerError(f"task {task.name!r} could not start: {text}") from exc
+            log.error("task %r could not start (silence_task_prerun): %s", task.name, text)
+            return False
+        run.handle = handle
+        return True
+
+    def _pop_forced(self, task: BaseTask, params: dict[str, Any] | None) -> None:
+        if params is None:
+            return
+        with self._lock:
+            queue = self._forced.get(task.name)
+            if queue:
+                queue.popleft()
+                if not queue:
+                    del self._forced[task.name]
+
+    def _on_done(self, run: _Run, outcome: RunOutcome) -> None:
+        """A run ended (called once, from whichever thread saw it end)."""
+        exc_text, output = outcome.exc_text, outcome.output
+        if outcome.action is Action.TERMINATE and run.reason:
+            exc_text = run.reason if not exc_text else f"{run.reason}\n{exc_text}"
+        for secret in run.privates:
+            if exc_text:
+                exc_text = exc_text.replace(secret, "***")
+            if output:
+                output = output.replace(secret, "***")
+        name = run.task.name
+        try:
+            self.runlog.finish_run(
+                run.run_id, outcome.action, end=outcome.end, exc_text=exc_text, output=output
+            )
+        except Exception:
+            log.exception(
+                "could not write the end of run %s of task %r to the run log", run.run_id, name
+            )
+        if outcome.action is Action.SUCCESS:
+            self.returns[name] = outcome.return_value
+        with self._lock:
+            self._runs.pop(run.run_id, None)
+            left = self._running.get(name, 0) - 1
+            if left > 0:
+                self._running[name] = left
+            else:
+                self._running.pop(name, None)
+            run.task._cached_status = outcome.action
+            self._last_runtime[name] = outcome.end - run.start
+            self._all_dirty = True
+            self._idle.notify_all()
+        self._emit("run_ended", name)
+
+    def _terminate_run(self, run: _Run, reason: str) -> None:
+        log.info("task %r: %s", run.task.name, reason)
+        if run.reason is None:
+            run.reason = reason
+        run.spec.flag.set()
+        if run.handle is not None:
+            run.handle.terminate()
+
+    def _terminate_task(self, name: str, reason: str) -> None:
+        with self._lock:
+            runs = [r for r in self._runs.values() if r.task.name == name]
+        for run in runs:
+            self._terminate_run(run, reason)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def mark_crashed_runs(self) -> int:
+        """Turn open runs whose owning process is gone into ``crash`` records."""
+        try:
+            open_runs = self.runlog.open_runs()
+        except Exception:
+            log.exception("could not read open runs from %s", self.runlog.location)
+            return 0
+        dead = [
+            r.run_id
+            for r in open_runs
+            if r.run_id not in self._runs
+            and r.owner != self.owner
+            and not self._owner_alive(r.owner)
+        ]
+        if not dead:
+            return 0
+        count = self.runlog.mark_crashed(dead, end=self.clock.time())
+        log.warning("marked %d run(s) left open by a dead scheduler as crash", count)
+        self._all_dirty = True
+        return count
+
+    def in_task(self) -> bool:
+        """True when called from inside a main/thread run of this process."""
+        return getattr(_local, "task", None) is not None
+
+    def shut_down(self) -> None:
+        """Ask the scheduler to stop (it finishes its step, then waits for or ends runs)."""
+        self.stop_requested = True
+        self.wake.set()
+
+    def restart(self) -> None:
+        """Ask the scheduler to restart the way config ``restarting`` says."""
+        self.restart_requested = True
+        self.shut_down()
+
+    def terminate_all(self, reason: str = "terminated: the scheduler shut down") -> None:
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            self._terminate_run(run, reason)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no run is alive; False if ``timeout`` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._runs, timeout)
+
+    def close_executors(self, *, terminate: bool) -> None:
+        executors, self._executors = self._executors, {}
+        for executor in executors.values():
+            try:
+                executor.shutdown(terminate=terminate)
+            except Exception:
+                log.exception("shutting down the %s executor failed", executor.kind)
+
+    @property
+    def running_runs(self) -> int:
+        return len(self._runs)
+
+    # -- tables --------------------------------------------------------------------------
+    def _runtime_of(self, name: str) -> float | None:
+        if name in self._last_runtime:
+            return self._last_runtime[name]
+        for record in reversed(self.runlog.records(task=name, limit=3)):
+            if record.action is not Action.RUN and record.runtime is not None:
+                self._last_runtime[name] = record.runtime
+                return record.runtime
+        return None
+
+    def status(self) -> pd.DataFrame:
+        """One row per task: what it is, how it went, when it is next due."""
+        import pandas as pd
+
+        rows = []
+        now = self.now()
+        for task in self.tasks:
+            try:
+                nxt = (
+                    now
+                    if self._has_forced(task)
+                    else task.start_cond.next_due(self._context(task.name, now))
+                )
+            except Exception as exc:
+                log.debug("next_due of %r raised: %s", task.name, exc)
+                nxt = None
+            rows.append(
+                {
+                    "name": task.name,
+                    "condition": str(task.start_cond),
+                    "status": task.status,
+                    "last_run": task.last_run,
+                    "last_success": task.last_success,
+                    "last_fail": task.last_fail,
+                    "next_due": None if task.disabled else nxt,
+                    "is_running": task.is_running,
+                    "disabled": task.disabled,
+                    "execution": task.execution,
+                    "runs": self.runlog.count(task.name, Action.RUN),
+                    "fails": self.runlog.count(task.name, Action.FAIL),
+                    "runtime": self._runtime_of(task.name),
+                    "priority": task.priority,
+                    "running_since": task.running_since,
+                }
+            )
+        return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+    def get_task_log(
+        self,
+        task: str | None = None,
+        action: str | Action | None = None,
+        since: Any = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Run records as a DataFrame, newest last."""
+        import pandas as pd
+
+        from .timetext import parse_datetime
+
+        act = None if action is None else Action.parse(action)
+        since_ts: float | None
+        if since is None:
+            since_ts = None
+        elif isinstance(since, int | float):
+            since_ts = float(since)
+        else:
+            since_ts = parse_datetime(since, self.tz).timestamp()
+        records = self.runlog.records(task=task, action=act, since=since_ts, limit=limit)
+        rows = [r.as_dict(self.tz) for r in records]
+        return pd.DataFrame(rows, columns=LOG_COLUMNS)
+
+    def __repr__(self) -> str:
+        return f"<Session {len(self._tasks)} tasks, log={self.runlog.location!r}>"

@@ -1,0 +1,540 @@
+"""Tasks: what a run calls (:class:`FuncTask`, :class:`CommandTask`, :class:`CodeTask`).
+
+A task object is a thin, live view: its attributes are its definition (condition,
+execution, timeout, priority, ...) and its state (status, ``last_*``, ``is_running``) is
+read from the session and the run log. Assigning an attribute goes through the session so
+the scheduler sees the change at once.
+
+How each kind runs is a *target builder*: given resolved keyword arguments it returns a
+zero-argument callable. For ``process`` runs that callable is a ``functools.partial`` of
+a module-level function, so it pickles with cloudpickle.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.util
+import inspect
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import TaskSetupError
+from .records import Action
+
+if TYPE_CHECKING:
+    from .conditions.base import BaseCondition
+    from .session import Session
+
+__all__ = ["BaseTask", "CodeTask", "CommandFailed", "CommandTask", "FuncTask"]
+
+
+class CommandFailed(Exception):
+    """A command exited with a non-zero status (the message has the stderr tail)."""
+
+
+class BaseTask:
+    """What every task has. Create tasks with ``app.task(...)`` / ``session.create_task``."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        session: Session,
+        name: str,
+        *,
+        start_cond: BaseCondition,
+        end_cond: BaseCondition | None = None,
+        execution: str | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+        disabled: bool = False,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._session = session
+        self._name = name
+        self._start_cond = start_cond
+        self._end_cond = end_cond
+        self._execution = execution
+        self._timeout = timeout
+        self._priority = int(priority)
+        self._disabled = bool(disabled)
+        self.parameters: dict[str, Any] = dict(parameters or {})
+        # Scheduler bookkeeping (owned by the session, under its lock).
+        self._next_check: float | None = None
+        self._dirty = True
+        self._cached_status: Action | None = None
+        self._deleted = False
+
+    # -- definition ------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    @property
+    def start_cond(self) -> BaseCondition:
+        return self._start_cond
+
+    @start_cond.setter
+    def start_cond(self, value: str | BaseCondition) -> None:
+        cond = self._session.parse_condition(value)
+        self._session._update_task(self, "_start_cond", cond)
+
+    @property
+    def end_cond(self) -> BaseCondition | None:
+        return self._end_cond
+
+    @end_cond.setter
+    def end_cond(self, value: str | BaseCondition | None) -> None:
+        cond = None if value is None else self._session.parse_condition(value)
+        self._session._update_task(self, "_end_cond", cond)
+
+    @property
+    def execution(self) -> str:
+        return self._execution or self._session.config.task_execution
+
+    @execution.setter
+    def execution(self, value: str | None) -> None:
+        self._session._update_task(self, "_execution", check_execution(value))
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a run may take (the config's ``timeout`` when the task sets none)."""
+        if self._timeout is not None:
+            return self._timeout
+        value = self._session.config.timeout
+        return None if value is None else float(value)
+
+    @timeout.setter
+    def timeout(self, value: Any) -> None:
+        self._session._update_task(self, "_timeout", check_timeout(value))
+
+    @property
+    def priority(self) -> int:
+        return self._priority
+
+    @priority.setter
+    def priority(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"priority must be an integer; got {value!r}")
+        self._session._update_task(self, "_priority", value)
+
+    @property
+    def disabled(self) -> bool:
+        return self._disabled
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        self._session._update_task(self, "_disabled", bool(value))
+
+    # Red Engine's spelling: ``task.disable = True``.
+    disable = disabled
+
+    @property
+    def force_run(self) -> bool:
+        """True while a forced run is pending. Set ``True`` to run once at the next chance."""
+        return self._session._has_forced(self)
+
+    @force_run.setter
+    def force_run(self, value: bool) -> None:
+        if value:
+            self._session._force(self, {})
+        else:
+            self._session._unforce(self)
+
+    # -- state -----------------------------------------------------------------------
+    @property
+    def status(self) -> str | None:
+        action = self._session._status_of(self)
+        return None if action is None else action.value
+
+    def _last(self, action: Action) -> datetime | None:
+        return self._session._last_time(self._name, action)
+
+    @property
+    def last_run(self) -> datetime | None:
+        return self._last(Action.RUN)
+
+    @property
+    def last_success(self) -> datetime | None:
+        return self._last(Action.SUCCESS)
+
+    @property
+    def last_fail(self) -> datetime | None:
+        return self._last(Action.FAIL)
+
+    @property
+    def last_terminate(self) -> datetime | None:
+        return self._last(Action.TERMINATE)
+
+    @property
+    def last_inaction(self) -> datetime | None:
+        return self._last(Action.INACTION)
+
+    @property
+    def last_crash(self) -> datetime | None:
+        return self._last(Action.CRASH)
+
+    @property
+    def is_running(self) -> bool:
+        return self._session.is_task_running(self._name)
+
+    @property
+    def running_since(self) -> datetime | None:
+        return self._session._running_since(self._name)
+
+    def is_due(self) -> bool:
+        """True when the scheduler would start it now (a pending forced run, or enabled with
+        its condition true)."""
+        return self._session._is_due(self)
+
+    def next_due(self) -> datetime | None:
+        """Earliest instant its condition can next become true by the clock alone."""
+        return self._session._next_due(self)
+
+    # -- actions ---------------------------------------------------------------------
+    def run(self, **params: Any) -> None:
+        """Queue a forced run with these parameters (on top of the task's own)."""
+        self._session._force(self, params)
+
+    def terminate(self) -> None:
+        """Ask the running run(s) of this task to stop."""
+        self._session._terminate_task(self._name, reason="terminated on request")
+
+    def delete(self) -> None:
+        self._session.delete_task(self._name)
+
+    # -- running ---------------------------------------------------------------------
+    @property
+    def description(self) -> str:
+        return self.kind
+
+    def signature_names(self) -> set[str] | None:
+        """Parameter names the target accepts (``None``: any)."""
+        return None
+
+    def marker_defaults(self) -> dict[str, Any]:
+        """Default values of the target's parameters (where markers hide)."""
+        return {}
+
+    def check_prerun(self) -> None:
+        """Raise :class:`TaskSetupError` when a run cannot start (missing file, ...)."""
+
+    def build_target(
+        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+    ) -> Callable[[], Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self._name!r}, start_cond='{self._start_cond}', "
+            f"execution={self.execution!r}, description={self.description!r})"
+        )
+
+
+class FuncTask(BaseTask):
+    """Calls a Python function; with ``path`` + ``func_name`` the file is imported per run."""
+
+    kind = "func"
+
+    def __init__(
+        self,
+        session: Session,
+        name: str,
+        *,
+        func: Callable[..., Any] | None = None,
+        path: str | os.PathLike[str] | None = None,
+        func_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if func is None and (path is None or func_name is None):
+            raise TaskSetupError("a FuncTask needs func=, or both path= and func_name=")
+        if func is not None and not callable(func):
+            raise TaskSetupError(f"func must be callable; got {func!r}")
+        self.func = func
+        self.path = None if path is None else str(path)
+        self.func_name = func_name
+        super().__init__(session, name, **kwargs)
+
+    @property
+    def description(self) -> str:
+        if self.func is not None:
+            module = getattr(self.func, "__module__", None) or "?"
+            qual = getattr(self.func, "__qualname__", None) or repr(self.func)
+            return f"{module}.{qual}()"
+        return f"{self.path}:{self.func_name}()"
+
+    def signature_names(self) -> set[str] | None:
+        if self.func is None:
+            return None
+        try:
+            params = inspect.signature(self.func).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return None
+        return {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+
+    def marker_defaults(self) -> dict[str, Any]:
+        if self.func is None:
+            return {}
+        try:
+            params = inspect.signature(self.func).parameters.values()
+        except (TypeError, ValueError):
+            return {}
+        return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+    def check_prerun(self) -> None:
+        if self.func is not None:
+            return
+        assert self.path is not None and self.func_name is not None
+        file = resolve_path(self.path)
+        names = top_level_names(file)
+        if self.func_name not in names:
+            shown = ", ".join(sorted(n for n in names if not n.startswith("_"))) or "none"
+            raise TaskSetupError(
+                f"task {self.name!r}: {str(file)!r} has no function {self.func_name!r}; "
+                f"top-level names there: {shown}"
+            )
+
+    def build_target(
+        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+    ) -> Callable[[], Any]:
+        if self.func is not None:
+            return functools.partial(self.func, **kwargs)
+        assert self.path is not None and self.func_name is not None
+        return functools.partial(call_from_path, self.path, self.func_name, kwargs)
+
+
+class CommandTask(BaseTask):
+    """Runs a command: a string through the shell, a list without one."""
+
+    kind = "command"
+
+    def __init__(
+        self, session: Session, name: str, *, command: str | list[str], **kwargs: Any
+    ) -> None:
+        if isinstance(command, str):
+            if not command.strip():
+                raise TaskSetupError("command is empty")
+        elif isinstance(command, list | tuple) and command:
+            command = [str(c) for c in command]
+        else:
+            raise TaskSetupError(f"command must be a string or a non-empty list; got {command!r}")
+        self.command: str | list[str] = command
+        super().__init__(session, name, **kwargs)
+
+    @property
+    def description(self) -> str:
+        if isinstance(self.command, str):
+            return self.command
+        return shlex.join(self.command)
+
+    def check_prerun(self) -> None:
+        if isinstance(self.command, list) and shutil.which(self.command[0]) is None:
+            raise TaskSetupError(
+                f"task {self.name!r}: command {self.command[0]!r} not found "
+                "(not an executable path and not on PATH)"
+            )
+
+    def build_target(
+        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+    ) -> Callable[[], Any]:
+        return functools.partial(run_command, self.command, kwargs, flag)
+
+
+class CodeTask(BaseTask):
+    """Executes Python source text (potentially dangerous: it runs whatever it is given).
+
+    The namespace is fresh per run with the parameters as variables, unless ``namespace``
+    is given (cell tasks run in the notebook's). The run's return value is the value of a
+    final expression statement, as in a notebook cell.
+    """
+
+    kind = "code"
+
+    def __init__(
+        self,
+        session: Session,
+        name: str,
+        *,
+        code: str,
+        namespace: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(code, str):
+            raise TaskSetupError(f"code must be a string; got {type(code).__name__}")
+        try:
+            compile(code, f"<task {name}>", "exec")
+        except SyntaxError as exc:
+            raise TaskSetupError(f"task {name!r}: the code does not compile: {exc}") from None
+        self.code = code
+        self.namespace = namespace
+        super().__init__(session, name, **kwargs)
+
+    @property
+    def description(self) -> str:
+        first = next((ln.strip() for ln in self.code.splitlines() if ln.strip()), "")
+        return first if len(first) <= 60 else first[:57] + "..."
+
+    def build_target(
+        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+    ) -> Callable[[], Any]:
+        if self.namespace is not None and not process:
+            return functools.partial(run_code, self.code, self._name, kwargs, self.namespace)
+        return functools.partial(run_code, self.code, self._name, kwargs, None)
+
+
+# -- run-time helpers (module level: they pickle by reference) ---------------------------
+
+
+def resolve_path(path: str) -> Path:
+    file = Path(path).expanduser()
+    if file.is_dir():
+        init = file / "__init__.py"
+        if init.is_file():
+            return init
+        raise TaskSetupError(
+            f"path {path!r} is a folder without __init__.py; "
+            "give the .py file that defines the function"
+        )
+    if not file.is_file():
+        raise TaskSetupError(
+            f"path {path!r} does not exist (looked in {os.getcwd()!r}); "
+            "give the .py file that defines the function"
+        )
+    return file
+
+
+def top_level_names(file: Path) -> set[str]:
+    """Names a module defines at top level (cheap: parsed, not executed)."""
+    try:
+        tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
+    except SyntaxError as exc:
+        raise TaskSetupError(f"{str(file)!r} does not compile: {exc}") from None
+    except OSError as exc:
+        raise TaskSetupError(f"cannot read {str(file)!r}: {exc}") from None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def call_from_path(path: str, func_name: str, kwargs: dict[str, Any]) -> Any:
+    """Import ``path`` afresh and call its ``func_name`` with ``kwargs``."""
+    file = resolve_path(path)
+    digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
+    module_name = f"_redengine_nb_task_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise TaskSetupError(f"cannot import {str(file)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    func = getattr(module, func_name, None)
+    if func is None or not callable(func):
+        raise TaskSetupError(f"{str(file)!r} has no function {func_name!r}")
+    return func(**kwargs)
+
+
+def _command_args(kwargs: Mapping[str, Any]) -> list[str]:
+    args: list[str] = []
+    for key, value in kwargs.items():
+        args += [f"--{key}", str(value.get_value() if hasattr(value, "get_value") else value)]
+    return args
+
+
+def run_command(
+    command: str | list[str], kwargs: dict[str, Any], flag: threading.Event | None
+) -> int:
+    """Run a command, echo its output into this run's capture, fail on non-zero exit."""
+    extra = _command_args(kwargs)
+    if isinstance(command, str):
+        argv: str | list[str] = command + "".join(" " + shlex.quote(a) for a in extra)
+        shell = True
+    else:
+        argv = [*command, *extra]
+        shell = False
+    proc = subprocess.Popen(
+        argv,
+        shell=shell,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    out, err = "", ""
+    while True:
+        try:
+            out, err = proc.communicate(timeout=None if flag is None else 0.25)
+            break
+        except subprocess.TimeoutExpired:
+            if flag is not None and flag.is_set():
+                proc.kill()
+                out, err = proc.communicate()
+                break
+    if out:
+        sys.stdout.write(out)
+    if err:
+        sys.stderr.write(err)
+    if flag is not None and flag.is_set():
+        return proc.returncode
+    if proc.returncode != 0:
+        tail = "\n".join(err.rstrip().splitlines()[-20:])
+        shown = command if isinstance(command, str) else shlex.join(command)
+        raise CommandFailed(
+            f"command {shown!r} exited with status {proc.returncode}"
+            + (f"; stderr (tail):\n{tail}" if tail else "")
+        )
+    return proc.returncode
+
+
+def run_code(code: str, name: str, kwargs: dict[str, Any], namespace: dict[str, Any] | None) -> Any:
+    """Execute source text; the value of a final expression statement is returned."""
+    ns: dict[str, Any] = namespace if namespace is not None else {"__name__": "__task__"}
+    ns.update(kwargs)
+    tree = ast.parse(code, f"<task {name}>", "exec")
+    last: ast.expr | None = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = tree.body.pop().value  # type: ignore[attr-defined]
+    exec(compile(tree, f"<task {name}>", "exec"), ns)
+    if last is not None:
+        return eval(compile(ast.Expression(last), f"<task {name}>", "eval"), ns)
+    return None
+
+
+def check_execution(value: str | None) -> str | None:
+    if value is None or value in ("process", "thread", "main"):
+        return value
+    raise ValueError(f"unknown execution {value!r}; expected 'process', 'thread' or 'main'")
+
+
+def check_timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    from .timetext import to_timedelta
+
+    seconds = to_timedelta(value).total_seconds()
+    if seconds <= 0:
+        raise ValueError(f"a timeout must be positive; got {value!r}")
+    return seconds
