@@ -1,0 +1,390 @@
+"""SQLiteRunLog: persistence, refusing files that are not ours, locks, the cache, plans."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from redengine_nb.errors import RunLogError
+from redengine_nb.records import Action, RunRecord
+from redengine_nb.runlog import MemoryRunLog, SQLiteRunLog
+from redengine_nb.runlog.sqlite import APPLICATION_ID, SCHEMA_VERSION
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_persists_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with SQLiteRunLog(path) as log:
+        a = log.start_run("t", created=1.0, start=1.5, owner="me")
+        log.finish_run(a.run_id, Action.SUCCESS, end=2.0, output="out")
+        b = log.start_run("t", created=3.0, start=3.0, owner="me")
+        before = log.records()
+    with SQLiteRunLog(str(path)) as log:
+        assert log.records() == before
+        assert log.last("t", Action.SUCCESS) == 2.0
+        assert log.last("t", Action.RUN) == 3.0
+        assert [r.run_id for r in log.open_runs()] == [b.run_id]
+        c = log.start_run("t", created=4.0, start=4.0, owner="me")
+        assert int(c.run_id) > int(b.run_id)
+
+
+def test_file_is_marked_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    SQLiteRunLog(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        cols = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+        assert cols == [
+            "run_id",
+            "task_name",
+            "action",
+            "created",
+            "start",
+            "end",
+            "exc_text",
+            "output",
+            "owner",
+        ]
+    finally:
+        conn.close()
+
+
+def test_synchronous_normal(tmp_path: Path) -> None:
+    with SQLiteRunLog(tmp_path / "runs.db") as log:
+        assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+def test_missing_folder_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(RunLogError, match=r"no-such-folder.*does not exist"):
+        SQLiteRunLog(missing / "runs.db")
+    assert not missing.exists()
+
+
+def test_a_folder_is_not_a_log(tmp_path: Path) -> None:
+    with pytest.raises(RunLogError, match="is a folder"):
+        SQLiteRunLog(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"garbage, not a database\n" + bytes(range(256)) * 8,
+        b"SQLite format 3\x00" + b"\xff" * 4080,  # the header, then rubbish
+    ],
+    ids=["garbage", "corrupt-after-header"],
+)
+def test_not_sqlite_left_untouched(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(content)
+    stat = path.stat()
+    with pytest.raises(RunLogError, match=r"runs\.db") as info:
+        SQLiteRunLog(path)
+    assert "another logs= path" in str(info.value) or "Move it aside" in str(info.value)
+    assert path.read_bytes() == content
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert _files(tmp_path) == ["runs.db"]  # no -wal / -shm / -journal left behind
+
+
+def test_other_applications_database_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO users (name) VALUES ('ada')")
+    conn.commit()
+    conn.close()
+    content = path.read_bytes()
+    with pytest.raises(RunLogError, match=r"other application.*untouched"):
+        SQLiteRunLog(path)
+    assert path.read_bytes() == content
+    assert _files(tmp_path) == ["app.db"]
+
+
+def test_other_application_id_refused(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA application_id = 1234")
+    conn.close()
+    content = path.read_bytes()
+    with pytest.raises(RunLogError, match="other application"):
+        SQLiteRunLog(path)
+    assert path.read_bytes() == content
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    SQLiteRunLog(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RunLogError, match="newer"):
+        SQLiteRunLog(path)
+
+
+def test_empty_file_becomes_a_log(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.touch()
+    with SQLiteRunLog(path) as log:
+        log.start_run("t", created=1.0, start=1.0, owner="me")
+        assert log.count("t") == 1
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root reads and writes files whatever their permissions",
+)
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    SQLiteRunLog(path).close()
+    path.chmod(0)
+    try:
+        with pytest.raises(RunLogError, match=r"runs\.db.*permissions"):
+            SQLiteRunLog(path)
+    finally:
+        path.chmod(0o600)
+
+
+def _hold_exclusive_lock(path: Path) -> sqlite3.Connection:
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("PRAGMA locking_mode = EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("INSERT INTO runs (task_name, action, created) VALUES ('x', 'run', 0)")
+    return other
+
+
+def test_locked_database_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    SQLiteRunLog(path).close()
+    other = _hold_exclusive_lock(path)
+    try:
+        with pytest.raises(RunLogError, match=r"runs.db.*locked.*busy timeout"):
+            SQLiteRunLog(path, busy_timeout=0.05)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    SQLiteRunLog(path, busy_timeout=0.05).close()  # fine once the lock is gone
+
+
+def test_locked_database_on_write_raises_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    log = SQLiteRunLog(path, busy_timeout=0.05)
+    first = log.start_run("t", created=1.0, start=1.0, owner="me")
+    assert log.last("t", Action.RUN) == 1.0  # cached
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        with pytest.raises(RunLogError, match="locked"):
+            log.start_run("t", created=2.0, start=2.0, owner="me")
+        with pytest.raises(RunLogError, match="locked"):
+            log.finish_run(first.run_id, Action.SUCCESS, end=3.0)
+        # reads still work in WAL mode while another process writes
+        assert log.last("t", Action.RUN) == 1.0
+        assert [r.run_id for r in log.open_runs()] == [first.run_id]
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    done = log.finish_run(first.run_id, Action.SUCCESS, end=3.0)
+    assert done.action is Action.SUCCESS
+    assert log.count("t") == 1
+    log.close()
+
+
+def test_refresh_sees_another_connections_writes(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    mine, theirs = SQLiteRunLog(path), SQLiteRunLog(path)
+    try:
+        assert mine.last("t", Action.RUN) is None  # now cached
+        theirs.start_run("t", created=5.0, start=5.0, owner="them")
+        # count is never cached; last answers from the cache until refresh()
+        assert mine.count("t") == 1
+        assert mine.last("t", Action.RUN) is None
+        mine.refresh()
+        assert mine.last("t", Action.RUN) == 5.0
+        # own writes keep the cache true without a refresh
+        mine.start_run("t", created=6.0, start=6.0, owner="me")
+        assert mine.last("t", Action.RUN) == 6.0
+        mine.refresh()  # our own write is not "another connection's"
+        assert mine.last("t", Action.RUN) == 6.0
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def test_cache_updated_by_own_finish_log_and_crash() -> None:
+    with SQLiteRunLog(":memory:") as log:
+        for action in (Action.SUCCESS, Action.FAIL, Action.CRASH, Action.RUN):
+            assert log.last("t", action) is None  # cache every key
+        rec = log.start_run("t", created=1.0, start=1.0, owner="me")
+        log.finish_run(rec.run_id, Action.SUCCESS, end=2.0)
+        log.log_run(RunRecord("", "t", Action.FAIL, 3.0, 3.0, 4.0))
+        rec = log.start_run("t", created=5.0, start=5.0, owner="me")
+        log.mark_crashed([rec.run_id], end=6.0)
+        assert log.last("t", Action.SUCCESS) == 2.0
+        assert log.last("t", Action.FAIL) == 4.0
+        assert log.last("t", Action.CRASH) == 6.0
+        assert log.last("t", Action.RUN) == 5.0
+
+
+def test_cache_is_bounded() -> None:
+    with SQLiteRunLog(":memory:", cache_size=8) as log:
+        for i in range(50):
+            rec = log.start_run(f"task{i}", created=i, start=i, owner="me")
+            log.finish_run(rec.run_id, Action.SUCCESS, end=i + 0.5)
+        for i in range(50):
+            for action in Action:
+                log.last(f"task{i}", action)
+            assert len(log._cache) <= 8
+        # evicted answers are read again, correctly
+        assert log.last("task0", Action.SUCCESS) == 0.5
+        assert log.last("task49", Action.RUN) == 49.0
+
+
+def test_cache_disabled() -> None:
+    with SQLiteRunLog(":memory:", cache_size=0) as log:
+        log.start_run("t", created=1.0, start=1.0, owner="me")
+        assert log.last("t", Action.RUN) == 1.0
+        assert len(log._cache) == 0
+
+
+def test_thread_safe_writes_and_reads(tmp_path: Path) -> None:
+    log = SQLiteRunLog(tmp_path / "runs.db")
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def work(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for i in range(150):
+                rec = log.start_run(f"t{n}", created=i, start=i, owner="me")
+                log.finish_run(rec.run_id, Action.SUCCESS, end=i + 0.5)
+                log.last(f"t{n}", Action.SUCCESS)
+                log.count(f"t{(n + 1) % 6}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(log.records()) == 900
+    assert all(log.count(f"t{n}", Action.SUCCESS) == 150 for n in range(6))
+    assert all(log.last(f"t{n}", Action.SUCCESS) == 149.5 for n in range(6))
+    log.close()
+
+
+def test_closed_log_raises_runlogerror() -> None:
+    log = SQLiteRunLog(":memory:")
+    log.close()
+    with pytest.raises(RunLogError, match="closed"):
+        log.start_run("t", created=1.0, start=1.0, owner="me")
+
+
+# -- query plans: lookups never scan the table ----------------------------------------------
+
+
+def _plans(log: SQLiteRunLog, call: object) -> list[tuple[str, list[str]]]:
+    """Run ``call`` and return, for each SELECT it made, the EXPLAIN QUERY PLAN lines."""
+    seen: list[str] = []
+    log._conn.set_trace_callback(seen.append)
+    try:
+        assert callable(call)
+        call()
+    finally:
+        log._conn.set_trace_callback(None)
+    plans = []
+    for sql in seen:
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            rows = log._conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+            plans.append((sql, [row[-1] for row in rows]))
+    assert plans, "no query was traced"
+    return plans
+
+
+def _uses_index(plan: list[str]) -> bool:
+    scans = [line for line in plan if line.startswith("SCAN runs")]
+    return not scans and any("INDEX" in line for line in plan)
+
+
+@pytest.fixture
+def big_log() -> SQLiteRunLog:
+    log = SQLiteRunLog(":memory:", cache_size=0)
+    for i in range(200):
+        log.log_run(
+            RunRecord(
+                "",
+                f"t{i % 7}",
+                Action.SUCCESS if i % 5 else Action.FAIL,
+                float(i),
+                float(i),
+                i + 0.5,
+            )
+        )
+    log.start_run("t1", created=300.0, start=300.0, owner="me")
+    return log
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        lambda log: log.last("t1", Action.RUN),
+        lambda log: log.last("t1", Action.SUCCESS),
+        lambda log: log.count("t1"),
+        lambda log: log.count("t1", Action.RUN, since=10.0, until=50.0),
+        lambda log: log.count("t1", Action.FAIL, since=10.0),
+        lambda log: log.count("t1", None, until=100.0),
+        lambda log: log.open_runs(),
+        lambda log: log.records(task="t1"),
+        lambda log: log.records(task="t1", limit=5),
+        lambda log: log.records(task="t1", action=Action.FAIL, limit=5),
+        lambda log: log.records(action=Action.FAIL),
+        lambda log: log.records(since=150.0),
+        lambda log: log.records(since=150.0, limit=3),
+        lambda log: log.records(task="t2", since=150.0),
+        lambda log: log.task_names(),
+    ],
+    ids=[
+        "last-run",
+        "last-success",
+        "count",
+        "count-run-span",
+        "count-fail-since",
+        "count-any-until",
+        "open-runs",
+        "records-task",
+        "records-task-limit",
+        "records-task-action",
+        "records-action",
+        "records-since",
+        "records-since-limit",
+        "records-task-since",
+        "task-names",
+    ],
+)
+def test_lookups_use_an_index(big_log: SQLiteRunLog, lookup: object) -> None:
+    for sql, plan in _plans(big_log, lambda: lookup(big_log)):  # type: ignore[operator]
+        assert _uses_index(plan), f"{sql}\n{plan}"
+
+
+def test_answers_match_memory_on_the_same_records(big_log: SQLiteRunLog) -> None:
+    mem = MemoryRunLog(dataclasses.replace(r) for r in big_log.records())
+    assert mem.task_names() == big_log.task_names()
+    for task in big_log.task_names():
+        for action in [None, *Action]:
+            span = {"since": 20.0, "until": 150.0}
+            assert mem.count(task, action, **span) == big_log.count(task, action, **span)
+            assert mem.count(task, action) == big_log.count(task, action)
+            if action is not None:
+                assert mem.last(task, action) == big_log.last(task, action), (task, action)
