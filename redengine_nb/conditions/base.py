@@ -63,8 +63,9 @@ class Context:
         """The task a status condition is about: the named one, else the one being checked."""
         name = explicit if explicit is not None else self.task
         if name is None:
-            raise ValueError("this condition needs a task: name one (task 'x') "
-                             "or attach the condition to a task")
+            raise ValueError(
+                "this condition needs a task: name one (task 'x') or attach the condition to a task"
+            )
         return name
 
 
@@ -78,11 +79,11 @@ class BaseCondition(ABC):
         """True when the condition holds at ``ctx.now``."""
 
     def next_due(self, ctx: Context) -> datetime | None:
-        """Earliest instant ≥ now when it can be true by the clock alone; ``None``: only an event."""
+        """Earliest instant ≥ now it can be true by the clock alone; ``None``: only an event."""
         return ctx.now if self.is_met(ctx) else None
 
     def next_undue(self, ctx: Context) -> datetime | None:
-        """Earliest instant ≥ now when it can be false by the clock alone; ``None``: only an event."""
+        """Earliest instant ≥ now it can be false by the clock alone; ``None``: only an event."""
         return None if self.is_met(ctx) else ctx.now
 
     # -- algebra ---------------------------------------------------------------------
@@ -141,8 +142,11 @@ true: BaseCondition = _Constant(True)
 false: BaseCondition = _Constant(False)
 
 
-def _fixed_point(parts: tuple[BaseCondition, ...], ctx: Context,
-                 step: Callable[[BaseCondition, Context], datetime | None]) -> datetime | None:
+def _fixed_point(
+    parts: tuple[BaseCondition, ...],
+    ctx: Context,
+    step: Callable[[BaseCondition, Context], datetime | None],
+) -> datetime | None:
     """Earliest t ≥ now where ``step(part, ctx@t) == t`` for every part."""
     t = ctx.now
     cur = ctx
@@ -175,7 +179,7 @@ class _Compound(BaseCondition):
         flat: list[BaseCondition] = []
         for cond in conds:
             if type(cond) is cls:
-                flat.extend(cond.parts)  # type: ignore[attr-defined]
+                flat.extend(cond.parts)
             else:
                 flat.append(cond)
         return cls(flat)
@@ -188,7 +192,7 @@ class _Compound(BaseCondition):
         return f" {self.symbol} ".join(texts)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.parts == self.parts  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.parts == self.parts
 
     def __hash__(self) -> int:
         return hash((type(self), self.parts))

@@ -1,0 +1,232 @@
+"""Conditions on the run history: ``has succeeded today``, ``after task 'x'``, ``is running``.
+
+Every lookup goes through :class:`~redengine_nb.runlog.base.History` (``last`` and
+``count``), which stores answer from an index; nothing here scans records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from ..periods import TimeWindow
+from ..records import FINISHED, Action
+from ..runlog.base import History
+from ..timetext import format_duration, to_timedelta
+from .base import BaseCondition, Context
+from .time import UNIT_NAMES, _window_segment, _Windowed, format_window
+
+__all__ = ["VERBS", "After", "HasAction", "Running", "quote_name"]
+
+#: The verbs of ``has <verb>`` and the actions each one counts.
+VERBS: dict[str, tuple[Action, ...]] = {
+    "succeeded": (Action.SUCCESS,),
+    "failed": (Action.FAIL,),
+    "finished": tuple(sorted(FINISHED, key=lambda a: a.value)),
+    "started": (Action.RUN,),
+    "terminated": (Action.TERMINATE,),
+    "inacted": (Action.INACTION,),
+    "crashed": (Action.CRASH,),
+}
+
+#: ``after task 'x' <verb>``: the verbs allowed there.
+AFTER_VERBS = ("succeeded", "failed", "finished")
+
+_SPAN_WORDS = {
+    "minute": "this minute",
+    "hour": "this hour",
+    "day": "today",
+    "week": "this week",
+    "month": "this month",
+}
+
+
+def quote_name(name: str) -> str:
+    """A task name as condition text: in ``'`` quotes, or ``"`` when the name holds a ``'``.
+    A name holding both is put in ``'`` quotes with each ``'`` doubled (``'it''s "x"'``)."""
+    if "'" not in name:
+        return f"'{name}'"
+    if '"' not in name:
+        return f'"{name}"'
+    return "'" + name.replace("'", "''") + "'"
+
+
+def _last(history: History, task: str, actions: tuple[Action, ...]) -> float | None:
+    if len(actions) == 1:
+        return history.last(task, actions[0])
+    best: float | None = None
+    for action in actions:
+        t = history.last(task, action)
+        if t is not None and (best is None or t > best):
+            best = t
+    return best
+
+
+def _task_prefix(task: str | None) -> str:
+    return "" if task is None else f"task {quote_name(task)} "
+
+
+class HasAction(_Windowed):
+    """``[task 'x'] has <verb> [today | this hour | ... [window] | in past <duration>]``."""
+
+    __slots__ = ("actions", "span", "task", "verb")
+
+    def __init__(
+        self, verb: str, task: str | None = None, span: TimeWindow | timedelta | str | None = None
+    ) -> None:
+        super().__init__()
+        if verb not in VERBS:
+            raise ValueError(f"unknown verb {verb!r}; expected one of {', '.join(VERBS)}")
+        if isinstance(span, str):
+            span = to_timedelta(span)
+        if isinstance(span, timedelta) and span.total_seconds() <= 0:
+            raise ValueError(f"'in past' needs a positive duration, got {format_duration(span)!r}")
+        if isinstance(span, TimeWindow) and span.is_whole:
+            span = TimeWindow(span.unit)
+        self.verb = verb
+        self.actions = VERBS[verb]
+        self.task = task
+        self.span: TimeWindow | timedelta | None = span
+
+    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+        assert isinstance(self.span, TimeWindow)
+        if self.span.is_whole:
+            occ = self.span.rollback(now)
+            return occ.start_ts, occ.end_ts, occ.start_ts
+        occ = self.span.rollback(now)
+        if now < occ.end:
+            return occ.start_ts, occ.end_ts, occ.start_ts
+        # After the window: the span is the window that just closed, until the next opens.
+        return _window_segment(self.span, now)[0], self.span.next_after(now).start_ts, None
+
+    def is_met(self, ctx: Context) -> bool:
+        name = ctx.task_name(self.task)
+        last = _last(ctx.history, name, self.actions)
+        if last is None:
+            return False
+        span = self.span
+        if span is None:
+            return True
+        if isinstance(span, timedelta):
+            return last >= ctx.ts - span.total_seconds()
+        seg = self._segment(ctx)
+        if seg[3] is not None:
+            return last >= seg[3]
+        occ = span.rollback(ctx.now)
+        since, until = occ.start_ts, occ.end_ts
+        return any(ctx.history.count(name, a, since, until) for a in self.actions)
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        return ctx.now if self.is_met(ctx) else None
+
+    def next_undue(self, ctx: Context) -> datetime | None:
+        if not self.is_met(ctx):
+            return ctx.now
+        span = self.span
+        if span is None:
+            return None
+        tz = ctx.now.tzinfo
+        if isinstance(span, timedelta):
+            last = _last(ctx.history, ctx.task_name(self.task), self.actions)
+            assert last is not None
+            return datetime.fromtimestamp(last + span.total_seconds(), tz)
+        return datetime.fromtimestamp(self._segment(ctx)[2], tz)
+
+    def in_past(self, duration: str | timedelta) -> HasAction:
+        return HasAction(self.verb, self.task, to_timedelta(duration))
+
+    def in_span(self, window: TimeWindow) -> HasAction:
+        return HasAction(self.verb, self.task, window)
+
+    def __str__(self) -> str:
+        text = f"{_task_prefix(self.task)}has {self.verb}"
+        span = self.span
+        if span is None:
+            return text
+        if isinstance(span, timedelta):
+            return f"{text} in past {format_duration(span)}"
+        text = f"{text} {_SPAN_WORDS[UNIT_NAMES[span.unit][1]]}"
+        rest = format_window(span)
+        return f"{text} {rest}" if rest else text
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.verb, self.task, self.span)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HasAction) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash((HasAction, *self._key()))
+
+
+class After(BaseCondition):
+    """``after task 'x' [succeeded|failed|finished]``, ``after tasks 'a', 'b'``,
+    ``after any tasks 'a', 'b'``: their last such record is newer than this task's last
+    start (or this task never started)."""
+
+    __slots__ = ("actions", "any", "tasks", "verb")
+
+    def __init__(
+        self, tasks: str | Iterable[str], verb: str = "succeeded", any: bool = False
+    ) -> None:
+        names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+        if not names:
+            raise ValueError("'after' needs at least one task name")
+        if verb not in AFTER_VERBS:
+            raise ValueError(f"'after task' takes {', '.join(AFTER_VERBS)}; got {verb!r}")
+        self.tasks = names
+        self.verb = verb
+        self.actions = VERBS[verb]
+        self.any = any and len(names) > 1
+
+    def is_met(self, ctx: Context) -> bool:
+        history = ctx.history
+        task = ctx.task
+        mine = history.last(task if task is not None else ctx.task_name(None), Action.RUN)
+        actions = self.actions
+        for name in self.tasks:
+            theirs = _last(history, name, actions)
+            ok = theirs is not None and (mine is None or theirs > mine)
+            if ok and self.any:
+                return True
+            if not ok and not self.any:
+                return False
+        return not self.any
+
+    def __str__(self) -> str:
+        if len(self.tasks) == 1:
+            text = f"after task {quote_name(self.tasks[0])}"
+        else:
+            names = ", ".join(quote_name(n) for n in self.tasks)
+            text = f"after {'any ' if self.any else ''}tasks {names}"
+        return text if self.verb == "succeeded" else f"{text} {self.verb}"
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.tasks, self.verb, self.any)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, After) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash((After, *self._key()))
+
+
+class Running(BaseCondition):
+    """``[task 'x'] is running``: a run of x (or this task) is alive."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: str | None = None) -> None:
+        self.task = task
+
+    def is_met(self, ctx: Context) -> bool:
+        return ctx.is_running(ctx.task_name(self.task))
+
+    def __str__(self) -> str:
+        return f"{_task_prefix(self.task)}is running"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Running) and other.task == self.task
+
+    def __hash__(self) -> int:
+        return hash((Running, self.task))

@@ -1,0 +1,454 @@
+"""Conditions the clock decides: periods (``daily between ...``), ``time of ...``, ``every``,
+``cron``.
+
+Hot paths compare ``ctx.ts`` (a float) with a cached *segment*: the span of time over which
+the window arithmetic gives the same answer. The window is recomputed only when the clock
+leaves that segment, so ``is_met`` costs a few comparisons and one or four history lookups.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, tzinfo
+
+from croniter import croniter
+
+from ..periods import DAY, HOUR, MINUTE, MONTH, WEEK, Interval, TimeWindow, Unit
+from ..records import FINISHED, Action
+from ..runlog.base import History
+from ..timetext import (
+    WEEKDAYS,
+    format_clock_time,
+    format_duration,
+    parse_clock_time,
+    parse_monthday,
+    parse_weekday,
+    to_timedelta,
+)
+from .base import BaseCondition, Context
+
+__all__ = [
+    "UNIT_NAMES",
+    "Cron",
+    "Every",
+    "PeriodCondition",
+    "TimeCondition",
+    "format_window",
+    "last_finish",
+    "parse_point",
+    "window_after",
+    "window_before",
+    "window_between",
+    "window_on",
+]
+
+#: The adverb of each unit (``daily``) and its noun (``time of day``).
+UNIT_NAMES: dict[Unit, tuple[str, str]] = {
+    MINUTE: ("minutely", "minute"),
+    HOUR: ("hourly", "hour"),
+    DAY: ("daily", "day"),
+    WEEK: ("weekly", "week"),
+    MONTH: ("monthly", "month"),
+}
+
+#: The unit whose window a period phrase takes: ``hourly between 09:00 and 17:00`` is a
+#: time of day.
+WINDOW_UNIT: dict[Unit, Unit] = {MINUTE: DAY, HOUR: DAY, DAY: DAY, WEEK: WEEK, MONTH: MONTH}
+
+_FINISHED = tuple(FINISHED)
+_INF = float("inf")
+
+# -- points inside a unit ----------------------------------------------------------------
+_SUB = re.compile(r"^:(\d{2})(?::(\d{2}))?$")
+_POINT_HELP = {
+    MINUTE: "a second of the minute such as ':30'",
+    HOUR: "a minute of the hour such as ':15' or ':15:30'",
+    DAY: "a clock time such as '10:00', '10:00:30', '10am' or '7:30pm'",
+    WEEK: "a weekday such as 'Mon' or 'Monday'",
+    MONTH: "a day of the month such as '1st', '15th' or '15'",
+}
+
+
+def parse_point(unit: Unit, text: str, role: str = "start") -> int:
+    """Offset (seconds) of a point inside ``unit``. ``role``: ``start``, ``end`` (inclusive
+    end of a ``between``: a day named as the end counts whole) or ``before`` (exclusive)."""
+    raw = text.strip()
+    if unit in (MINUTE, HOUR):
+        m = _SUB.match(raw)
+        if m is None or (unit is MINUTE and m.group(2) is not None):
+            raise ValueError(f"bad point {raw!r}; expected {_POINT_HELP[unit]}")
+        first, second = int(m.group(1)), int(m.group(2) or 0)
+        value = first if unit is MINUTE else first * 60 + second
+        limit = 60 if unit is MINUTE else 3600
+        if second >= 60 or value > limit or (value == limit and role == "start"):
+            raise ValueError(f"bad point {raw!r}; expected {_POINT_HELP[unit]}")
+        return value
+    if unit is DAY:
+        seconds = parse_clock_time(raw, allow_24=role != "start")
+        return seconds
+    index = parse_weekday(raw) if unit is WEEK else parse_monthday(raw) - 1
+    return (index + 1) * 86400 if role == "end" else index * 86400
+
+
+def format_point(unit: Unit, offset: int, role: str = "start") -> str:
+    if unit is MINUTE:
+        return f":{offset:02d}"
+    if unit is HOUR:
+        minutes, seconds = divmod(offset, 60)
+        return f":{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
+    if unit is DAY:
+        return format_clock_time(offset)
+    index = offset // 86400 - (1 if role == "end" else 0)
+    if unit is WEEK:
+        return WEEKDAYS[index % 7]
+    day = index % 31 + 1
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def window_between(unit: Unit, a: str, b: str) -> TimeWindow:
+    return TimeWindow(unit, parse_point(unit, a), parse_point(unit, b, "end"))
+
+
+def window_after(unit: Unit, a: str) -> TimeWindow:
+    return TimeWindow(unit, parse_point(unit, a), unit.length)
+
+
+def window_before(unit: Unit, b: str) -> TimeWindow:
+    end = parse_point(unit, b, "before")
+    if end == 0:
+        raise ValueError(f"nothing lies before {b.strip()!r} in a {unit.name.lower()}")
+    return TimeWindow(unit, 0, end)
+
+
+_ON_LENGTH = {MINUTE: 1, HOUR: 60, DAY: 3600, WEEK: 86400, MONTH: 86400}
+
+
+def window_on(unit: Unit, x: str) -> TimeWindow:
+    start = parse_point(unit, x)
+    end = start + _ON_LENGTH[unit]
+    if unit is not MONTH and end > unit.length:
+        end -= unit.length
+    return TimeWindow(unit, start, end)
+
+
+def format_window(window: TimeWindow) -> str:
+    """``between A and B`` / ``after A`` / ``before B`` / ``on X`` (empty for a whole unit)."""
+    unit, start, end = window.unit, window.start, window.end
+    if window.is_whole and start == 0:
+        return ""
+    if unit in (WEEK, MONTH) and not window.wraps and end - start == 86400:
+        return f"on {format_point(unit, start)}"
+    if start == 0 and not window.wraps and unit not in (WEEK, MONTH):
+        return f"before {format_point(unit, end)}"
+    if end == unit.length and not window.wraps:
+        return f"after {format_point(unit, start)}"
+    return f"between {format_point(unit, start)} and {format_point(unit, end, 'end')}"
+
+
+def last_finish(history: History, task: str) -> float | None:
+    """The newest end of a run of ``task`` that finished (success, fail, terminate, inaction)."""
+    best: float | None = None
+    for action in _FINISHED:
+        t = history.last(task, action)
+        if t is not None and (best is None or t > best):
+            best = t
+    return best
+
+
+def _dt(ts: float, tz: tzinfo | None) -> datetime:
+    return datetime.fromtimestamp(ts, tz)
+
+
+# -- segments: a cached answer of the window arithmetic -------------------------------------
+# (tz, lo, hi, start): for lo <= ts < hi the condition is inside an occurrence that began at
+# ``start`` (or outside any when ``start`` is None).
+_Segment = tuple[tzinfo | None, float, float, float | None]
+_EMPTY: _Segment = (None, _INF, -_INF, None)
+
+
+def _window_segment(window: TimeWindow, now: datetime) -> tuple[float, float, float | None]:
+    occ = window.rollback(now)
+    if now < occ.end:
+        return occ.start_ts, occ.end_ts, occ.start_ts
+    return occ.end_ts, window.next_after(now).start_ts, None
+
+
+class _Windowed(BaseCondition):
+    """A condition with a cached segment."""
+
+    __slots__ = ("_seg",)
+
+    def __init__(self) -> None:
+        self._seg: _Segment = _EMPTY
+
+    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+        raise NotImplementedError
+
+    def _segment(self, ctx: Context) -> _Segment:
+        seg = self._seg
+        ts = ctx.ts
+        if seg[1] <= ts < seg[2] and seg[0] is ctx.now.tzinfo:
+            return seg
+        lo, hi, start = self._compute(ctx.now)
+        seg = (ctx.now.tzinfo, lo, hi, start)
+        self._seg = seg
+        return seg
+
+
+class PeriodCondition(_Windowed):
+    """``daily``, ``hourly between 09:00 and 17:00``, ``weekly on Monday``,
+    ``daily starting 10:00``: once per occurrence, counting finishes since it began."""
+
+    __slots__ = ("_unit_window", "anchor", "unit", "window")
+
+    def __init__(self, unit: Unit, window: TimeWindow | None = None, anchor: int = 0) -> None:
+        super().__init__()
+        wunit = WINDOW_UNIT[unit]
+        if window is not None and window.unit is not wunit:
+            raise ValueError(f"a {UNIT_NAMES[unit][0]} window is a time of {UNIT_NAMES[wunit][1]}")
+        if window is not None and window.is_whole:
+            if window.start != 0 and unit is wunit:
+                anchor = window.start
+            window = None
+        if window is not None and anchor:
+            raise ValueError("'starting' cannot be combined with a window")
+        self.unit = unit
+        self.window = window
+        self.anchor = anchor
+        self._unit_window = TimeWindow(unit, anchor, anchor)
+
+    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+        window = self.window
+        if window is None:
+            occ = self._unit_window.rollback(now)
+            return occ.start_ts, occ.end_ts, occ.start_ts
+        lo, hi, start = _window_segment(window, now)
+        if start is None or self.unit is window.unit:
+            return lo, hi, start
+        unit_occ = self._unit_window.rollback(now)
+        lo = max(lo, unit_occ.start_ts)
+        return lo, min(hi, unit_occ.end_ts), lo
+
+    def _done(self, ctx: Context, start: float) -> bool:
+        last = last_finish(ctx.history, ctx.task_name(None))
+        return last is not None and last >= start
+
+    def is_met(self, ctx: Context) -> bool:
+        start = self._segment(ctx)[3]
+        return start is not None and not self._done(ctx, start)
+
+    def _next_start_after(self, ctx: Context, ts: float) -> float:
+        """Start of the first occurrence beginning strictly after ``ts``."""
+        _, _lo, hi, start = self._segment(ctx.at(_dt(ts, ctx.now.tzinfo)))
+        if start is None:
+            return hi
+        nxt = self._segment(ctx.at(_dt(hi, ctx.now.tzinfo)))
+        return nxt[3] if nxt[3] is not None and nxt[3] > ts else nxt[2]
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        _, _lo, _hi, start = self._segment(ctx)
+        last = last_finish(ctx.history, ctx.task_name(None))
+        if start is not None and (last is None or last < start):
+            return ctx.now
+        after = ctx.ts if last is None else max(ctx.ts, last)
+        due = self._next_start_after(ctx, after)
+        self._segment(ctx)  # leave the cache on the present
+        return _dt(due, ctx.now.tzinfo)
+
+    def next_undue(self, ctx: Context) -> datetime | None:
+        _, _lo, hi, start = self._segment(ctx)
+        if start is not None and not self._done(ctx, start):
+            return _dt(hi, ctx.now.tzinfo)
+        return ctx.now
+
+    # -- fluent forms ----------------------------------------------------------------
+    def _with(self, window: TimeWindow) -> PeriodCondition:
+        return PeriodCondition(self.unit, window)
+
+    def between(self, start: str, end: str) -> PeriodCondition:
+        return self._with(window_between(WINDOW_UNIT[self.unit], start, end))
+
+    def after(self, start: str) -> PeriodCondition:
+        return self._with(window_after(WINDOW_UNIT[self.unit], start))
+
+    def before(self, end: str) -> PeriodCondition:
+        return self._with(window_before(WINDOW_UNIT[self.unit], end))
+
+    def on(self, when: str) -> PeriodCondition:
+        return self._with(window_on(WINDOW_UNIT[self.unit], when))
+
+    at = on
+
+    def starting(self, when: str) -> PeriodCondition:
+        return PeriodCondition(self.unit, None, parse_point(self.unit, when))
+
+    # -- value -----------------------------------------------------------------------
+    def __str__(self) -> str:
+        text = UNIT_NAMES[self.unit][0]
+        if self.anchor:
+            return f"{text} starting {format_point(self.unit, self.anchor)}"
+        if self.window is not None:
+            return f"{text} {format_window(self.window)}"
+        return text
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.unit, self.window, self.anchor)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PeriodCondition) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash((PeriodCondition, *self._key()))
+
+
+class TimeCondition(_Windowed):
+    """``time of day between 08:00 and 10:00`` and friends: only the clock decides."""
+
+    __slots__ = ("window",)
+
+    def __init__(self, window: TimeWindow) -> None:
+        super().__init__()
+        if window.is_whole:
+            window = TimeWindow(window.unit)
+        self.window = window
+
+    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+        if self.window.is_whole:
+            return -_INF, _INF, -_INF
+        return _window_segment(self.window, now)
+
+    def is_met(self, ctx: Context) -> bool:
+        return self._segment(ctx)[3] is not None
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        seg = self._segment(ctx)
+        return ctx.now if seg[3] is not None else _dt(seg[2], ctx.now.tzinfo)
+
+    def next_undue(self, ctx: Context) -> datetime | None:
+        seg = self._segment(ctx)
+        if seg[3] is None:
+            return ctx.now
+        return None if seg[2] == _INF else _dt(seg[2], ctx.now.tzinfo)
+
+    def interval(self, when: datetime) -> Interval:
+        return self.window.rollback(when)
+
+    def _with(self, window: TimeWindow) -> TimeCondition:
+        return TimeCondition(window)
+
+    def between(self, start: str, end: str) -> TimeCondition:
+        return self._with(window_between(self.window.unit, start, end))
+
+    def after(self, start: str) -> TimeCondition:
+        return self._with(window_after(self.window.unit, start))
+
+    def before(self, end: str) -> TimeCondition:
+        return self._with(window_before(self.window.unit, end))
+
+    def on(self, when: str) -> TimeCondition:
+        return self._with(window_on(self.window.unit, when))
+
+    at = on
+
+    def __str__(self) -> str:
+        text = f"time of {UNIT_NAMES[self.window.unit][1]}"
+        rest = format_window(self.window)
+        return f"{text} {rest}" if rest else text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TimeCondition) and other.window == self.window
+
+    def __hash__(self) -> int:
+        return hash((TimeCondition, self.window))
+
+
+class Every(BaseCondition):
+    """``every 10 minutes``: no run of the task started within the last duration."""
+
+    __slots__ = ("period", "seconds")
+
+    def __init__(self, period: str | float | timedelta) -> None:
+        self.period = to_timedelta(period)
+        self.seconds = self.period.total_seconds()
+        if self.seconds <= 0:
+            raise ValueError(
+                f"'every' needs a positive duration, got {format_duration(self.period)!r}"
+            )
+
+    def is_met(self, ctx: Context) -> bool:
+        task = ctx.task
+        last = ctx.history.last(task if task is not None else ctx.task_name(None), Action.RUN)
+        return last is None or ctx.ts - last >= self.seconds
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        last = ctx.history.last(ctx.task_name(None), Action.RUN)
+        if last is None or ctx.ts - last >= self.seconds:
+            return ctx.now
+        return _dt(last + self.seconds, ctx.now.tzinfo)
+
+    def next_undue(self, ctx: Context) -> datetime | None:
+        return None if self.is_met(ctx) else ctx.now
+
+    def __str__(self) -> str:
+        return f"every {format_duration(self.period)}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Every) and other.seconds == self.seconds
+
+    def __hash__(self) -> int:
+        return hash((Every, self.seconds))
+
+
+class Cron(_Windowed):
+    """``cron */15 * * * *``: now is in a matching minute and the task has not started in it."""
+
+    __slots__ = ("expression",)
+
+    def __init__(self, expression: str) -> None:
+        super().__init__()
+        fields = expression.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"a cron expression has 5 fields (minute hour day month weekday), "
+                f"got {len(fields)} in {expression.strip()!r}"
+            )
+        text = " ".join(fields)
+        if not croniter.is_valid(text):
+            raise ValueError(f"bad cron expression {text!r}")
+        self.expression = text
+
+    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+        lo = now.timestamp() // 60 * 60
+        minute = _dt(lo, now.tzinfo)
+        return lo, lo + 60, lo if croniter.match(self.expression, minute) else None
+
+    def is_met(self, ctx: Context) -> bool:
+        start = self._segment(ctx)[3]
+        if start is None:
+            return False
+        last = ctx.history.last(ctx.task_name(None), Action.RUN)
+        return last is None or last < start
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        if self.is_met(ctx):
+            return ctx.now
+        last = ctx.history.last(ctx.task_name(None), Action.RUN)
+        base = ctx.ts if last is None else max(ctx.ts, last)
+        nxt = croniter(self.expression, _dt(base, ctx.now.tzinfo)).get_next(datetime)
+        assert isinstance(nxt, datetime)
+        return nxt.astimezone(ctx.now.tzinfo)
+
+    def next_undue(self, ctx: Context) -> datetime | None:
+        if self.is_met(ctx):
+            return _dt(self._segment(ctx)[2], ctx.now.tzinfo)
+        return ctx.now
+
+    def __str__(self) -> str:
+        return f"cron {self.expression}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cron) and other.expression == self.expression
+
+    def __hash__(self) -> int:
+        return hash((Cron, self.expression))
