@@ -145,14 +145,17 @@ a line per run instead, and `redengine-nb status` / `redengine-nb log report` re
 same run log).
 """),
     code("%tasks", **SKIP),
-    code("""
+    code(
+        """
 import time
 
 deadline = time.monotonic() + 30
 while app.session["report"].last_success is None and time.monotonic() < deadline:
     time.sleep(0.2)
 print((REPORTS / "latest.md").read_text(encoding="utf-8"))
-""", **SKIP),
+""",
+        **SKIP,
+    ),
     code("%task log report", **SKIP),
 ]
 

@@ -16,6 +16,7 @@ In a notebook::
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ def get_app() -> RedEngine:
 
 def panel(session_or_app: Any = None) -> Any:
     """The live ipywidgets panel of ``session_or_app`` (default: this kernel's session)."""
-    from .panel import panel as _panel
+    module = importlib.import_module(f"{__name__}.panel")
+    # Importing the submodule binds it as this package's ``panel`` attribute, over this
+    # function: put the function back so ``redengine_nb.notebook.panel(...)`` keeps working.
+    globals()["panel"] = _panel_entry
+    return module.panel(get_app() if session_or_app is None else session_or_app)
 
-    return _panel(get_app() if session_or_app is None else session_or_app)
+
+_panel_entry = panel

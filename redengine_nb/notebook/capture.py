@@ -139,6 +139,18 @@ class DisplayRouter:
         text = item.text
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
+    def detach_current_thread(self) -> None:
+        """Send whatever this thread writes to the kernel's streams with no parent header.
+
+        For the scheduler's own thread: a log line it writes to stderr must not appear in
+        the cell that happens to be running. Lasts for the thread's life.
+        """
+        for target in self._targets:
+            try:
+                target.set_thread_parent({})
+            except Exception:  # pragma: no cover - an older or odd stream
+                pass
+
     @contextmanager
     def capture(self, run_id: str) -> Iterator[list[CapturedDisplay]]:
         """Keep the current thread's displays for the block, under ``run_id``."""

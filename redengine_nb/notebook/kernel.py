@@ -58,6 +58,16 @@ class KernelSession:
         self.router = DisplayRouter()
         self.loaded = False
         app.session.add_run_wrapper(self._run_wrapper)
+        app.session.subscribe(self._on_event)
+
+    def _on_event(self, event: str, task: str | None) -> None:
+        # Emitted from the scheduler thread as its loop begins: detach that thread from
+        # the cells, so that nothing it writes lands in the cell executing at the time.
+        if (
+            event == "scheduler_started"
+            and threading.current_thread() is not threading.main_thread()
+        ):
+            self.router.detach_current_thread()
 
     def _run_wrapper(self, task: Any, run_id: str) -> AbstractContextManager[Any]:
         return self.router.capture(run_id)
@@ -108,13 +118,19 @@ def activate(shell: Any) -> KernelSession:
         return ks
 
 
-def deactivate(shell: Any) -> None:
-    """Unload the extension from ``shell``: stop the scheduler thread, keep the tasks."""
+def deactivate(shell: Any, *, forget: bool = False) -> None:
+    """Unload the extension from ``shell``: stop the scheduler thread, keep the tasks.
+
+    With ``forget``, the session is dropped too (the next load starts an empty one).
+    """
     global _current
     with _lock:
         ks: KernelSession | None = getattr(shell, _SHELL_ATTR, None)
         if ks is not None:
             ks.unload()
+            if forget:
+                delattr(shell, _SHELL_ATTR)
+                ks.app.runlog.close()
         if _current is ks:
             _current = None
 

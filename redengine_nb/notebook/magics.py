@@ -118,7 +118,7 @@ def _replace_task(app: RedEngine, condition: str, kwargs: dict[str, Any]) -> Tas
 
 def _format_due(when: datetime | None, now: datetime | None) -> str:
     if when is None:
-        return "due when an event makes its condition true"
+        return "due on an event (its condition has no time of its own)"
     if now is not None and when <= now:
         return "due now"
     if now is not None and when.date() == now.date():
@@ -387,9 +387,9 @@ class SchedulerMagics(Magics):
         elif action == "status":
             print(scheduler_status_line(app))
         elif action == "panel":
-            from .panel import panel
+            from . import _panel_entry
 
-            return panel(app)
+            return _panel_entry(app)
         else:
             raise UsageError(
                 f"%scheduler: unknown action {action!r}; expected start, stop, restart, "
@@ -434,7 +434,8 @@ def format_task_log(frame: Any, name: str) -> str:
     for row in frame.itertuples(index=False):
         runtime = getattr(row, "runtime", None)
         took = "" if runtime is None or runtime != runtime else f" in {runtime:.3f}s"
-        parts.append(f"--- {row.status} at {row.start}{took} (run {row.run_id})")
+        start = row.start.strftime("%Y-%m-%d %H:%M:%S") if hasattr(row.start, "strftime") else "-"
+        parts.append(f"--- {row.status} at {start}{took} (run {row.run_id})")
         output = getattr(row, "output", None)
         if isinstance(output, str) and output:
             parts.append(output.rstrip("\n"))

@@ -1,0 +1,63 @@
+"""Write quickstart.ipynb (run: python notebooks/make_quickstart.py)."""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+cells = [
+    new_markdown_cell(
+        "# redengine_nb quickstart\n\n"
+        "Load the extension: it starts a scheduler on a background thread of this kernel."
+    ),
+    new_code_cell("%load_ext redengine_nb"),
+    new_markdown_cell(
+        "`%%task CONDITION` registers a cell as a task. Running the cell does not run its "
+        "body; it says when the task is next due. Thread runs share this notebook's "
+        "variables."
+    ),
+    new_code_cell(
+        "%%task every 5 seconds --name fetch\n"
+        "# pretend to fetch a price\n"
+        "import random\n"
+        "price = round(100 + 10 * random.random(), 2)\n"
+        "print('fetched', price)"
+    ),
+    new_code_cell(
+        "%%task after task 'fetch' --name report\n"
+        "print(f'latest price: {price}')"
+    ),
+    new_markdown_cell(
+        "`%tasks` is the status table. Tasks print into their run log, never into the cell "
+        "that happens to be running."
+    ),
+    new_code_cell("%tasks"),
+    new_markdown_cell(
+        "Run `fetch` now instead of waiting, then wait (at most 30 s) until `report` has "
+        "followed it."
+    ),
+    new_code_cell(
+        "import time\n"
+        "from redengine_nb.notebook import get_app\n"
+        "\n"
+        "app = get_app()  # the session the magics use; @app.task(...) works too\n"
+        "%task run fetch\n"
+        "deadline = time.monotonic() + 30\n"
+        "while app.session['report'].last_success is None and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        "print('report status:', app.session['report'].status)"
+    ),
+    new_code_cell("%task log report --verbose"),
+    new_markdown_cell("Disable a task, look at the table, and stop the scheduler."),
+    new_code_cell("%task disable fetch\n%tasks"),
+    new_code_cell("%scheduler stop\n%scheduler status"),
+]
+
+nb = new_notebook(
+    cells=cells,
+    metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    },
+)
+nbformat.write(nb, Path(__file__).with_name("quickstart.ipynb"))

@@ -1,0 +1,70 @@
+"""notebooks/quickstart.ipynb runs top to bottom under nbclient, in a kernel of this venv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
+from jupyter_client.manager import KernelManager  # noqa: E402
+
+from .kernel_harness import KERNEL_NAME, write_kernelspec  # noqa: E402
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
+
+
+def cell_text(cell: dict) -> str:
+    parts: list[str] = []
+    for out in cell.get("outputs", []):
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        elif out["output_type"] in ("execute_result", "display_data"):
+            parts.append(str(out["data"].get("text/plain", "")))
+        elif out["output_type"] == "error":
+            parts.append(f"{out['ename']}: {out['evalue']}")
+    return "".join(parts)
+
+
+@pytest.mark.slow
+def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    kernel_dirs = write_kernelspec(tmp_path, {"REDENGINE_NB_LOGS": ":memory:"})
+    km = KernelManager(
+        kernel_name=KERNEL_NAME,
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dirs)]),
+    )
+    client = nbclient.NotebookClient(
+        nb, km=km, timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    by_source = {c.source.splitlines()[0]: cell_text(c) for c in code}
+    assert not any(o["output_type"] == "error" for c in code for o in c.get("outputs", [])), (
+        "a cell raised"
+    )
+
+    fetch = by_source["%%task every 5 seconds --name fetch"]
+    assert fetch.startswith("registered task 'fetch' (every 5 seconds, thread)")
+    report = by_source["%%task after task 'fetch' --name report"]
+    assert report.startswith("registered task 'report' (after task 'fetch'")
+
+    waited = next(text for src, text in by_source.items() if src == "import time")
+    assert "report status: success" in waited
+    # The task's prints are in its log, and in no cell but the one that asked for the log.
+    log = by_source["%task log report --verbose"]
+    assert "latest price:" in log
+    assert "success" in log
+    for src, text in by_source.items():
+        if src != "%task log report --verbose":
+            assert "latest price:" not in text, f"task output leaked into {src!r}"
+            assert "fetched " not in text, f"task output leaked into {src!r}"
+
+    table = by_source["%task disable fetch"]
+    assert "disabled 'fetch'" in table
+    assert "report" in table and "fetch" in table
+    assert "scheduler stopped" in by_source["%scheduler stop"]
