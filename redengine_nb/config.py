@@ -124,7 +124,7 @@ OPTIONS: dict[str, _Option] = {
 
 
 class Config:
-    """Validated configuration. Iterate for ``(key, value)`` pairs; ``dict(config)`` works."""
+    """Validated configuration; reads like a mapping too (``dict(config)`` works)."""
 
     __slots__ = ("_cond_check", "_listeners", "_values")
 
@@ -204,14 +204,17 @@ class Config:
         for key, value in {**(values or {}), **kwargs}.items():
             self._set(key, value)
 
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        return iter(list(self._values.items()))
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._values))
+
+    def keys(self) -> list[str]:
+        return list(self._values)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
     def __dir__(self) -> list[str]:
-        return [*OPTIONS, "as_dict", "update"]
+        return [*OPTIONS, "as_dict", "keys", "update"]
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
