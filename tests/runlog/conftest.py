@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,14 +13,12 @@ from redengine_nb.runlog import MemoryRunLog, RunLog, SQLiteRunLog
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
 def child_env() -> dict[str, str]:
     """Environment for a child interpreter that must import this checkout."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
-
-
-PYTHON = sys.executable
 
 
 @pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory"])
