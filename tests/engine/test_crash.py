@@ -41,17 +41,18 @@ def read_fifo(path: Path) -> str:
     return seen[0]
 
 
-def report_pid_and_block(fifo: str) -> None:
-    """A process task: say who it is, then wait to be killed."""
-    with open(fifo, "w") as pipe:
-        pipe.write(str(os.getpid()))
-    threading.Event().wait(600)
-
-
 def test_process_task_killed_mid_run_is_logged_as_a_failure(
     make_app: Callable[..., RedEngine], tmp_path: Path
 ) -> None:
     app = make_app(task_execution="process")
+
+    def report_pid_and_block(fifo: str) -> None:
+        # Defined here, so cloudpickle ships it by value: the child need not import this
+        # test module (and pandas with it).
+        with open(fifo, "w") as pipe:
+            pipe.write(str(os.getpid()))
+        threading.Event().wait(600)
+
     fifo = tmp_path / "pid.fifo"
     os.mkfifo(fifo)
     app.task("true", func=report_pid_and_block, name="victim", parameters={"fifo": str(fifo)})
