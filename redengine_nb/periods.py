@@ -14,6 +14,9 @@ then turned into real instants:
 * a repeated wall time (autumn) is taken at its first occurrence, so the repeated hour
   belongs to one occurrence and nothing repeats.
 
+Instants are compared by their timestamps: Python compares two datetimes that share a
+``tzinfo`` by wall time, which is wrong inside a repeated hour.
+
 Nothing here knows about tasks, conditions or history.
 """
 
@@ -62,7 +65,8 @@ class Interval:
         return self.end.timestamp()
 
     def __contains__(self, when: datetime) -> bool:
-        return self.start <= when < self.end
+        ts = when.timestamp()
+        return self.start_ts <= ts < self.end_ts
 
 
 def localize(naive: datetime, tz: tzinfo) -> datetime:
@@ -149,7 +153,7 @@ class TimeWindow:
         naive_end = min(end_base + timedelta(seconds=self.end), limit)
         start = localize(naive_start, tz)
         end = localize(naive_end, tz)
-        if end <= start:
+        if end.timestamp() <= start.timestamp():
             # Both ends fell into one DST gap: keep the window, right after the gap.
             end = start + (naive_end - naive_start)
         return Interval(start, end)
@@ -160,7 +164,7 @@ class TimeWindow:
         base = _unit_start(when.replace(tzinfo=None, fold=0), self.unit)
         for k in range(0, -4, -1):
             occ = self._occurrence(_shift(base, self.unit, k), tz)
-            if occ is not None and occ.start <= when:
+            if occ is not None and occ.start_ts <= when.timestamp():
                 return occ
         raise AssertionError("unreachable: an occurrence starts within three units")
 
@@ -170,17 +174,17 @@ class TimeWindow:
         base = _unit_start(when.replace(tzinfo=None, fold=0), self.unit)
         for k in range(0, 5):
             occ = self._occurrence(_shift(base, self.unit, k), tz)
-            if occ is not None and occ.start > when:
+            if occ is not None and occ.start_ts > when.timestamp():
                 return occ
         raise AssertionError("unreachable: an occurrence starts within four units")
 
     def contains(self, when: datetime) -> bool:
-        return when < self.rollback(when).end
+        return when.timestamp() < self.rollback(when).end_ts
 
     def rollforward(self, when: datetime) -> datetime:
         """``when`` if it lies in an occurrence, else the start of the next one."""
         occ = self.rollback(when)
-        if when < occ.end:
+        if when.timestamp() < occ.end_ts:
             return when
         return self.next_after(when).start
 

@@ -148,21 +148,26 @@ def _fixed_point(
     step: Callable[[BaseCondition, Context], datetime | None],
 ) -> datetime | None:
     """Earliest t ≥ now where ``step(part, ctx@t) == t`` for every part."""
+    # Compared by timestamp: same-zone datetimes compare by wall time (wrong in a DST fold).
     t = ctx.now
     cur = ctx
     for _ in range(_MAX_ROUNDS):
-        latest = t
+        latest, latest_ts = t, t.timestamp()
         for part in parts:
             due = step(part, cur)
             if due is None:
                 return None
-            if due > latest:
-                latest = due
-        if latest == t:
+            if due.timestamp() > latest_ts:
+                latest, latest_ts = due, due.timestamp()
+        if latest is t:
             return t
         t = latest
         cur = ctx.at(t)
     return t
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
 
 
 class _Compound(BaseCondition):
@@ -213,7 +218,7 @@ class All(_Compound):
 
     def next_undue(self, ctx: Context) -> datetime | None:
         dues = [d for d in (part.next_undue(ctx) for part in self.parts) if d is not None]
-        return min(dues) if dues else None
+        return min(dues, key=_ts) if dues else None
 
 
 class Any(_Compound):
@@ -228,7 +233,7 @@ class Any(_Compound):
 
     def next_due(self, ctx: Context) -> datetime | None:
         dues = [d for d in (part.next_due(ctx) for part in self.parts) if d is not None]
-        return min(dues) if dues else None
+        return min(dues, key=_ts) if dues else None
 
     def next_undue(self, ctx: Context) -> datetime | None:
         return _fixed_point(self.parts, ctx, lambda part, c: part.next_undue(c))

@@ -94,7 +94,7 @@ class HasAction(_Windowed):
             occ = self.span.rollback(now)
             return occ.start_ts, occ.end_ts, occ.start_ts
         occ = self.span.rollback(now)
-        if now < occ.end:
+        if now.timestamp() < occ.end_ts:
             return occ.start_ts, occ.end_ts, occ.start_ts
         # After the window: the span is the window that just closed, until the next opens.
         return _window_segment(self.span, now)[0], self.span.next_after(now).start_ts, None

@@ -169,7 +169,7 @@ _EMPTY: _Segment = (None, _INF, -_INF, None)
 
 def _window_segment(window: TimeWindow, now: datetime) -> tuple[float, float, float | None]:
     occ = window.rollback(now)
-    if now < occ.end:
+    if now.timestamp() < occ.end_ts:
         return occ.start_ts, occ.end_ts, occ.start_ts
     return occ.end_ts, window.next_after(now).start_ts, None
 
