@@ -410,3 +410,32 @@ def test_an_unguarded_script_is_not_re_run_in_the_child(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["main module body ran", "outcome success child ok"]
+
+
+# -- through the session ----------------------------------------------------------------------
+
+
+def test_session_process_run_past_its_timeout_sees_its_termination_flag(
+    clock: FakeClock,
+) -> None:
+    """``TerminationFlag()`` in a process task: SIGTERM sets it, the task cleans up."""
+    from redengine_nb import RedEngine
+    from redengine_nb.args import TerminationFlag
+
+    app = RedEngine({"task_execution": "process"}, logs=":memory:", clock=clock)
+
+    def polite(flag: threading.Event = TerminationFlag()) -> None:  # type: ignore[assignment]
+        print("waiting")
+        flag.wait(60)
+        print("flag seen, cleaning up")
+
+    app.task("true", func=polite, name="polite", timeout=0.3)
+    try:
+        assert app.session.tick() == ["polite"]
+        assert app.session.wait_idle(GUARD)
+        log = app.session.get_task_log(task="polite")
+        assert list(log["action"]) == ["terminate"]
+        assert "timeout" in log["exc_text"].iloc[0]
+        assert log["output"].iloc[0] == "waiting\nflag seen, cleaning up\n"
+    finally:
+        app.session.close_executors(terminate=True)
