@@ -45,7 +45,7 @@ cells = [
         "deadline = time.monotonic() + 30\n"
         "while app.session['report'].last_success is None and time.monotonic() < deadline:\n"
         "    time.sleep(0.1)\n"
-        "print('report status:', app.session['report'].status)"
+        "print('report last succeeded at', f\"{app.session['report'].last_success:%H:%M:%S}\")"
     ),
     new_code_cell("%task log report --verbose"),
     new_markdown_cell("Disable a task, look at the table, and stop the scheduler."),

@@ -44,11 +44,14 @@ class CapturedDisplay:
 
     @property
     def text(self) -> str:
+        """A one-line-or-more text form for the run's output: the plain text, tagged with
+        the richer kinds it also had (``[display: text/html] ...``)."""
         plain = self.data.get("text/plain")
-        if isinstance(plain, str):
+        rich = sorted(k for k in self.data if k != "text/plain")
+        if isinstance(plain, str) and not rich:
             return plain
-        kinds = ", ".join(sorted(self.data)) or "empty"
-        return f"<display: {kinds}>"
+        tag = f"[display: {', '.join(rich) or 'empty'}]"
+        return f"{tag} {plain}" if isinstance(plain, str) else tag
 
 
 def _thread_parent_targets(shell: Any) -> list[Any]:

@@ -9,6 +9,7 @@ message so that tests can group them by ``parent_header.msg_id``.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import time
@@ -21,6 +22,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
 KERNEL_NAME = "redengine-nb-test"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_kernelspec(root: Path, env: dict[str, str] | None = None) -> Path:
@@ -31,7 +33,11 @@ def write_kernelspec(root: Path, env: dict[str, str] | None = None) -> Path:
         "display_name": "redengine_nb tests",
         "language": "python",
         "interrupt_mode": "signal",
-        "env": env or {},
+        # The kernel imports this checkout, installed or not.
+        "env": {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **(env or {}),
+        },
     }
     (folder / "kernel.json").write_text(json.dumps(spec))
     return root / "kernels"

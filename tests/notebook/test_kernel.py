@@ -15,7 +15,7 @@ import pytest
 psutil = pytest.importorskip("psutil")
 pytest.importorskip("jupyter_client")
 
-from .kernel_harness import KernelHarness, message_text  # noqa: E402
+from kernel_harness import KernelHarness, message_text  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
