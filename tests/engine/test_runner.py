@@ -1,0 +1,109 @@
+"""The runner thread: starts at once, wakes on events, stops promptly, restarts (recall)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from engine_helpers import log_of
+
+from redengine_nb.args import Session
+
+
+def noop() -> None:
+    pass
+
+
+def wait_for(predicate, timeout: float = 10) -> bool:  # noqa: ANN001
+    event = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        event.wait(0.01)
+    return True
+
+
+def test_start_returns_at_once_and_shut_down_joins_quickly(app) -> None:
+    app.task("every 1 hour", func=noop)
+    events: list[str] = []
+    app.session.subscribe(lambda e, t: events.append(e))
+    app.start()
+    assert app.is_running
+    assert wait_for(lambda: len(log_of(app, "noop")) == 1)
+    begin = time.monotonic()
+    assert app.shut_down()
+    assert time.monotonic() - begin < 1.0
+    assert not app.is_running
+    assert events[0] == "scheduler_started" and events[-1] == "scheduler_stopped"
+
+
+def test_runner_sleeps_until_an_event_or_the_clock_moves(app, clock) -> None:
+    app.task("every 1 hour", func=noop)
+    app.start()
+    assert wait_for(lambda: len(log_of(app, "noop")) == 1)
+    # nothing due for an hour: it sleeps the whole cap
+    assert wait_for(lambda: app.session.seconds_until_wake() == 60.0)
+    app.task("false", func=lambda: None, name="late").run()  # an event wakes it
+    assert wait_for(lambda: len(log_of(app, "late")) == 1)
+    clock.advance("1 hour")  # a fake clock move wakes it
+    assert wait_for(lambda: len(log_of(app, "noop")) == 2)
+    app.shut_down()
+
+
+def test_shutdown_from_inside_a_task(app) -> None:
+    def stop(session=Session()) -> None:  # noqa: B008
+        session.shut_down()
+
+    app.task("true", func=stop)
+    app.run()  # blocks until the task stops it
+    assert log_of(app, "stop")[0]["action"] == "success"
+
+
+def test_shut_cond(make_app, clock) -> None:
+    app = make_app(shut_cond="task 'noop' has succeeded")
+    app.task("true", func=noop)
+    app.run()
+    assert log_of(app, "noop")[0]["action"] == "success"
+
+
+def test_restart_recall_keeps_the_process(make_app) -> None:
+    app = make_app(restarting="recall")
+    events: list[str] = []
+    app.session.subscribe(lambda e, t: events.append(e))
+
+    def restart_once(session=Session()) -> None:  # noqa: B008
+        if events.count("scheduler_started") == 1:
+            session.restart()
+        else:
+            session.shut_down()
+
+    app.task("true", func=restart_once)
+    app.run()
+    assert events.count("scheduler_started") == 2
+    assert events.count("scheduler_stopped") == 2
+    assert [r["action"] for r in log_of(app, "restart_once")] == ["success", "success"]
+
+
+def test_run_raises_what_stopped_it(app, tmp_path) -> None:
+    import pytest
+
+    from redengine_nb import SchedulerError
+
+    app.task("true", path=str(tmp_path / "missing.py"), func_name="main", name="ghost")
+    with pytest.raises(SchedulerError, match="ghost"):
+        app.run()
+    app.start()
+    assert wait_for(lambda: not app.is_running)
+    assert isinstance(app.error, SchedulerError)
+
+
+def test_instant_shutdown_terminates_running_tasks(make_app) -> None:
+    from redengine_nb.args import TerminationFlag
+
+    app = make_app(instant_shutdown=True)
+    app.task("true", func=lambda flag=TerminationFlag(): flag.wait(30), name="long")  # noqa: B008
+    app.start()
+    assert wait_for(lambda: app.session["long"].is_running)
+    assert app.shut_down(timeout=5)
+    assert log_of(app, "long")[0]["action"] == "terminate"
