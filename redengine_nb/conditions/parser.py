@@ -310,16 +310,35 @@ class Cursor:
             hint = _closest(tok.value, self.grammar.suggestions())
             raise self.fail(f"unknown phrase {tok.value!r}", tok, hint)
         self.next()
-        return reader(self, tok)
+        try:
+            return reader(self, tok)
+        except ConditionParseError as exc:
+            hint = exc.suggestion or self._closest_custom(tok)
+            if hint is None or hint == exc.suggestion:
+                raise
+            raise self.fail(exc.reason, exc.position or 0, hint) from None
+
+    def _closest_custom(self, tok: Token) -> str | None:
+        """The custom phrase most like the text here, for a hint when a built-in fails."""
+        best: tuple[float, str] | None = None
+        for pattern, _ in self.grammar.customs:
+            if isinstance(pattern, str):
+                here = " ".join(self.text[tok.pos :].split())[: len(pattern) + 2].lower()
+                score = difflib.SequenceMatcher(None, here, pattern.lower()).ratio()
+                if score >= 0.75 and (best is None or score > best[0]):
+                    best = (score, pattern)
+        return best[1] if best else None
 
     def _custom(self, tok: Token) -> BaseCondition | None:
         best: tuple[int, CustomCondition] | None = None
         text, pos = self.text, tok.pos
         for pattern, func in self.grammar.customs:
             if isinstance(pattern, str):
-                end = pos + len(pattern)
-                if " ".join(text[pos:end].split()).lower() != pattern.lower():
+                words = r"\s+".join(re.escape(w) for w in pattern.split())
+                found = re.compile(words, re.IGNORECASE).match(text, pos)
+                if found is None:
                     continue
+                end = found.end()
                 cond = CustomCondition(pattern, func, pattern)
             else:
                 m = pattern.match(text, pos)

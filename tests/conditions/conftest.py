@@ -42,7 +42,9 @@ class Sim:
         every: str = "1 minute",
         on_step: Callable[[Sim], None] | None = None,
     ) -> list[datetime]:
-        """Check once per step (datetimes of one zone compare by wall time: use timestamps) for ``minutes`` steps; return the instants it ran.
+        """Check once per step for ``minutes`` steps; return the instants it ran.
+
+        (Datetimes of one zone compare by wall time in Python, so this compares timestamps.)
 
         Also checks that ``next_due`` is never late: the condition never becomes true
         before the instant ``next_due`` predicted.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -137,7 +138,7 @@ def test_every_keeps_elapsed_spacing_across_dst(
         sim = make_sim(f"{day} 00:00", tz)
         runs = sim.simulate(every("10 minutes"), 25 * 60)
         # Same-zone datetime subtraction is wall time in Python: compare timestamps.
-        gaps = {b.timestamp() - a.timestamp() for a, b in zip(runs, runs[1:], strict=False)}
+        gaps = {b.timestamp() - a.timestamp() for a, b in itertools.pairwise(runs)}
         assert gaps == {600.0}
         assert len(runs) == 150
 
