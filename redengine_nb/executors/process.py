@@ -17,7 +17,8 @@ The parts of one run:
 * **Output**: the child points its file descriptors 1 and 2 at a file in a private temp
   folder, so ``print``, ``logging`` and the output of subprocesses the task starts are all
   captured. The parent reads only the tail (``spec.output_limit`` characters) after the
-  child has ended, also when it was killed, and removes the folder.
+  child has ended, also when it was killed, and removes the folder. (Memory is bounded;
+  the file itself grows on disk for as long as the run writes.)
 * **Result**: the child writes its outcome (and the cloudpickled return value) to a file
   that it renames into place, so a child killed mid-write leaves no half result.
 * **Timeout / terminate()**: the child gets ``SIGTERM``, and ``SIGKILL`` after a grace
@@ -59,6 +60,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -415,7 +417,9 @@ class ProcessExecutor(Executor):
         _skip_main_in_children()
         self._lock = threading.Lock()
         self._children: dict[Any, _ProcessHandle] = {}  # keyed by sentinel
-        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        # The watcher thread and its wake-up pipe exist only while children do.
+        self._wake_r: Connection | None = None
+        self._wake_w: Connection | None = None
         self._wake_pending = False
         self._watcher: threading.Thread | None = None
         self._idle = threading.Event()
@@ -451,6 +455,8 @@ class ProcessExecutor(Executor):
             self._children[process.sentinel] = handle
             self._idle.clear()
             if self._watcher is None:
+                self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+                self._wake_pending = False
                 self._watcher = threading.Thread(
                     target=self._watch, name="redengine-nb process watcher", daemon=True
                 )
@@ -473,9 +479,9 @@ class ProcessExecutor(Executor):
         Use :meth:`join` to wait (not while holding a lock that ``on_done`` takes).
         """
         self._closed = True
+        with self._lock:
+            handles = list(self._children.values())
         if terminate:
-            with self._lock:
-                handles = list(self._children.values())
             for handle in handles:
                 self._request_terminate(handle, "terminated: the scheduler shut down")
 
@@ -513,14 +519,23 @@ class ProcessExecutor(Executor):
             handle.term_reason = reason
         self._wake()
 
+    def _close_pipe(self) -> None:
+        """Release the watcher's wake-up pipe as it exits (called under the lock)."""
+        for end in (self._wake_r, self._wake_w):
+            if end is not None:
+                end.close()
+        self._wake_r = self._wake_w = None
+        self._wake_pending = False
+
     def _wake(self) -> None:
         with self._lock:
-            if self._wake_pending:
-                return
+            writer = self._wake_w
+            if writer is None or self._wake_pending:
+                return  # no watcher to wake, or a wake-up is already on its way
             self._wake_pending = True
         try:
-            self._wake_w.send_bytes(b"!")
-        except OSError:  # the pipe is closed: the interpreter is ending
+            writer.send_bytes(b"!")
+        except OSError:  # the watcher closed the pipe as it exited: nothing to wake
             pass
 
     def _watch(self) -> None:
@@ -528,19 +543,22 @@ class ProcessExecutor(Executor):
             with self._lock:
                 if not self._children:
                     self._watcher = None
+                    self._close_pipe()
                     self._idle.set()
                     return
                 handles = list(self._children.values())
+                wake_r = self._wake_r
+            assert wake_r is not None  # created with the watcher, closed as it exits
             timeout = self._act_on_deadlines(handles)
             sentinels = [h.process.sentinel for h in handles]
-            ready = multiprocessing.connection.wait([self._wake_r, *sentinels], timeout)
-            if self._wake_r in ready:
+            ready = multiprocessing.connection.wait([wake_r, *sentinels], timeout)
+            if wake_r in ready:
                 with self._lock:
-                    while self._wake_r.poll():
-                        self._wake_r.recv_bytes()
+                    while wake_r.poll():
+                        wake_r.recv_bytes()
                     self._wake_pending = False
             for sentinel in ready:
-                if sentinel is self._wake_r:
+                if sentinel is wake_r:
                     continue
                 with self._lock:
                     handle = self._children.pop(sentinel, None)
