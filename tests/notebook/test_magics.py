@@ -1,0 +1,292 @@
+"""The magics through an in-process IPython shell (no kernel)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("IPython")
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from redengine_nb import RedEngine, TaskExistsError
+from redengine_nb.notebook import get_app, kernel
+from redengine_nb.notebook.magics import register_cell_task
+
+
+def scheduler_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "redengine_nb scheduler")
+
+
+@pytest.fixture
+def ip(monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.setenv("REDENGINE_NB_LOGS", ":memory:")
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "redengine_nb")
+    try:
+        yield shell
+    finally:
+        kernel.deactivate(shell, forget=True)
+        shell.extension_manager.loaded.discard("redengine_nb")
+        shell.parent_header = {}
+
+
+@pytest.fixture
+def stopped(ip: InteractiveShell) -> InteractiveShell:
+    """The extension loaded, its scheduler stopped: nothing runs behind the test's back."""
+    ip.run_line_magic("scheduler", "stop")
+    return ip
+
+
+def cell(
+    ip: InteractiveShell, line: str, body: str = "x = 1\n", cell_id: str | None = None
+) -> None:
+    ip.parent_header = {"metadata": {"cellId": cell_id}} if cell_id else {}
+    ip.run_cell_magic("task", line, body)
+
+
+def names() -> list[str]:
+    return sorted(t.name for t in get_app().session.tasks)
+
+
+# -- loading ------------------------------------------------------------------------------
+def test_load_starts_one_scheduler_with_the_kernel_config(ip: InteractiveShell) -> None:
+    app = get_app()
+    assert app.is_running
+    assert scheduler_threads() == 1
+    assert app.config.task_execution == "thread"
+    assert app.config.task_pre_exist == "replace"
+    assert app.config.restarting == "recall"
+
+
+def test_reload_and_unload_never_leave_two_threads(ip: InteractiveShell) -> None:
+    cell(ip, "every 5 minutes --name keep --disabled")
+    app = get_app()
+    ip.run_line_magic("reload_ext", "redengine_nb")
+    ip.run_line_magic("reload_ext", "redengine_nb")
+    assert scheduler_threads() == 1
+    assert get_app() is app and "keep" in app.session  # tasks survive a reload
+    ip.run_line_magic("unload_ext", "redengine_nb")
+    assert scheduler_threads() == 0
+    with pytest.raises(RuntimeError, match="load_ext redengine_nb"):
+        get_app()
+    ip.run_line_magic("load_ext", "redengine_nb")
+    assert scheduler_threads() == 1
+
+
+def test_magics_are_listed_by_lsmagic(ip: InteractiveShell) -> None:
+    magics = ip.magics_manager.lsmagic()
+    assert {"task", "tasks", "scheduler"} <= set(magics["line"])
+    assert "task" in magics["cell"]
+
+
+# -- %%task -------------------------------------------------------------------------------
+def test_cell_prints_what_was_registered_and_when_due(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell(stopped, "every 5 minutes --name fetch")
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    assert out[0].startswith("registered task 'fetch' (every 5 minutes, thread); ")
+    assert "due" in out[0]
+    task = get_app().session["fetch"]
+    assert task.kind == "code" or type(task).__name__ == "CodeTask"
+
+
+def test_options_reach_the_task(stopped: InteractiveShell) -> None:
+    cell(
+        stopped,
+        "daily between 08:00 and 10:00 --name opts --execution process "
+        "--timeout '30 seconds' --priority 3 --disabled",
+    )
+    task = get_app().session["opts"]
+    assert task.execution == "process"
+    assert task.timeout == 30
+    assert task.priority == 3
+    assert task.disabled
+    assert str(task.start_cond) == "daily between 08:00 and 10:00"
+
+
+def test_the_line_is_not_variable_expanded(stopped: InteractiveShell) -> None:
+    stopped.user_ns["x"] = "EXPANDED"
+    cell(stopped, "after task 'a{x}$x' --name 'b{x}$x' --disabled")
+    assert "b{x}$x" in get_app().session
+    assert "a{x}$x" in str(get_app().session["b{x}$x"].start_cond)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("evry 5 minutes --name bad", "evry"),
+        ("every 5 minutes --name bad --priority high", "--priority"),
+        ("every 5 minutes --name bad --execution cloud", "--execution"),
+        ("every 5 minutes --name bad --frobnicate", "frobnicate"),
+        ("--name bad", "needs a condition"),
+    ],
+)
+def test_a_bad_line_is_a_usage_error_and_registers_nothing(
+    stopped: InteractiveShell, line: str, message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        cell(stopped, line)
+    assert "bad" not in get_app().session
+
+
+def test_an_empty_cell_is_an_error(stopped: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="no code"):
+        cell(stopped, "daily --name empty", body="\n  \n")
+
+
+def test_help_prints_usage_and_registers_nothing(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell(stopped, "--help")
+    assert "usage: %%task CONDITION" in capsys.readouterr().out
+    assert names() == []
+
+
+def test_rerunning_a_named_cell_updates_its_task(stopped: InteractiveShell) -> None:
+    cell(stopped, "every 5 minutes --name same", body="a = 1\n")
+    cell(stopped, "every 10 minutes --name same", body="a = 2\n")
+    assert names() == ["same"]
+    assert str(get_app().session["same"].start_cond) == "every 10 minutes"
+
+
+def test_rerunning_a_cell_without_name_updates_its_task(stopped: InteractiveShell) -> None:
+    cell(stopped, "every 5 minutes", body="y = 1\n")
+    cell(stopped, "every 6 minutes", body="y = 1\n")
+    assert len(names()) == 1
+
+
+def test_the_cell_id_follows_an_edited_cell(stopped: InteractiveShell) -> None:
+    cell(stopped, "every 5 minutes", body="# old name\nz = 1\n", cell_id="c0ffee-1")
+    assert names() == ["old_name"]
+    cell(stopped, "every 5 minutes", body="# new name\nz = 2\n", cell_id="c0ffee-1")
+    assert names() == ["new_name"]
+    cell(stopped, "every 5 minutes", body="z = 3\n", cell_id="c0ffee-1")
+    assert names() == ["cell-c0ffee-1"]
+
+
+def test_a_bad_rerun_keeps_the_old_task(stopped: InteractiveShell) -> None:
+    cell(stopped, "every 5 minutes --name keep")
+    with pytest.raises(UsageError):
+        cell(stopped, "every five minutes --name keep")
+    assert str(get_app().session["keep"].start_cond) == "every 5 minutes"
+
+
+def test_thread_runs_share_the_notebook_namespace(ip: InteractiveShell) -> None:
+    done = threading.Event()
+    get_app().session.subscribe(
+        lambda event, task: done.set() if (event, task) == ("run_ended", "setter") else None
+    )
+    ip.user_ns["seed"] = 20
+    cell(ip, "every 1 hour --name setter", body="from_task = seed + 1\nprint('hi')\n")
+    assert done.wait(30), "the task did not run"
+    assert ip.user_ns["from_task"] == 21
+
+
+# -- register_cell_task without IPython --------------------------------------------------
+def test_register_cell_task_is_usable_headless() -> None:
+    app = RedEngine(logs=":memory:", task_pre_exist="raise")
+    ns: dict[str, Any] = {}
+    first = register_cell_task(app, "daily --name job", "a = 1", cell_id="id1", namespace=ns)
+    again = register_cell_task(app, "hourly --name job", "a = 2", cell_id="id1", namespace=ns)
+    assert first.name == again.name == "job"
+    assert str(app.session["job"].start_cond) == "hourly"
+    with pytest.raises(TaskExistsError):
+        register_cell_task(app, "daily --name job", "b = 1", cell_id="other", namespace=ns)
+
+
+# -- line magics -------------------------------------------------------------------------
+def run_and_wait(ip: InteractiveShell, name: str) -> None:
+    """``%task run NAME`` on the running scheduler, waiting (guarded) for the run to end."""
+    done = threading.Event()
+    unsubscribe = get_app().session.subscribe(
+        lambda event, task: done.set() if (event, task) == ("run_ended", name) else None
+    )
+    try:
+        ip.run_line_magic("task", f"run {name}")
+        assert done.wait(30), f"{name} did not run"
+    finally:
+        unsubscribe()
+
+
+def test_task_actions(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    stopped = ip
+    cell(ip, "false --name t1")  # never due by itself
+    task = get_app().session["t1"]
+    stopped.run_line_magic("task", "disable t1")
+    assert task.disabled
+    stopped.run_line_magic("task", "enable t1")
+    assert not task.disabled
+    run_and_wait(ip, "t1")
+    log = stopped.run_line_magic("task", "log t1")
+    assert list(log["status"]) == ["success"]
+    assert {"status", "runtime", "output", "traceback"} <= set(log.columns)
+    stopped.run_line_magic("task", "delete t1")
+    assert "t1" not in get_app().session
+    out = capsys.readouterr().out
+    assert "disabled 't1'" in out and "deleted 't1'" in out
+
+
+def test_task_log_shows_output_and_traceback(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell(ip, "false --name loud", body="print('LOUD')\nraise KeyError('oops')\n")
+    run_and_wait(ip, "loud")
+    capsys.readouterr()
+    ip.run_line_magic("task", "log loud --verbose")
+    out = capsys.readouterr().out
+    assert "fail" in out and "LOUD" in out and "KeyError: 'oops'" in out
+
+
+def test_unknown_task_names_close_matches(stopped: InteractiveShell) -> None:
+    cell(stopped, "every 5 minutes --name fetch_prices")
+    with pytest.raises(UsageError, match="fetch_prices"):
+        stopped.run_line_magic("task", "disable fetch_price")
+    with pytest.raises(UsageError, match="unknown action"):
+        stopped.run_line_magic("task", "explode fetch_prices")
+    with pytest.raises(UsageError, match="which task"):
+        stopped.run_line_magic("task", "run")
+
+
+def test_tasks_returns_the_status_frame(stopped: InteractiveShell) -> None:
+    cell(stopped, "every 5 minutes --name a1")
+    frame = stopped.run_line_magic("tasks", "")
+    assert list(frame["name"]) == ["a1"]
+    with pytest.raises(UsageError):
+        stopped.run_line_magic("tasks", "extra")
+
+
+@pytest.mark.parametrize(
+    ("magic", "text"),
+    [
+        ("task", "usage: %task ACTION NAME"),
+        ("tasks", "usage: %tasks"),
+        ("scheduler", "usage: %scheduler"),
+    ],
+)
+def test_every_line_magic_has_help(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str], magic: str, text: str
+) -> None:
+    stopped.run_line_magic(magic, "--help")
+    assert text in capsys.readouterr().out
+
+
+def test_scheduler_start_stop_status(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("scheduler", "stop")
+    assert not get_app().is_running
+    ip.run_line_magic("scheduler", "status")
+    assert "scheduler stopped" in capsys.readouterr().out
+    ip.run_line_magic("scheduler", "start")
+    assert get_app().is_running and scheduler_threads() == 1
+    ip.run_line_magic("scheduler", "restart")
+    assert get_app().is_running and scheduler_threads() == 1
+    with pytest.raises(UsageError, match="unknown action"):
+        ip.run_line_magic("scheduler", "explode")
