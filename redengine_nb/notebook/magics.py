@@ -90,6 +90,7 @@ def register_cell_task(
         task = _replace_task(app, opts.condition, kwargs)
     else:
         task = app.task(opts.condition, **kwargs)
+    assert task is not None
     if cell_id:
         owned[cell_id] = name
         if previous is not None and previous != name and _session_has(app, previous):
@@ -109,11 +110,10 @@ def _replace_task(app: RedEngine, condition: str, kwargs: dict[str, Any]) -> Tas
     old = app.session[kwargs["name"]]
     if isinstance(condition, str):
         # Validate before removing anything: a bad condition must leave the old task.
-        parse = getattr(app.session, "parse_condition", None) or getattr(app, "parse", None)
-        if callable(parse):
-            parse(condition)
+        app.session.parse_condition(condition)
     app.session.delete_task(old.name)
-    return app.task(condition, **kwargs)
+    task: Task = app.task(condition, **kwargs)
+    return task
 
 
 def _format_due(when: datetime | None, now: datetime | None) -> str:
@@ -244,7 +244,7 @@ class SchedulerMagics(Magics):
 
     # -- %%task ---------------------------------------------------------------------
     @no_var_expand
-    @cell_magic("task")
+    @cell_magic("task")  # type: ignore[arg-type]
     def task_cell(self, line: str, cell: str) -> None:
         """Register this cell as a task: %%task CONDITION [options]; see --help."""
         try:
@@ -257,6 +257,7 @@ class SchedulerMagics(Magics):
         if not cell.strip():
             raise UsageError("%%task: the cell has no code to run")
         app = self._app()
+        assert self.shell is not None
         try:
             task = register_cell_task(
                 app, line, cell, cell_id=_cell_id_of(self.shell), namespace=self.shell.user_ns
@@ -267,7 +268,7 @@ class SchedulerMagics(Magics):
 
     # -- %task ----------------------------------------------------------------------
     @no_var_expand
-    @line_magic("task")
+    @line_magic("task")  # type: ignore[arg-type]
     def task_line(self, line: str) -> Any:
         """Act on a task: %task run|disable|enable|delete|terminate|log NAME; see --help."""
         words = _words(line)
@@ -343,7 +344,7 @@ class SchedulerMagics(Magics):
 
     # -- %tasks ---------------------------------------------------------------------
     @no_var_expand
-    @line_magic("tasks")
+    @line_magic("tasks")  # type: ignore[arg-type]
     def tasks(self, line: str) -> Any:
         """Show the status table of the kernel's scheduler session; see --help."""
         words = _words(line)
@@ -356,7 +357,7 @@ class SchedulerMagics(Magics):
 
     # -- %scheduler -----------------------------------------------------------------
     @no_var_expand
-    @line_magic("scheduler")
+    @line_magic("scheduler")  # type: ignore[arg-type]
     def scheduler(self, line: str) -> Any:
         """Control the scheduler: %scheduler start|stop|restart|status|panel; see --help."""
         words = _words(line)
