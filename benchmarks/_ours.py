@@ -1,0 +1,230 @@
+"""redengine_nb's side of each compare.py scenario (run through ``_peers.py ours ...``).
+
+Every scenario uses the engine as a notebook user would: ``RedEngine`` with thread
+execution and the default SQLite run log (a file in a temporary folder), started on its
+background thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from _harness import Starts, every_lags, idle_cpu_pct, lag_summary, rss_mb, time_per_call_us
+from _harness import wait_until as _wait_until
+from _peers import foreground_extra
+
+from redengine_nb.records import Action
+
+Result = dict[str, Any]
+Params = dict[str, Any]
+
+
+@contextmanager
+def _tmpdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="renb-bench-") as d:
+        yield Path(d)
+
+
+def _app(logs: str | Path) -> Any:
+    from redengine_nb import RedEngine
+
+    return RedEngine(config={"task_execution": "thread"}, logs=str(logs))
+
+
+def _task(app: Any, cond: str, name: str, func: Callable[[], None]) -> None:
+    app.task(cond, func=func, name=name, execution="thread")
+
+
+def idle(p: Params) -> Result:
+    with _tmpdir() as d:
+        app = _app(d / "log.db")
+        for i in range(p["tasks"]):
+            _task(app, "hourly", f"t{i}", lambda: None)
+        app.start()
+        time.sleep(p["settle"])  # each runs once (a new hour), then nothing is due
+        cpu = idle_cpu_pct(p["window"])
+        app.shut_down()
+    return {"cpu_pct": cpu}
+
+
+def _next_due_ts(app: Any, name: str) -> float | None:
+    try:
+        due = app.session[name].next_due()
+    except Exception:
+        return None
+    if isinstance(due, datetime):
+        return due.timestamp()
+    return None
+
+
+def lag(p: Params) -> Result:
+    starts = Starts()
+    window = float(p["window"])
+    with _tmpdir() as d:
+        app = _app(d / "log.db")
+        names = [f"t{i}" for i in range(p["n"])]
+        for name in names:
+            _task(app, "every 1 second", name, lambda name=name: starts.add(name, time.time()))
+        t0 = time.time()
+        # Our rule for "every 1 second": due when no run started in the last second, so a
+        # task that never ran is due at once; take the engine's own next_due() if later.
+        first = max([t0] + [x for x in (_next_due_ts(app, names[0]),) if x is not None])
+        app.start()
+        time.sleep(max(0.0, first + window + 1.5 - time.time()))
+        app.shut_down()
+    lags, expected, actual = every_lags(starts.by_task, first, 1.0, window)
+    return lag_summary(lags, expected, actual)
+
+
+def burst(p: Params) -> Result:
+    done = Starts()
+    n = int(p["n"])
+    with _tmpdir() as d:
+        app = _app(d / "log.db")
+        for i in range(n):
+            _task(app, "daily", f"t{i}", done.end)
+        t0 = time.time()
+        app.start()
+        # Finished = every body returned and every run's final record is in the log.
+        ok = _wait_until(
+            lambda: done.ends >= n and not app.runlog.open_runs(), p.get("timeout", 300), 0.005
+        )
+        t1 = time.time()
+        logged = len(app.runlog.records(action=Action.SUCCESS))
+        app.shut_down()
+    if not ok:
+        return {"na": f"only {done.ends} of {n} runs in {p.get('timeout', 300)} s"}
+    return {"runs_per_s": n / (t1 - t0), "logged": logged, "note": "SQLite log (file, WAL)"}
+
+
+def _fill(path: Path, tasks: list[str], records: int) -> None:
+    """A run log of ``records`` finished runs spread over ``tasks`` (bulk insert: fixture)."""
+    from redengine_nb.runlog.sqlite import SQLiteRunLog
+
+    SQLiteRunLog(path).close()  # creates the schema
+    now = time.time()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")  # a fixture: durability does not matter here
+    rows = []
+    for i in range(records):
+        start = now - (records - i) * 0.5
+        action = "fail" if i % 10 == 9 else "success"
+        rows.append((tasks[i % len(tasks)], action, start, start, start + 0.1))
+        if len(rows) >= 50_000:
+            conn.executemany(
+                'INSERT INTO runs (task_name, action, created, start, "end") '
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            rows.clear()
+    if rows:
+        conn.executemany(
+            'INSERT INTO runs (task_name, action, created, start, "end") VALUES (?, ?, ?, ?, ?)',
+            rows,
+        )
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def condition(p: Params) -> Result:
+    from redengine_nb.conditions import parse
+    from redengine_nb.conditions.base import Context
+    from redengine_nb.runlog.sqlite import SQLiteRunLog
+
+    names = [f"t{i}" for i in range(100)] + ["x"]
+    texts = {
+        "every_us": "every 10 minutes",
+        "daily_us": "daily",
+        "after_us": "after task 'x'",
+        "compound_us": (
+            "(every 10 minutes & time of day between 08:00 and 18:00) | "
+            "(daily & after task 'x') | (hourly & ~(task 't2' has failed)) | "
+            "(weekly & time of week between Mon and Fri)"
+        ),
+    }
+    out: Result = {}
+    with _tmpdir() as d:
+        _fill(d / "log.db", names, int(p["history"]))
+        log = SQLiteRunLog(d / "log.db")
+        now = datetime.now().astimezone()
+        for key, text in texts.items():
+            cond = parse(text)
+
+            def one(cond: Any = cond) -> bool:
+                # A fresh context per evaluation, as the scheduler builds one per check.
+                return bool(cond.is_met(Context(now=now, history=log, task="t1")))
+
+            out[key] = time_per_call_us(one)
+        log.close()
+    out["note"] = "SQLite log, bounded last() cache on"
+    return out
+
+
+def history(p: Params) -> Result:
+    from redengine_nb.runlog.sqlite import SQLiteRunLog
+
+    out: Result = {}
+    names = [f"t{i}" for i in range(100)]
+    for size in p["sizes"]:
+        with _tmpdir() as d:
+            _fill(d / "log.db", names, int(size))
+            cold = SQLiteRunLog(d / "log.db", cache_size=0)
+            out[f"us_{size}"] = time_per_call_us(lambda log=cold: log.last("t50", Action.SUCCESS))
+            cold.close()
+            warm = SQLiteRunLog(d / "log.db")
+            out[f"warm_us_{size}"] = time_per_call_us(
+                lambda log=warm: log.last("t50", Action.SUCCESS)
+            )
+            warm.close()
+    out["note"] = "runlog.last(task, SUCCESS), cache off (indexed SQLite read)"
+    return out
+
+
+def memory(p: Params) -> Result:
+    done = Starts()
+    total = int(p["runs"])
+    with _tmpdir() as d:
+        app = _app(d / "log.db")
+        for i in range(10):
+            _task(app, "true", f"t{i}", done.end)  # `true` reruns at every chance
+        before = rss_mb()
+        app.start()
+        ok = _wait_until(lambda: done.ends >= total, p.get("timeout", 300), 0.02)
+        app.shut_down()
+        after = rss_mb()
+    if not ok:
+        return {"na": f"only {done.ends} of {total} runs in {p.get('timeout', 300)} s"}
+    return {
+        "rss_mb": after,
+        "delta_mb": after - before,
+        "runs": done.ends,
+        "note": "SQLite log (file)",
+    }
+
+
+def foreground(p: Params) -> Result:
+    with _tmpdir() as d:
+        app = _app(d / "log.db")
+        for i in range(p["tasks"]):
+            _task(app, "hourly", f"t{i}", lambda: None)
+        return foreground_extra(app.start, app.shut_down, p)
+
+
+SCENARIOS: dict[str, Callable[[Params], Result]] = {
+    "idle": idle,
+    "lag": lag,
+    "burst": burst,
+    "condition": condition,
+    "history": history,
+    "memory": memory,
+    "foreground": foreground,
+}
