@@ -177,10 +177,13 @@ def _window_segment(window: TimeWindow, now: datetime) -> tuple[float, float, fl
 class _Windowed(BaseCondition):
     """A condition with a cached segment."""
 
-    __slots__ = ("_seg",)
+    __slots__ = ("_seg", "_seg2")
 
     def __init__(self) -> None:
+        # Two entries: the present, and the last look-ahead (next_due asks about the next
+        # occurrence, which would otherwise evict the present every time).
         self._seg: _Segment = _EMPTY
+        self._seg2: _Segment = _EMPTY
 
     def _compute(self, now: datetime) -> tuple[float, float, float | None]:
         raise NotImplementedError
@@ -190,10 +193,14 @@ class _Windowed(BaseCondition):
         ts = ctx.ts
         if seg[1] <= ts < seg[2] and seg[0] is ctx.now.tzinfo:
             return seg
+        other = self._seg2
+        if other[1] <= ts < other[2] and other[0] is ctx.now.tzinfo:
+            self._seg, self._seg2 = other, seg
+            return other
         lo, hi, start = self._compute(ctx.now)
-        seg = (ctx.now.tzinfo, lo, hi, start)
-        self._seg = seg
-        return seg
+        new: _Segment = (ctx.now.tzinfo, lo, hi, start)
+        self._seg, self._seg2 = new, seg
+        return new
 
 
 class PeriodCondition(_Windowed):
@@ -252,9 +259,7 @@ class PeriodCondition(_Windowed):
         if start is not None and (last is None or last < start):
             return ctx.now
         after = ctx.ts if last is None else max(ctx.ts, last)
-        due = self._next_start_after(ctx, after)
-        self._segment(ctx)  # leave the cache on the present
-        return _dt(due, ctx.now.tzinfo)
+        return _dt(self._next_start_after(ctx, after), ctx.now.tzinfo)
 
     def next_undue(self, ctx: Context) -> datetime | None:
         _, _lo, hi, start = self._segment(ctx)
