@@ -24,7 +24,7 @@ SEED_CONFIG = {
 }
 
 
-def wait_for(predicate, timeout: float = 10) -> bool:  # noqa: ANN001
+def wait_for(predicate, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -49,8 +49,12 @@ def test_config_as_in_the_seed() -> None:
 
 
 def test_the_four_ways_to_create_tasks() -> None:
-    app = RedEngine(logs=":memory:", clock=FakeClock("2024-03-11 09:00"),
-                    task_execution="thread", silence_task_prerun=True)
+    app = RedEngine(
+        logs=":memory:",
+        clock=FakeClock("2024-03-11 09:00"),
+        task_execution="thread",
+        silence_task_prerun=True,
+    )
 
     def do_things() -> None:
         pass
@@ -79,7 +83,7 @@ def test_do_shutdown() -> None:
     app = RedEngine(logs=":memory:")
 
     @app.task("every 20 hours", execution="thread")
-    def do_shutdown(session=Session()):  # noqa: ANN001, ANN202, B008
+    def do_shutdown(session=Session()):
         session.shut_down()
 
     app.run()  # returns because the task shut it down
@@ -94,11 +98,11 @@ def test_do_restart_and_do_modify_tasks() -> None:
     app.session.subscribe(lambda e, t: events.append(e))
 
     @app.task("every 20 hours", execution="thread")
-    def do_restart(session=Session()):  # noqa: ANN001, ANN202, B008
+    def do_restart(session=Session()):
         session.restart()
 
     @app.task("every 10 minutes", execution="thread")
-    def do_modify_tasks(session=Session()):  # noqa: ANN001, ANN202, B008
+    def do_modify_tasks(session=Session()):
         task = session["do_restart"]
         task.force_run = True
 

@@ -22,7 +22,7 @@ def test_defaults_are_red_engines() -> None:
 
 
 def test_unknown_key_suggests_the_close_one() -> None:
-    with pytest.raises(ConfigError, match="task_exection.*did you mean 'task_execution'"):
+    with pytest.raises(ConfigError, match=r"task_exection.*did you mean 'task_execution'"):
         Config({"task_exection": "thread"})
 
 

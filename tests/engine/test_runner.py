@@ -14,7 +14,7 @@ def noop() -> None:
     pass
 
 
-def wait_for(predicate, timeout: float = 10) -> bool:  # noqa: ANN001
+def wait_for(predicate, timeout: float = 10) -> bool:
     event = threading.Event()
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -52,7 +52,7 @@ def test_runner_sleeps_until_an_event_or_the_clock_moves(app, clock) -> None:
 
 
 def test_shutdown_from_inside_a_task(app) -> None:
-    def stop(session=Session()) -> None:  # noqa: B008
+    def stop(session=Session()) -> None:
         session.shut_down()
 
     app.task("true", func=stop)
@@ -72,7 +72,7 @@ def test_restart_recall_keeps_the_process(make_app) -> None:
     events: list[str] = []
     app.session.subscribe(lambda e, t: events.append(e))
 
-    def restart_once(session=Session()) -> None:  # noqa: B008
+    def restart_once(session=Session()) -> None:
         if events.count("scheduler_started") == 1:
             session.restart()
         else:
@@ -102,7 +102,7 @@ def test_instant_shutdown_terminates_running_tasks(make_app) -> None:
     from redengine_nb.args import TerminationFlag
 
     app = make_app(instant_shutdown=True)
-    app.task("true", func=lambda flag=TerminationFlag(): flag.wait(30), name="long")  # noqa: B008
+    app.task("true", func=lambda flag=TerminationFlag(): flag.wait(30), name="long")
     app.start()
     assert wait_for(lambda: app.session["long"].is_running)
     assert app.shut_down(timeout=5)

@@ -35,6 +35,7 @@ class Exploding(BaseCondition):
 
 # -- registry ------------------------------------------------------------------------------
 
+
 def test_decorator_returns_the_function_and_registers_it(app) -> None:
     @app.task("daily", execution="thread")
     def job() -> int:
@@ -48,7 +49,7 @@ def test_decorator_returns_the_function_and_registers_it(app) -> None:
 
 def test_unknown_task_names_close_matches(app) -> None:
     app.task("daily", func=noop)
-    with pytest.raises(KeyError, match="(?i)did you mean 'noop'"):
+    with pytest.raises(KeyError, match=r"(?i)did you mean 'noop'"):
         app.session["nop"]
 
 
@@ -84,8 +85,14 @@ def test_create_and_delete_emit_events(app) -> None:
     task.delete()
     unsubscribe()
     app.task("false", func=other)
-    assert [e for e, _ in events] == ["task_added", "task_changed", "task_changed",
-                                      "run_started", "run_ended", "task_deleted"]
+    assert [e for e, _ in events] == [
+        "task_added",
+        "task_changed",
+        "task_changed",
+        "run_started",
+        "run_ended",
+        "task_deleted",
+    ]
     assert "noop" not in app.session
 
 
@@ -110,6 +117,7 @@ def test_start_cond_assignment_is_parsed_and_validated(app) -> None:
 
 
 # -- scheduling ----------------------------------------------------------------------------
+
 
 def test_every_runs_again_after_its_period(app, clock) -> None:
     app.task("every 10 minutes", func=noop)
@@ -168,7 +176,7 @@ def test_a_running_task_is_not_started_again(app) -> None:
 
 
 def test_changes_from_a_thread_task_are_seen_at_once(app) -> None:
-    def modify(session=Session()) -> None:  # noqa: B008
+    def modify(session=Session()) -> None:
         session["target"].force_run = True
         for task in session.tasks:
             task.disable = True
@@ -184,8 +192,13 @@ def test_changes_from_a_thread_task_are_seen_at_once(app) -> None:
 def test_markers(app) -> None:
     got: dict[str, Any] = {}
 
-    def job(me=Task(), other=Task("noop"), key=Arg("api_key"), flag=TerminationFlag(),  # noqa: B008
-            secret=Private("hunter2")) -> None:  # noqa: B008
+    def job(
+        me=Task(),
+        other=Task("noop"),
+        key=Arg("api_key"),
+        flag=TerminationFlag(),
+        secret=Private("hunter2"),
+    ) -> None:
         got.update(me=me, other=other, key=key, flag=flag, secret=secret)
         print("the secret is", secret)
         raise ValueError(f"leaked {secret}")
@@ -215,7 +228,7 @@ def test_run_wrappers_surround_each_run(app) -> None:
     entered: list[tuple[str, str, str]] = []
 
     @contextmanager
-    def wrapper(task: Any, run_id: str):  # noqa: ANN202
+    def wrapper(task: Any, run_id: str):
         entered.append(("in", task.name, threading.current_thread().name))
         yield
         entered.append(("out", task.name, run_id))
@@ -230,8 +243,9 @@ def test_run_wrappers_surround_each_run(app) -> None:
 
 # -- timeouts, end_cond, terminate ------------------------------------------------------
 
+
 def test_thread_timeout_sets_the_flag_and_logs_terminate(app, clock) -> None:
-    def patient(flag=TerminationFlag()) -> None:  # noqa: B008
+    def patient(flag=TerminationFlag()) -> None:
         assert flag.wait(10), "never asked to stop"
 
     app.task("true", func=patient, timeout="5 minutes")
@@ -245,7 +259,7 @@ def test_thread_timeout_sets_the_flag_and_logs_terminate(app, clock) -> None:
 
 
 def test_end_cond_and_terminate(app, clock) -> None:
-    def patient(flag=TerminationFlag()) -> None:  # noqa: B008
+    def patient(flag=TerminationFlag()) -> None:
         flag.wait(10)
 
     app.task("false", func=patient, end_cond="time of day after 10:00")
@@ -264,6 +278,7 @@ def test_end_cond_and_terminate(app, clock) -> None:
 
 # -- errors at start and in conditions -------------------------------------------------------
 
+
 def test_missing_path_is_a_logged_failure_when_silenced(make_app, tmp_path: Path) -> None:
     app = make_app(silence_task_prerun=True)
     app.task("true", path=str(tmp_path / "nope.py"), func_name="main", name="ghost")
@@ -280,7 +295,7 @@ def test_missing_path_is_a_logged_failure_when_silenced(make_app, tmp_path: Path
 
 def test_prerun_error_stops_the_scheduler_unless_silenced(app, tmp_path: Path) -> None:
     app.task("true", path=str(tmp_path / "nope.py"), func_name="main", name="ghost")
-    with pytest.raises(SchedulerError, match="ghost.*does not exist"):
+    with pytest.raises(SchedulerError, match=r"ghost.*does not exist"):
         app.session.tick()
     assert log_of(app, "ghost")[0]["action"] == "fail"  # recorded all the same
 
@@ -289,7 +304,7 @@ def test_missing_command_and_bad_parameters(make_app) -> None:
     app = make_app(silence_task_prerun=True)
     app.task("true", command=["no-such-command-xyz", "arg"], name="nocmd")
     app.task("true", func=noop, parameters={"unexpected": 1})
-    app.task("true", func=lambda key=Arg("missing"): None, name="noarg")  # noqa: B008
+    app.task("true", func=lambda key=Arg("missing"): None, name="noarg")
     step(app)
     assert "not found" in log_of(app, "nocmd")[0]["exc_text"]
     assert "unexpected" in log_of(app, "noop")[0]["exc_text"]
@@ -306,7 +321,7 @@ def test_condition_that_raises(make_app, silence: bool, caplog) -> None:
         assert "condition blew up" in caplog.text
         assert log_of(app, "bad") == []
     else:
-        with pytest.raises(SchedulerError, match="condition of task 'bad'.*blew up"):
+        with pytest.raises(SchedulerError, match=r"condition of task 'bad'.*blew up"):
             app.session.tick()
 
 
@@ -330,8 +345,12 @@ def test_scheduler_survives_silenced_errors_in_run_loop(make_app, tmp_path: Path
 def test_process_run_refuses_session_and_unpicklable(make_app) -> None:
     app = make_app(silence_task_prerun=True)
     lock = threading.Lock()
-    app.task("true", func=lambda session=Session(): None, name="wants_session",  # noqa: B008
-             execution="process")
+    app.task(
+        "true",
+        func=lambda session=Session(): None,
+        name="wants_session",
+        execution="process",
+    )
     app.task("true", func=lambda obj=lock: None, name="unpicklable", execution="process")
     step(app)
     assert "separate process" in log_of(app, "wants_session")[0]["exc_text"]
@@ -339,6 +358,7 @@ def test_process_run_refuses_session_and_unpicklable(make_app) -> None:
 
 
 # -- status and the run log -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("from_logs", [True, False])
 def test_status_table_and_log(make_app, clock, from_logs: bool) -> None:
