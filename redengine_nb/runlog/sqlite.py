@@ -39,7 +39,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -184,25 +184,42 @@ class SQLiteRunLog:
             )
 
     def _prepare(self) -> None:
-        """Check that the file is ours (or empty), create the schema, switch to WAL."""
+        """Check that the file is ours (or empty), create the schema, switch to WAL.
+
+        Two processes may open a new file at once: each looks inside a read transaction
+        (a consistent view), and the schema is created in one write transaction that
+        looks again first, so the loser finds the winner's complete schema.
+        """
         with self._guard("open"):
             self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if not self._is_ours():
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if not self._is_ours():  # another process may have just created it
-                        self._conn.executescript(_SCHEMA)  # commits
-                    else:
-                        self._conn.execute("COMMIT")
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
+            if not self._in_transaction("BEGIN", self._is_ours):
+                self._in_transaction("BEGIN IMMEDIATE", self._create_schema)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
 
+    def _in_transaction(self, begin: str, body: Callable[[], bool]) -> bool:
+        self._conn.execute(begin)
+        try:
+            result = body()
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def _create_schema(self) -> bool:
+        if self._is_ours():  # another process has just created it
+            return True
+        # one statement at a time: executescript() would commit the transaction first
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._conn.execute(statement)
+        return True
+
     def _is_ours(self) -> bool:
         """``True`` for our schema, ``False`` for an empty database; else raise."""
+        objects = self._scalar("SELECT COUNT(*) FROM sqlite_master")
         app_id = self._scalar("PRAGMA application_id")
         version = self._scalar("PRAGMA user_version")
         if app_id == APPLICATION_ID:
@@ -213,7 +230,6 @@ class SQLiteRunLog:
                     "untouched. Upgrade redengine_nb or pass another logs= path."
                 )
             return True
-        objects = self._scalar("SELECT COUNT(*) FROM sqlite_master")
         if app_id == 0 and version == 0 and objects == 0:
             return False
         raise RunLogError(
