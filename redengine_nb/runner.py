@@ -59,6 +59,7 @@ class Runner:
         """Run the loop in this thread until shut down; raise what stopped it."""
         session = self.session
         restart_mode: str | None = None
+        session.clear_stop()
         try:
             while True:
                 self._begin()
@@ -66,10 +67,9 @@ class Runner:
                     self._loop()
                 finally:
                     self._end()
-                if not session.restart_requested:
+                if not session.take_restart():
                     break
                 mode = session.config.restarting
-                session.restart_requested = False
                 if mode != "recall":
                     restart_mode = mode
                     break
@@ -78,6 +78,9 @@ class Runner:
             self.error = exc
             raise
         finally:
+            # Stopped for good: a later manual tick() or start() begins with no request.
+            if restart_mode is None:
+                session.clear_stop()
             self.stopped.set()
         if restart_mode is not None:
             from .restart import restart_process  # type: ignore[import-not-found,unused-ignore]
@@ -88,7 +91,6 @@ class Runner:
 
     def _begin(self) -> None:
         session = self.session
-        session.stop_requested = False
         session.runner = self
         session.mark_crashed_runs()
         session._all_dirty = True

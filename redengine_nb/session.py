@@ -134,6 +134,7 @@ class Session:
         self._shut_next: float | None = None
         self._end_next: float | None = None
         self.wake = threading.Event()
+        self._state_lock = threading.Lock()
         self.stop_requested = False
         self.restart_requested = False
         self.runner: Any = None
@@ -780,14 +781,37 @@ class Session:
         return getattr(_local, "task", None) is not None
 
     def shut_down(self) -> None:
-        """Ask the scheduler to stop (it finishes its step, then waits for or ends runs)."""
-        self.stop_requested = True
+        """Ask the scheduler to stop (it finishes its step, then waits for or ends runs).
+
+        A shutdown wins over a restart asked for earlier and not yet carried out."""
+        with self._state_lock:
+            self.restart_requested = False
+            self.stop_requested = True
         self.wake.set()
 
     def restart(self) -> None:
         """Ask the scheduler to restart the way config ``restarting`` says."""
-        self.restart_requested = True
-        self.shut_down()
+        with self._state_lock:
+            self.restart_requested = True
+            self.stop_requested = True
+        self.wake.set()
+
+    def take_restart(self) -> bool:
+        """For the runner, once its loop ended: was a restart asked for (and not cancelled
+        by a later shutdown)? Clears both requests atomically, so a shutdown that arrives
+        while the runner restarts is never lost."""
+        with self._state_lock:
+            wanted = self.restart_requested
+            self.restart_requested = False
+            if wanted:
+                self.stop_requested = False
+            return wanted
+
+    def clear_stop(self) -> None:
+        """For the runner: forget a stop request (the scheduler has stopped or starts)."""
+        with self._state_lock:
+            self.stop_requested = False
+            self.restart_requested = False
 
     def terminate_all(self, reason: str = "terminated: the scheduler shut down") -> None:
         with self._lock:

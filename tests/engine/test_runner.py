@@ -107,3 +107,29 @@ def test_instant_shutdown_terminates_running_tasks(make_app) -> None:
     assert wait_for(lambda: app.session["long"].is_running)
     assert app.shut_down(timeout=5)
     assert log_of(app, "long")[0]["action"] == "terminate"
+
+
+def test_a_shutdown_after_a_restart_request_wins(make_app) -> None:
+    # A restart asked for and then a shutdown before the runner carried it out: the
+    # runner stops for good instead of coming back (the shutdown must not be lost).
+    app = make_app(restarting="recall")
+    events: list[str] = []
+    app.session.subscribe(lambda e, t: events.append(e))
+
+    def restart_then_stop(session=Session()) -> None:
+        session.restart()
+        session.shut_down()
+
+    app.task("true", func=restart_then_stop)
+    app.run()
+    assert events.count("scheduler_started") == 1
+    assert not app.session.take_restart()
+
+
+def test_tick_works_again_after_the_scheduler_stopped(app, clock) -> None:
+    app.task("every 1 hour", func=noop)
+    app.start()
+    assert wait_for(lambda: len(log_of(app, "noop")) == 1)
+    assert app.shut_down()
+    clock.advance("1 hour")
+    assert app.session.tick() == ["noop"]
