@@ -138,8 +138,9 @@ function render({ model, el }) {
     input.dataset.dirty = "";
     input.addEventListener("input", () => { input.dataset.dirty = "1"; });
     const apply = h("button", { className: "rnb-button", "data-action": "condition" }, "set");
+    // The field keeps what the user typed until the kernel accepts it (see onReply).
     const submit = () => {
-      input.dataset.dirty = "";
+      input.dataset.dirty = "1";
       send("condition", name, input.value);
     };
     apply.addEventListener("click", submit);
@@ -332,6 +333,16 @@ function render({ model, el }) {
     root.dataset.version = String((Number(root.dataset.version) || 0) + 1);
   }
 
+  const onReply = (content) => {
+    if (!content || content.reply !== "condition") return;
+    const parts = rows.get(content.task);
+    if (parts && content.ok) {
+      parts.input.dataset.dirty = "";
+      draw();
+    }
+  };
+  model.on("msg:custom", onReply);
+
   const redraw = () => draw();
   const fresh = () => {
     received = Date.now() / 1000;
@@ -345,6 +356,7 @@ function render({ model, el }) {
   const ticker = setInterval(drawTimes, 1000);
   return () => {
     clearInterval(ticker);
+    model.off("msg:custom", onReply);
     model.off("change:data", fresh);
     model.off("change:errors", redraw);
     model.off("change:message", redraw);

@@ -89,7 +89,7 @@ class Panel(anywidget.AnyWidget):
         self._last: Snapshot | None = None
         self._last_push = 0.0
         self._closed = False
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_custom_msg)
         self.observe(self._on_selected, names="selected")
         subscribe = getattr(self._session, "subscribe", None)
         self._unsubscribe: Callable[[], Any] | None = (
@@ -191,7 +191,7 @@ class Panel(anywidget.AnyWidget):
 
     # --- controls ------------------------------------------------------------------------
 
-    def _handle_msg(self, widget: Any, content: Any, buffers: Any = None) -> None:
+    def _on_custom_msg(self, widget: Any, content: Any, buffers: Any = None) -> None:
         if not isinstance(content, dict):
             return
         self.act(str(content.get("action", "")), content.get("task"), content.get("text"))
@@ -204,14 +204,23 @@ class Panel(anywidget.AnyWidget):
         except ConditionParseError as exc:
             with self._lock:
                 self.errors = {**self.errors, name: str(exc)}
+            ok = False
         except Exception as exc:
+            ok = False
             with self._lock:
                 target = f" {name!r}" if name else ""
                 self.message = f"{action}{target} failed: {type(exc).__name__}: {exc}"
         else:
             with self._lock:
                 self.message = ""
+            ok = True
         self._safe_refresh()
+        self._reply(action, name, ok=ok)
+
+    def _reply(self, action: str, name: str, *, ok: bool) -> None:
+        """Tell the front end how a control went (it keeps a rejected condition's text)."""
+        if action == "condition":
+            self.send({"reply": action, "task": name, "ok": ok})
 
     def _do(self, action: str, name: str, text: Any) -> None:
         session, app = self._session, self._app

@@ -32,13 +32,15 @@ def widget(app: FakeApp) -> Iterator[Panel]:
 
 
 def click(widget: Panel, action: str, task: str | None = None, text: str | None = None) -> None:
-    """What the front end's button sends: a custom comm message."""
+    """What the front end's button sends: a comm message carrying a custom message."""
     content: dict[str, Any] = {"action": action}
     if task is not None:
         content["task"] = task
     if text is not None:
         content["text"] = text
-    widget._handle_custom_msg(content, [])
+    # The whole way in, as the kernel delivers it to the widget's comm.
+    msg = {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
+    widget._handle_msg(msg)
 
 
 def row(widget: Panel, name: str) -> dict[str, Any]:
@@ -114,6 +116,18 @@ def test_bad_condition_shows_error_and_changes_nothing(widget: Panel, app: FakeA
     assert widget.message == ""
     click(widget, "condition", "alpha", "hourly")  # a good one clears the error
     assert widget.errors == {}
+
+
+def test_condition_edits_are_answered(widget: Panel, monkeypatch: pytest.MonkeyPatch) -> None:
+    replies: list[Any] = []
+    monkeypatch.setattr(widget, "send", lambda content, buffers=None: replies.append(content))
+    click(widget, "condition", "alpha", "daily && hourly")
+    click(widget, "condition", "alpha", "hourly")
+    click(widget, "run", "alpha")  # other controls send no reply
+    assert replies == [
+        {"reply": "condition", "task": "alpha", "ok": False},
+        {"reply": "condition", "task": "alpha", "ok": True},
+    ]
 
 
 def test_scheduler_controls(widget: Panel, app: FakeApp) -> None:
