@@ -486,7 +486,28 @@ def _run_scheduler(
                 printed.add(rec.run_id)
                 print(format_run_line(rec), file=out, flush=True)
 
+    def report_crashes() -> None:
+        # Runs a dead serve left open are marked crash when the scheduler starts.
+        with lock:
+            for rec in runlog.records(action=Action.CRASH, since=started - 1):
+                if rec.run_id not in printed:
+                    printed.add(rec.run_id)
+                    note = "  (left open by a process that died)"
+                    print(format_run_line(rec) + note, file=out, flush=True)
+
     def on_event(event: str, task_name: str | None) -> None:
+        if event == "scheduler_started":
+            try:
+                report_crashes()
+            except Exception as exc:  # pragma: no cover
+                print(f"serve: cannot read crashed runs: {exc}", file=out)
+        if event == "scheduler_stopped":
+            # The last runs before a stop (or a restart that replaces this process).
+            for task in session.tasks:
+                try:
+                    report(task.name)
+                except Exception:  # pragma: no cover
+                    pass
         if event == "run_ended" and task_name is not None:
             try:
                 report(task_name)
@@ -494,11 +515,6 @@ def _run_scheduler(
                 print(f"serve: cannot read the run of {task_name!r}: {exc}", file=out)
 
     unsubscribe = session.subscribe(on_event)
-
-    # Runs that a dead serve left open were marked crash when the app opened the log.
-    for rec in runlog.records(action=Action.CRASH, since=started - 1):
-        printed.add(rec.run_id)
-        print(format_run_line(rec) + "  (left open by a process that died)", file=out)
 
     stops = 0
 

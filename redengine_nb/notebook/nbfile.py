@@ -87,9 +87,13 @@ def split_task_cell(source: str) -> tuple[str, str] | None:
 
 
 def read_notebook(path: str | Path) -> list[NotebookCell]:
-    """Read a ``.ipynb`` file with nbformat; raise :class:`NotebookError` naming the file."""
-    import nbformat
+    """Read a ``.ipynb`` file; raise :class:`NotebookError` naming the file and the problem.
 
+    Format 4 (what Jupyter has written since 2015) is read straight from its JSON, checked
+    for the fields serve uses; importing nbformat costs seconds at start-up (its schema
+    validator), which a service restart would pay every time. Older formats go through
+    nbformat's converter.
+    """
     file = Path(path)
     if not file.exists():
         raise NotebookError(f"{file}: no such file")
@@ -106,29 +110,48 @@ def read_notebook(path: str | Path) -> list[NotebookCell]:
             f"{file}: not a notebook: not JSON (line {exc.lineno}, column {exc.colno}: "
             f"{exc.msg}); expected a Jupyter notebook file (.ipynb)"
         ) from None
-    if not isinstance(raw, dict) or "cells" not in raw or "nbformat" not in raw:
+    if not isinstance(raw, dict) or "nbformat" not in raw:
         raise NotebookError(
-            f"{file}: not a notebook: JSON without 'cells' and 'nbformat'; expected a "
+            f"{file}: not a notebook: JSON without an 'nbformat' version; expected a "
             "Jupyter notebook file (.ipynb)"
         )
+    if raw.get("nbformat") != 4:
+        raw = _convert_with_nbformat(file, text)
+    cells = raw.get("cells")
+    if not isinstance(cells, list):
+        raise NotebookError(f"{file}: not a valid notebook: 'cells' is not a list")
+    return [_cell(file, number, cell) for number, cell in enumerate(cells, start=1)]
+
+
+def _convert_with_nbformat(file: Path, text: str) -> dict[str, Any]:
+    import nbformat
+
     try:
         nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise NotebookError(f"{file}: not a valid notebook ({exc})") from None
-    cells: list[NotebookCell] = []
-    for number, cell in enumerate(nb.cells, start=1):
-        metadata = cell.get("metadata", {}) or {}
-        tags = metadata.get("tags", []) or []
-        cells.append(
-            NotebookCell(
-                number=number,
-                cell_type=str(cell.get("cell_type", "code")),
-                source=str(cell.get("source", "")),
-                tags=tuple(str(t) for t in tags),
-                cell_id=cell.get("id") or None,
-            )
-        )
-    return cells
+    converted: dict[str, Any] = json.loads(nbformat.writes(nb))  # type: ignore[no-untyped-call]
+    return converted
+
+
+def _cell(file: Path, number: int, cell: Any) -> NotebookCell:
+    if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
+        raise NotebookError(f"{file}: not a valid notebook: cell {number} has no cell_type")
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        source = "".join(str(part) for part in source)
+    if not isinstance(source, str):
+        raise NotebookError(f"{file}: not a valid notebook: cell {number} has a bad source")
+    metadata = cell.get("metadata") or {}
+    tags = metadata.get("tags") or [] if isinstance(metadata, dict) else []
+    cell_id = cell.get("id")
+    return NotebookCell(
+        number=number,
+        cell_type=cell["cell_type"],
+        source=source,
+        tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+        cell_id=str(cell_id) if cell_id else None,
+    )
 
 
 def to_python(source: str) -> str:
