@@ -15,7 +15,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import CHROMIUM, CHROMIUM_FLAGS, REPO, Lab
+from rnb_lab import CHROMIUM, CHROMIUM_FLAGS, REPO, Lab
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
