@@ -16,7 +16,6 @@ In a notebook::
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,13 +47,8 @@ def get_app() -> RedEngine:
     return kernel.get_app()
 
 
-def panel(session_or_app: Any = None) -> Any:
+def panel(session_or_app: Any = None, **kwargs: Any) -> Any:
     """The live ipywidgets panel of ``session_or_app`` (default: this kernel's session)."""
-    module = importlib.import_module(f"{__name__}.panel")
-    # Importing the submodule binds it as this package's ``panel`` attribute, over this
-    # function: put the function back so ``redengine_nb.notebook.panel(...)`` keeps working.
-    globals()["panel"] = _panel_entry
-    return module.panel(get_app() if session_or_app is None else session_or_app)
+    from .widget import panel as make_panel
 
-
-_panel_entry = panel
+    return make_panel(session_or_app, **kwargs)

@@ -388,9 +388,9 @@ class SchedulerMagics(Magics):
         elif action == "status":
             print(scheduler_status_line(app))
         elif action == "panel":
-            from . import _panel_entry
+            from . import panel
 
-            return _panel_entry(app)
+            return panel(app)
         else:
             raise UsageError(
                 f"%scheduler: unknown action {action!r}; expected start, stop, restart, "

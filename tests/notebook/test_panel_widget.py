@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from panel_fakes import FakeApp
 
-from redengine_nb.notebook.panel import Panel, panel
+from redengine_nb.notebook.widget import Panel, panel
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -246,3 +246,13 @@ def test_front_end_is_packaged_and_offline() -> None:
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js
     repo_js = Path(__file__).resolve().parents[2] / "js" / "panel.js"
     assert js == repo_js.read_text(encoding="utf-8")
+
+
+def test_panel_function_survives_the_widget_module_import() -> None:
+    # Importing the widget module must not shadow the public panel() helpers.
+    import redengine_nb
+    import redengine_nb.notebook
+    import redengine_nb.notebook.widget  # noqa: F401
+
+    assert callable(redengine_nb.notebook.panel)
+    assert callable(redengine_nb.panel)

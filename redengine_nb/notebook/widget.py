@@ -13,7 +13,6 @@ The front end is ``js/panel.js`` + ``js/panel.css``, shipped inside the package 
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -275,12 +274,7 @@ def panel(source: Any = None, **kwargs: Any) -> Panel:
     In a notebook, the returned widget displays itself as a cell's last value.
     """
     if source is None:
-        notebook = importlib.import_module("redengine_nb.notebook")
-        get_app = getattr(notebook, "get_app", None)
-        if get_app is None:
-            raise RuntimeError(
-                "no kernel scheduler to show: run %load_ext redengine_nb first, "
-                "or pass an app: panel(app)"
-            )
+        from . import get_app  # raises, naming %load_ext, when no kernel session exists
+
         source = get_app()
     return Panel(source, **kwargs)
