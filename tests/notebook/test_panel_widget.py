@@ -252,7 +252,7 @@ def test_panel_function_survives_the_widget_module_import() -> None:
     # Importing the widget module must not shadow the public panel() helpers.
     import redengine_nb
     import redengine_nb.notebook
-    import redengine_nb.notebook.widget  # noqa: F401
+    import redengine_nb.notebook.widget
 
     assert callable(redengine_nb.notebook.panel)
     assert callable(redengine_nb.panel)
