@@ -5,6 +5,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+# Cells for a person watching: `redengine-nb serve` leaves them out (docs/serve.md).
+SKIP_SERVE = {"tags": ["skip-serve"]}
+
 cells = [
     new_markdown_cell(
         "# redengine_nb quickstart\n\n"
@@ -45,12 +48,13 @@ cells = [
         "deadline = time.monotonic() + 30\n"
         "while app.session['report'].last_success is None and time.monotonic() < deadline:\n"
         "    time.sleep(0.1)\n"
-        "print('report last succeeded at', f\"{app.session['report'].last_success:%H:%M:%S}\")"
+        "print('report last succeeded at', f\"{app.session['report'].last_success:%H:%M:%S}\")",
+        metadata=SKIP_SERVE,
     ),
     new_code_cell("%task log report --verbose"),
     new_markdown_cell("Disable a task, look at the table, and stop the scheduler."),
-    new_code_cell("%task disable fetch\n%tasks"),
-    new_code_cell("%scheduler stop\n%scheduler status"),
+    new_code_cell("%task disable fetch\n%tasks", metadata=SKIP_SERVE),
+    new_code_cell("%scheduler stop\n%scheduler status", metadata=SKIP_SERVE),
 ]
 
 nb = new_notebook(

@@ -169,12 +169,11 @@ def log_status_rows(
     Works from any process: it needs only the run log, not the session that wrote it.
     """
     runlog.refresh()
-    names = list(runlog.task_names())
-    for name in conditions or {}:
-        if name not in names:
-            names.append(name)
+    # The session's tasks in their order, then any other task the log knows, by name.
+    names = list(conditions or {})
+    names += sorted(n for n in runlog.task_names() if n not in (conditions or {}))
     rows: list[dict[str, Any]] = []
-    for name in sorted(names):
+    for name in names:
         newest = runlog.records(task=name, limit=1)
         last = newest[-1] if newest else None
         status = None if last is None else last.action.value
@@ -486,6 +485,28 @@ def _run_scheduler(
                 printed.add(rec.run_id)
                 print(format_run_line(rec), file=out, flush=True)
 
+    stops = 0
+    stop_wanted = False
+    scheduler_up = False
+    state_lock = threading.Lock()
+
+    def request_stop(reason: str) -> None:
+        nonlocal stops, stop_wanted
+        stops += 1
+        if stops == 1:
+            print(f"serve: stopping ({reason})", file=out, flush=True)
+        else:
+            print(f"serve: stopping now ({reason}): terminating running tasks", file=out)
+            try:
+                app.config.instant_shutdown = True
+            except Exception:  # pragma: no cover
+                pass
+        with state_lock:
+            stop_wanted = True
+            up = scheduler_up
+        if up:  # else the scheduler_started event passes the request on
+            threading.Thread(target=app.shut_down, name="redengine-nb-stop", daemon=True).start()
+
     def report_crashes() -> None:
         # Runs a dead serve left open are marked crash when the scheduler starts.
         with lock:
@@ -496,12 +517,20 @@ def _run_scheduler(
                     print(format_run_line(rec) + note, file=out, flush=True)
 
     def on_event(event: str, task_name: str | None) -> None:
+        nonlocal scheduler_up
         if event == "scheduler_started":
+            # A stop asked for before the loop began (a long setup, a signal) is kept.
+            with state_lock:
+                scheduler_up = True
+                if stop_wanted:
+                    session.shut_down()
             try:
                 report_crashes()
             except Exception as exc:  # pragma: no cover
                 print(f"serve: cannot read crashed runs: {exc}", file=out)
         if event == "scheduler_stopped":
+            with state_lock:
+                scheduler_up = False
             # The last runs before a stop (or a restart that replaces this process).
             for task in session.tasks:
                 try:
@@ -515,21 +544,6 @@ def _run_scheduler(
                 print(f"serve: cannot read the run of {task_name!r}: {exc}", file=out)
 
     unsubscribe = session.subscribe(on_event)
-
-    stops = 0
-
-    def request_stop(reason: str) -> None:
-        nonlocal stops
-        stops += 1
-        if stops == 1:
-            print(f"serve: stopping ({reason})", file=out, flush=True)
-        else:
-            print(f"serve: stopping now ({reason}): terminating running tasks", file=out)
-            try:
-                app.config.instant_shutdown = True
-            except Exception:  # pragma: no cover
-                pass
-        threading.Thread(target=app.shut_down, name="redengine-nb-stop", daemon=True).start()
 
     def on_signal(signum: int, _frame: object) -> None:
         request_stop(signal.Signals(signum).name)
