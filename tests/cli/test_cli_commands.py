@@ -1,0 +1,221 @@
+"""The CLI in-process: serve's setup and errors, status and log over a run log, --help."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from redengine_nb.cli import main, parse_config_pairs
+from redengine_nb.records import Action
+from redengine_nb.runlog import SQLiteRunLog
+from redengine_nb.runlog.owner import current_owner
+
+Writer = Callable[..., Path]
+
+
+def test_config_pairs_are_typed() -> None:
+    assert parse_config_pairs(
+        ["max_process_count=2", "instant_shutdown=true", "timeout=30 minutes", "x=off", "y=1.5"]
+    ) == {
+        "max_process_count": 2,
+        "instant_shutdown": True,
+        "timeout": "30 minutes",
+        "x": False,
+        "y": 1.5,
+    }
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["status"], ["log"]])
+def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: redengine-nb" in capsys.readouterr().out
+
+
+def _log_with_runs(path: Path) -> None:
+    log = SQLiteRunLog(path)
+    now = time.time()
+    owner = current_owner()
+    ok = log.start_run("fetch", created=now - 10, start=now - 10, owner=owner)
+    log.finish_run(ok.run_id, Action.SUCCESS, end=now - 9, output="fetched 3 rows\n")
+    bad = log.start_run("fetch", created=now - 5, start=now - 5, owner=owner)
+    log.finish_run(
+        bad.run_id,
+        Action.FAIL,
+        end=now - 4.5,
+        exc_text="Traceback (most recent call last):\nValueError: no rows\n",
+    )
+    log.start_run("report", created=now - 1, start=now - 1, owner=owner)
+    log.close()
+
+
+def test_status_prints_one_row_per_task_of_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    _log_with_runs(db)
+    assert main(["status", "--logs", str(db)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
+    assert set(rows) == {"fetch", "report"}
+    assert rows["fetch"][1] == "fail"
+    assert rows["fetch"][-2:] == ["2", "1"]  # runs, fails
+    assert rows["report"][1] == "running"
+
+
+def test_log_prints_runs_with_output_and_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    _log_with_runs(db)
+    assert main(["log", "fetch", "--logs", str(db), "-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "the last 1 run(s)" in out
+    assert ": fail," in out and "ValueError: no rows" in out
+    assert "fetched 3 rows" not in out  # only the newest run
+    assert main(["log", "fetch", "--logs", str(db)]) == 0
+    assert "    | fetched 3 rows" in capsys.readouterr().out
+
+
+def test_log_of_an_unknown_task_suggests_a_close_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    _log_with_runs(db)
+    assert main(["log", "fetc", "--logs", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert "no runs of task 'fetc'" in err and "did you mean 'fetch'" in err
+
+
+def test_status_without_a_log_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "redengine_nb.db") in err and "(the default" in err
+    assert not (tmp_path / "redengine_nb.db").exists()
+
+
+# -- serve, in this process -----------------------------------------------------------------
+
+
+def test_serve_runs_setup_registers_cells_and_stops_when_a_task_says_so(
+    write_nb: Writer, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    nb = write_nb(
+        [
+            "%load_ext redengine_nb",
+            "from redengine_nb.notebook import get_app\n"
+            "assert get_app() is app\n"
+            "values = []\n"
+            "!echo shell-escape-ran",
+            ("values.append('must not run headless')", ["skip-serve"]),
+            "%%task every 1 hour --name first\nvalues.append('first')",
+            "%%task after task 'first' --name second\nprint(values)\napp.session.shut_down()",
+            ("%tasks", []),
+        ]
+    )
+    db = tmp_path / "runs.db"
+    assert main(["serve", str(nb), "--logs", str(db), "--for", "2 minutes"]) == 0
+    out = capfd.readouterr().out
+    assert "skipped %load_ext redengine_nb" in out and "skipped %tasks" in out
+    assert "shell-escape-ran" in out
+    progress = [line for line in out.splitlines() if line[:2] == "20" and "success" in line]
+    assert [line.split()[2] for line in progress] == ["first", "second"]
+    assert "task    condition" in out  # the status table at the end
+
+    assert main(["log", "second", "--logs", str(db)]) == 0
+    assert "    | ['first']" in capfd.readouterr().out  # same namespace, skipped cell left out
+
+
+def test_serve_a_missing_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", str(tmp_path / "missing.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.ipynb: no such file" in err
+    assert not (tmp_path / "redengine_nb.db").exists()
+
+
+def test_serve_a_json_file_that_is_not_a_notebook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text('{"theme": "dark"}')
+    assert main(["serve", str(path)]) == 2
+    assert "settings.json: not a notebook" in capsys.readouterr().err
+
+
+def test_serve_a_task_cell_with_a_bad_condition_names_the_cell(
+    write_nb: Writer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = write_nb(["x = 1", "%%task every 1 hour\nprint(1)", "%%task every 5 parsecs\nprint(x)"])
+    assert main(["serve", str(nb), "--logs", str(tmp_path / "runs.db")]) == 2
+    err = capsys.readouterr().err
+    assert f"{nb}, cell 3 (id " in err
+    assert "%%task every 5 parsecs" in err
+    assert "parsecs" in err.split("%%task every 5 parsecs", 1)[1]  # the parser's own message
+
+
+def test_serve_a_setup_cell_that_raises_gives_cell_and_traceback(
+    write_nb: Writer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = write_nb(
+        [
+            "def load():\n    raise RuntimeError('no such table')",
+            "x = 1\nload()",
+            "%%task every 1 hour --name never\nprint(x)",
+        ]
+    )
+    db = tmp_path / "runs.db"
+    assert main(["serve", str(nb), "--logs", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert "cell 2 (id " in err and "raised during setup" in err
+    assert "Traceback (most recent call last)" in err
+    assert "load()" in err and "raise RuntimeError('no such table')" in err  # cell lines
+    assert "RuntimeError: no such table" in err
+    assert "cli.py" not in err  # serve's own frame is left out
+    log = SQLiteRunLog(db)
+    assert log.task_names() == []  # nothing ran
+    log.close()
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "message"),
+    [
+        ("x = (", 2, r"cell 1 \(id [0-9a-f]+\) does not compile"),
+        ("%matplotlib inline", 2, "cell 1 .*%matplotlib: this line magic is not available"),
+        ("%%task daily --colour red\nprint(1)", 2, "unrecognized arguments: --colour red"),
+    ],
+)
+def test_serve_other_bad_cells(
+    write_nb: Writer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    code: int,
+    message: str,
+) -> None:
+    nb = write_nb([source])
+    assert main(["serve", str(nb), "--logs", str(tmp_path / "runs.db")]) == code
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_serve_bad_config_and_duration(
+    write_nb: Writer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = write_nb(["x = 1"])
+    db = str(tmp_path / "runs.db")
+    assert main(["serve", str(nb), "--logs", db, "--config", "task_exection=thread"]) == 2
+    err = capsys.readouterr().err
+    assert "task_exection" in err and "task_execution" in err
+    assert main(["serve", str(nb), "--logs", db, "--config", "noequals"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(nb), "--for", "ten minutes"])
+    assert info.value.code == 2
+    assert "--for" in capsys.readouterr().err
