@@ -1,0 +1,167 @@
+"""``redengine-nb serve`` as users run it: in its own process, stopped by --for or signals.
+
+Slow-ish (each test starts one or two interpreters); kept short with ``--for 3s``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cli_helpers import REPO, run_cli, start_cli
+
+from redengine_nb.records import Action
+from redengine_nb.runlog import SQLiteRunLog
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+#: Tasks each shipped notebook must have run successfully within a few seconds.
+EXPECTED = {
+    "etl-demo.ipynb": {"fetch", "transform", "report"},
+    "quickstart.ipynb": {"fetch", "report"},
+    "advanced.ipynb": {
+        "run_things",
+        "job_main",
+        "hello_command",
+        "hello",
+        "do_things",
+        "cell_task",
+        "do_modify_tasks",
+        "do_restart",
+        "do_shutdown",
+    },
+}
+
+
+def _records(db: Path) -> dict[str, list[Action]]:
+    log = SQLiteRunLog(db)
+    try:
+        return {name: [r.action for r in log.records(task=name)] for name in log.task_names()}
+    finally:
+        log.close()
+
+
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    """Wait (60 s guard) until ``predicate()``; fail early if the server died."""
+    deadline = time.monotonic() + 60
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"serve ended before {what}: rc={proc.returncode}\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_every_shipped_notebook_is_listed() -> None:
+    assert {p.name for p in NOTEBOOKS} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_serve_each_notebook_for_a_few_seconds(notebook: Path, tmp_path: Path) -> None:
+    copy = tmp_path / notebook.name
+    shutil.copy(notebook, copy)
+    db = tmp_path / "runs.db"
+    done = run_cli("serve", copy.name, "--for", "3s", "--logs", str(db), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = _records(db)
+    for task in EXPECTED[notebook.name]:
+        assert Action.SUCCESS in records.get(task, []), (task, records, done.stdout)
+    assert all(Action.RUN not in actions for actions in records.values())
+    progress = {line.split()[2] for line in done.stdout.splitlines() if "  success  " in line}
+    assert EXPECTED[notebook.name] <= progress
+    assert "\ntask " in done.stdout  # the status table at the end
+
+    status = run_cli("status", "--logs", str(db), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[3:]}
+    for task in EXPECTED[notebook.name]:
+        assert rows[task] == "success"
+
+
+SLOW_TASK = """
+from pathlib import Path
+from redengine_nb.args import TerminationFlag
+
+@app.task('daily', execution='thread')
+def slow(flag=TerminationFlag()):
+    Path('started').write_text('yes')
+    stopped_early = flag.wait({seconds})
+    print('stopped early' if stopped_early else 'did all its work')
+"""
+
+
+@pytest.mark.parametrize("instant", [False, True], ids=["wait", "instant"])
+def test_sigterm_during_a_running_task(
+    write_nb: Callable[..., Path], tmp_path: Path, instant: bool
+) -> None:
+    nb = write_nb([SLOW_TASK.format(seconds=2.0)])
+    db = tmp_path / "runs.db"
+    extra = ["--config", "instant_shutdown=true"] if instant else []
+    proc = start_cli("serve", nb.name, "--logs", str(db), *extra, cwd=tmp_path)
+    _wait_for((tmp_path / "started").exists, proc, "the task started")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "serve: stopping (SIGTERM)" in out
+
+    log = SQLiteRunLog(db)
+    try:
+        assert log.open_runs() == []  # the log is consistent
+        (run,) = log.records(task="slow")
+    finally:
+        log.close()
+    assert run.runtime is not None
+    if instant:
+        assert run.action is Action.TERMINATE
+        assert run.runtime < 2.0
+    else:
+        assert run.action is Action.SUCCESS
+        assert run.runtime >= 1.9
+        assert "did all its work" in (run.output or "")
+    assert f"slow                     {run.action.value}" in out
+
+
+def test_sigkill_then_serve_again_on_the_same_log(
+    write_nb: Callable[..., Path], tmp_path: Path
+) -> None:
+    nb = write_nb(["%%task daily --name quick\nprint('quick ran')", SLOW_TASK.format(seconds=120)])
+    db = tmp_path / "runs.db"
+    proc = start_cli("serve", nb.name, "--logs", str(db), cwd=tmp_path)
+
+    def quick_done_and_slow_started() -> bool:
+        if not (tmp_path / "started").exists() or not db.exists():
+            return False
+        return Action.SUCCESS in _records(db).get("quick", [])
+
+    _wait_for(quick_done_and_slow_started, proc, "quick to finish and slow to start")
+    proc.kill()  # SIGKILL: no clean-up at all
+    proc.communicate(timeout=30)
+    assert _records(db)["slow"] == [Action.RUN]  # left open
+
+    again = run_cli(
+        "serve",
+        nb.name,
+        "--logs",
+        str(db),
+        "--for",
+        "3s",
+        "--config",
+        "instant_shutdown=true",
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    records = _records(db)
+    assert records["quick"] == [Action.SUCCESS]  # finished today: daily does not run it again
+    assert records["slow"][0] is Action.CRASH
+    assert records["slow"][1:] == [Action.TERMINATE]  # ran again (a crash is no finish)
+    crash_lines = [line for line in again.stdout.splitlines() if " crash " in line]
+    assert len(crash_lines) == 1 and "left open by a process that died" in crash_lines[0]
