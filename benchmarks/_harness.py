@@ -70,6 +70,14 @@ class Starts:
             self.by_task.setdefault(name, []).append((start, due))
             self.count += 1
 
+    def recorder(self, name: str) -> Callable[[], None]:
+        """A task body that records its own start time under ``name``."""
+
+        def body() -> None:
+            self.add(name, time.time())
+
+        return body
+
     def end(self) -> None:
         now = time.time()
         with self.lock:

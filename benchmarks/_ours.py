@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def lag(p: Params) -> Result:
         app = _app(d / "log.db")
         names = [f"t{i}" for i in range(p["n"])]
         for name in names:
-            _task(app, "every 1 second", name, lambda name=name: starts.add(name, time.time()))
+            _task(app, "every 1 second", name, starts.recorder(name))
         t0 = time.time()
         # Our rule for "every 1 second": due when no run started in the last second, so a
         # task that never ran is due at once; take the engine's own next_due() if later.
@@ -178,12 +179,10 @@ def history(p: Params) -> Result:
         with _tmpdir() as d:
             _fill(d / "log.db", names, int(size))
             cold = SQLiteRunLog(d / "log.db", cache_size=0)
-            out[f"us_{size}"] = time_per_call_us(lambda log=cold: log.last("t50", Action.SUCCESS))
+            out[f"us_{size}"] = time_per_call_us(partial(cold.last, "t50", Action.SUCCESS))
             cold.close()
             warm = SQLiteRunLog(d / "log.db")
-            out[f"warm_us_{size}"] = time_per_call_us(
-                lambda log=warm: log.last("t50", Action.SUCCESS)
-            )
+            out[f"warm_us_{size}"] = time_per_call_us(partial(warm.last, "t50", Action.SUCCESS))
             warm.close()
     out["note"] = "runlog.last(task, SUCCESS), cache off (indexed SQLite read)"
     return out

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,7 @@ def aps_lag(p: Params) -> Result:
     sched = _aps_scheduler()
     for i in range(p["n"]):
         name = f"t{i}"
-        sched.add_job(
-            lambda name=name: starts.add(name, time.time()), "interval", seconds=1, id=name
-        )
+        sched.add_job(starts.recorder(name), "interval", seconds=1, id=name)
     sched.start()
     first = {job.id: job.next_run_time.timestamp() for job in sched.get_jobs()}
     window = float(p["window"])
@@ -142,6 +141,10 @@ def aps_condition(p: Params) -> Result:
     }
 
 
+def _reached(done: Starts, n: int) -> bool:
+    return done.ends >= n
+
+
 def aps_memory(p: Params) -> Result:
     done = Starts()
     sched = _aps_scheduler(misfire_grace_time=None)
@@ -154,7 +157,7 @@ def aps_memory(p: Params) -> Result:
         for _ in range(k):
             sched.add_job(done.end)
         issued += k
-        wait_until(lambda n=issued: done.ends >= n, 120)
+        wait_until(partial(_reached, done, issued), 120)
     after = rss_mb()
     sched.shutdown()
     return {"rss_mb": after, "delta_mb": after - before, "runs": done.ends}
@@ -219,7 +222,7 @@ def sch_lag(p: Params) -> Result:
         holder: list[Any] = []
         job = s.every(1).seconds.do(body, f"t{i}", holder)
         holder.append(job)
-    first = min(j.next_run.timestamp() for j in s.jobs)
+    first = min(j.next_run.timestamp() for j in s.jobs if j.next_run is not None)
     window = float(p["window"])
     loop = _ScheduleLoop(s)
     loop.start()
@@ -333,7 +336,7 @@ def rk_lag(p: Params) -> Result:
     app = _rocketry()
     for i in range(p["n"]):
         name = f"t{i}"
-        _rk_task(app, "every 1 second", name, lambda name=name: starts.add(name, time.time()))
+        _rk_task(app, "every 1 second", name, starts.recorder(name))
     r = _RocketryThread(app)
     window = float(p["window"])
     t0 = time.time()  # never run: "every 1 second" is due as soon as the scheduler starts
@@ -422,7 +425,7 @@ def rk_condition(p: Params) -> Result:
     out: Result = {}
     for key, cond in conds.items():
         out[key] = time_per_call_us(
-            lambda c=cond: c.observe(task=task, session=session), min_time=0.2, repeat=1
+            partial(cond.observe, task=task, session=session), min_time=0.2, repeat=1
         )
     out["note"] = "default in-memory log repository"
     return out
@@ -440,9 +443,7 @@ def rk_history(p: Params) -> Result:
             _rk_task(app, "false", n, lambda: None)
         _rk_fill(app, names, size)
         task = app.session["t50"]
-        out[f"us_{size}"] = time_per_call_us(
-            lambda t=task: t.get_last_success(), min_time=0.2, repeat=1
-        )
+        out[f"us_{size}"] = time_per_call_us(task.get_last_success, min_time=0.2, repeat=1)
         app.session.get_repo().collection.clear()  # the next size gets a fresh app
     out["note"] = "task.get_last_success() with force_status_from_logs"
     return out
