@@ -17,6 +17,15 @@ from redengine_nb.runlog.owner import current_owner
 Writer = Callable[..., Path]
 
 
+def _succeeded(out: str) -> list[str]:
+    """Task names of the progress lines (``<date> <time>  task  success  runtime``)."""
+    return [
+        line.split()[2]
+        for line in out.splitlines()
+        if re.match(r"\d{4}-\d\d-\d\d ", line) and line.split()[3] == "success"
+    ]
+
+
 def test_config_pairs_are_typed() -> None:
     assert parse_config_pairs(
         ["max_process_count=2", "instant_shutdown=true", "timeout=30 minutes", "x=off", "y=1.5"]
@@ -126,8 +135,7 @@ def test_serve_runs_setup_registers_cells_and_stops_when_a_task_says_so(
     out = capfd.readouterr().out
     assert "skipped %load_ext redengine_nb" in out and "skipped %tasks" in out
     assert "shell-escape-ran" in out
-    progress = [line for line in out.splitlines() if line[:2] == "20" and "success" in line]
-    assert [line.split()[2] for line in progress] == ["first", "second"]
+    assert _succeeded(out) == ["first", "second"]
     assert "task    condition" in out  # the status table at the end
 
     assert main(["log", "second", "--logs", str(db)]) == 0
@@ -219,3 +227,43 @@ def test_serve_bad_config_and_duration(
         main(["serve", str(nb), "--for", "ten minutes"])
     assert info.value.code == 2
     assert "--for" in capsys.readouterr().err
+
+
+def test_serve_honours_shut_cond_from_the_command_line(
+    write_nb: Writer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = write_nb(
+        ["%%task every 1 hour --name a\nprint('a')", "%%task after task 'a' --name b\nprint('b')"]
+    )
+    db = tmp_path / "runs.db"
+    code = main(
+        ["serve", str(nb), "--logs", str(db), "--config", "shut_cond=task 'b' has succeeded"]
+    )
+    assert code == 0  # no --for, no signal: shut_cond stopped it
+    out = capsys.readouterr().out
+    assert _succeeded(out) == ["a", "b"]
+
+
+def test_serve_restarting_recall_stops_and_starts_in_process(
+    write_nb: Writer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = write_nb(
+        [
+            "from redengine_nb.args import Session\nlives = []",
+            "@app.task('every 1 hour', execution='thread')\n"
+            "def once(session=Session()):\n"
+            "    lives.append(1)\n"
+            "    session.restart()",
+            "@app.task(\"after task 'once'\", execution='thread')\n"
+            "def finish(session=Session()):\n"
+            "    print('restarted' if lives else 'not restarted')\n"
+            "    session.shut_down()",
+        ]
+    )
+    db = tmp_path / "runs.db"
+    args = ["serve", str(nb), "--logs", str(db), "--for", "2 minutes"]
+    assert main([*args, "--config", "restarting=recall"]) == 0
+    out = capsys.readouterr().out
+    assert _succeeded(out) == ["once", "finish"]
+    assert main(["log", "finish", "--logs", str(db)]) == 0
+    assert "    | restarted" in capsys.readouterr().out

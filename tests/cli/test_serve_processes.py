@@ -5,6 +5,7 @@ Slow-ish (each test starts one or two interpreters); kept short with ``--for 3s`
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -76,7 +77,11 @@ def test_serve_each_notebook_for_a_few_seconds(notebook: Path, tmp_path: Path) -
     for task in EXPECTED[notebook.name]:
         assert Action.SUCCESS in records.get(task, []), (task, records, done.stdout)
     assert all(Action.RUN not in actions for actions in records.values())
-    progress = {line.split()[2] for line in done.stdout.splitlines() if "  success  " in line}
+    progress = {
+        line.split()[2]
+        for line in done.stdout.splitlines()
+        if re.match(r"\d{4}-\d\d-\d\d ", line) and line.split()[3] == "success"
+    }
     assert EXPECTED[notebook.name] <= progress
     assert "\ntask " in done.stdout  # the status table at the end
 
@@ -165,3 +170,34 @@ def test_sigkill_then_serve_again_on_the_same_log(
     assert records["slow"][1:] == [Action.TERMINATE]  # ran again (a crash is no finish)
     crash_lines = [line for line in again.stdout.splitlines() if " crash " in line]
     assert len(crash_lines) == 1 and "left open by a process that died" in crash_lines[0]
+
+
+@pytest.mark.parametrize("mode", ["relaunch", "fresh"])
+def test_serve_restarts_in_a_new_process(mode: str, tmp_path: Path) -> None:
+    # advanced.ipynb restarts once (do_restart), then do_shutdown stops the new process.
+    copy = tmp_path / "advanced.ipynb"
+    shutil.copy(REPO / "notebooks" / "advanced.ipynb", copy)
+    db = tmp_path / "runs.db"
+    done = run_cli(
+        "serve",
+        copy.name,
+        "--for",
+        "20s",
+        "--logs",
+        str(db),
+        "--config",
+        f"restarting={mode}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    if mode == "fresh":  # detached: wait (guard) for the new process to finish its work
+        deadline = time.monotonic() + 60
+        while Action.SUCCESS not in _records(db).get("do_shutdown", []):
+            assert time.monotonic() < deadline, done.stdout
+            time.sleep(0.1)
+    records = _records(db)
+    assert records["do_restart"] == [Action.SUCCESS]
+    assert records["do_shutdown"] == [Action.SUCCESS]
+    assert records["hello"] == [Action.SUCCESS]  # daily: not run again after the restart
+    if mode == "relaunch":
+        assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 2  # two lives, one pipe
