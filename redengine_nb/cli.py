@@ -272,33 +272,12 @@ def _install_app(app: RedEngine) -> Callable[[], None]:
 
     Returns a function that undoes it (for in-process callers such as tests).
     """
-    from . import notebook
+    from .notebook import set_app
 
-    setter = getattr(notebook, "set_app", None)
-    if callable(setter):
-        previous_app = setter(app)
-        return lambda: setter(previous_app)
-    # Until the notebook layer has a public hook: its get_app() returns the app of the
-    # loaded kernel session, so stand in for one.
-    from .notebook import kernel
-
-    class _Headless:
-        loaded = True
-
-        def __init__(self, app: RedEngine) -> None:
-            self.app = app
-
-        def stop(self) -> None:
-            self.app.shut_down()
-
-        def unload(self) -> None:
-            self.app.shut_down()
-
-    previous = kernel._current
-    kernel._current = _Headless(app)  # type: ignore[assignment]
+    previous = set_app(app)
 
     def restore() -> None:
-        kernel._current = previous
+        set_app(previous)
 
     return restore
 

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..app import RedEngine
 
-__all__ = ["get_app", "load_ipython_extension", "panel", "unload_ipython_extension"]
+__all__ = [
+    "get_app",
+    "load_ipython_extension",
+    "panel",
+    "set_app",
+    "unload_ipython_extension",
+]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -40,8 +46,24 @@ def unload_ipython_extension(ipython: Any) -> None:
     kernel.deactivate(ipython)
 
 
+_served_app: RedEngine | None = None
+
+
+def set_app(app: RedEngine | None) -> RedEngine | None:
+    """Make :func:`get_app` return ``app`` outside a kernel (``redengine-nb serve`` does this
+    so that a notebook's ``app = get_app()`` gets the served app); ``None`` undoes it.
+    Returns the app set before."""
+    global _served_app
+    previous, _served_app = _served_app, app
+    return previous
+
+
 def get_app() -> RedEngine:
-    """The app of this kernel's scheduler session; ``%load_ext redengine_nb`` first."""
+    """The app of this kernel's scheduler session; ``%load_ext redengine_nb`` first.
+
+    Under ``redengine-nb serve``: the served app (see :func:`set_app`)."""
+    if _served_app is not None:
+        return _served_app
     from . import kernel
 
     return kernel.get_app()
