@@ -480,6 +480,8 @@ def _run_scheduler(
                 app.config.instant_shutdown = True
             except Exception:  # pragma: no cover
                 pass
+            # The scheduler may already be waiting for the runs: end them.
+            session.terminate_all(f"terminated: serve was asked to stop again ({reason})")
         with state_lock:
             stop_wanted = True
             up = scheduler_up

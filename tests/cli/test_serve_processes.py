@@ -201,3 +201,18 @@ def test_serve_restarts_in_a_new_process(mode: str, tmp_path: Path) -> None:
     assert records["hello"] == [Action.SUCCESS]  # daily: not run again after the restart
     if mode == "relaunch":
         assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 2  # two lives, one pipe
+
+
+def test_a_second_signal_terminates_what_the_first_waits_for(
+    write_nb: Callable[..., Path], tmp_path: Path
+) -> None:
+    nb = write_nb([SLOW_TASK.format(seconds=120)])
+    db = tmp_path / "runs.db"
+    proc = start_cli("serve", nb.name, "--logs", str(db), cwd=tmp_path)
+    _wait_for((tmp_path / "started").exists, proc, "the task started")
+    proc.send_signal(signal.SIGTERM)  # waits for the 120 s task...
+    proc.send_signal(signal.SIGINT)  # ...until asked again (Ctrl-C)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "terminating running tasks" in out
+    assert [a.value for a in _records(db)["slow"]] == ["terminate"]
