@@ -426,6 +426,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         run_setup(app, cells, notebook, out)
         for key, value in overrides.items():  # the command line wins over the notebook
             setattr(app.config, key, value)
+        if app.is_running:  # a cell called app.start(): serve runs it in the foreground
+            print("serve: the notebook started the scheduler; serve takes it over", file=out)
+            app.shut_down()
         return _run_scheduler(app, notebook, logs, deadline, started, out)
     finally:
         try:

@@ -148,6 +148,11 @@ def test_sigkill_then_serve_again_on_the_same_log(
         return Action.SUCCESS in _records(db).get("quick", [])
 
     _wait_for(quick_done_and_slow_started, proc, "quick to finish and slow to start")
+    # status from another process while the server is writing the log
+    status = run_cli("status", "--logs", str(db), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[3:]}
+    assert rows == {"quick": "success", "slow": "running"}
     proc.kill()  # SIGKILL: no clean-up at all
     proc.communicate(timeout=30)
     assert _records(db)["slow"] == [Action.RUN]  # left open
