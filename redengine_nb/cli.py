@@ -352,10 +352,12 @@ def run_setup(
     return namespace
 
 
-def _deadline(notebook: Path, duration: float | None) -> float | None:
-    """``--for``'s deadline, carried over a ``replace``/``relaunch`` restart of this serve."""
+def _deadline(notebook: Path, duration: float | None, *, carry: bool) -> float | None:
+    """``--for``'s deadline, carried (``carry``) over a restart of this serve's process."""
     if duration is None:
         return None
+    if not carry:
+        return time.time() + duration
     saved = os.environ.get(DEADLINE_ENV, "")
     path, _, when = saved.rpartition("|")
     if path == str(notebook):
@@ -405,7 +407,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     logs = _logs_arg(args.logs)
     if args.rewrite_argv:
         _canonical_argv(args, notebook, logs)
-    deadline = _deadline(notebook, args.duration)
+    deadline = _deadline(notebook, args.duration, carry=args.rewrite_argv)
 
     from .app import RedEngine
 
