@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from ..records import Action, RunRecord
 
-__all__ = ["History", "RunLog"]
+__all__ = ["BatchRunLog", "History", "RunLog", "start_runs"]
 
 
 @runtime_checkable
@@ -23,8 +23,13 @@ class History(Protocol):
         """Time of the newest record of ``action`` for ``task`` (``RUN``: newest start)."""
         ...
 
-    def count(self, task: str, action: Action | None = None,
-              since: float | None = None, until: float | None = None) -> int:
+    def count(
+        self,
+        task: str,
+        action: Action | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
         """How many of ``task``'s records have ``action`` (any, if ``None``), with their
         time in ``[since, until)`` (open-ended where ``None``)."""
         ...
@@ -41,17 +46,30 @@ class RunLog(History, Protocol):
         """Record that a run started (``action=RUN``) and return it with its ``run_id``."""
         ...
 
-    def finish_run(self, run_id: str, action: Action, *, end: float,
-                   exc_text: str | None = None, output: str | None = None) -> RunRecord:
-        """Close a run with its final action. Durable when this returns."""
+    def finish_run(
+        self,
+        run_id: str,
+        action: Action,
+        *,
+        end: float,
+        exc_text: str | None = None,
+        output: str | None = None,
+    ) -> RunRecord:
+        """Close a run with its final action. Durable when this returns (a store may commit
+        it together with other threads' concurrent writes, never later than that)."""
         ...
 
     def log_run(self, record: RunRecord) -> RunRecord:
         """Append a complete record in one write (a run that failed before it started)."""
         ...
 
-    def records(self, task: str | None = None, action: Action | None = None,
-                since: float | None = None, limit: int | None = None) -> list[RunRecord]:
+    def records(
+        self,
+        task: str | None = None,
+        action: Action | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         """Records, oldest first; with ``limit``, the newest ``limit`` of them."""
         ...
 
@@ -72,3 +90,30 @@ class RunLog(History, Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchRunLog(RunLog, Protocol):
+    """A run log that records many starts in one write (both stores here are one).
+
+    Kept apart from :class:`RunLog` so that a store written before it still passes as a
+    ``RunLog``; :func:`start_runs` falls back to one ``start_run`` per task for those.
+    """
+
+    def start_runs(
+        self, tasks: Sequence[str], *, created: float, start: float, owner: str
+    ) -> list[RunRecord]:
+        """Record one started run per name in ``tasks`` (in order), all in one transaction:
+        all are durable when this returns, or none is written and it raises."""
+        ...
+
+
+def start_runs(
+    log: RunLog, tasks: Sequence[str], *, created: float, start: float, owner: str
+) -> list[RunRecord]:
+    """``log.start_runs(...)`` where the store has it, else one ``start_run`` per task."""
+    batch = getattr(log, "start_runs", None)
+    if batch is not None:
+        records: list[RunRecord] = batch(tasks, created=created, start=start, owner=owner)
+        return records
+    return [log.start_run(task, created=created, start=start, owner=owner) for task in tasks]

@@ -87,6 +87,14 @@ class MemoryRunLog:
             self._retime(task, None, record.time)
             return record
 
+    def start_runs(
+        self, tasks: Sequence[str], *, created: float, start: float, owner: str
+    ) -> list[RunRecord]:
+        with self._lock:
+            return [
+                self.start_run(task, created=created, start=start, owner=owner) for task in tasks
+            ]
+
     def finish_run(
         self,
         run_id: str,

@@ -10,6 +10,15 @@ database stays consistent). Several processes may write at once; each waits up t
 ``busy_timeout`` seconds for another's write lock, and a write that cannot be made raises
 :class:`~redengine_nb.errors.RunLogError` -- it is never silently dropped.
 
+Group commit. A commit is the costly part of a write, so writes from concurrent threads
+share one: :meth:`SQLiteRunLog.start_run`, :meth:`~SQLiteRunLog.finish_run` and
+:meth:`~SQLiteRunLog.log_run` queue their write, and whichever caller gets the connection
+first writes everything queued so far in one transaction and commits it; each caller
+returns only once the transaction holding its own write has committed (or raises if it
+did not). A write that is refused on its own (an unknown or already ended run) fails only
+its caller. :meth:`~SQLiteRunLog.start_runs` writes a whole batch of starts (what one
+scheduler step launches) in one transaction.
+
 Lookups never scan the table. The indexes (see ``_SCHEMA``):
 
 - ``(task_name, start)`` -- ``last(task, RUN)`` (newest start) and ``count(task, RUN, ...)``
@@ -42,7 +51,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
@@ -87,6 +96,20 @@ PRAGMA user_version = {SCHEMA_VERSION};
 _COLUMNS = 'run_id, task_name, action, created, start, "end", exc_text, output, owner'
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
+
+
+class _Queued:
+    """One write waiting for a group commit: ``op`` runs inside the shared transaction."""
+
+    __slots__ = ("doing", "done", "error", "op", "result")
+
+    def __init__(self, doing: str, op: Callable[[sqlite3.Connection], Any]) -> None:
+        self.doing = doing
+        self.op = op
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
 def _record(row: Row) -> RunRecord:
@@ -120,6 +143,8 @@ class SQLiteRunLog:
         self.busy_timeout = float(busy_timeout)
         self.cache_size = int(cache_size)
         self._lock = threading.RLock()
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, Action], float | None] = OrderedDict()
         self._closed = False
         if not self._memory:
@@ -291,6 +316,75 @@ class SQLiteRunLog:
                         pass  # the original error says more
                 raise
 
+    def _group_write(self, doing: str, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``op`` in a write transaction shared with concurrent callers; return its
+        result once that transaction has committed.
+
+        ``op`` makes at most one change, with its last statement, so that an ``op`` that
+        raises (e.g. ``KeyError`` for an unknown run) has changed nothing and fails alone.
+        It may note its write in the cache: a failed commit empties the cache.
+        """
+        item = _Queued(doing, op)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._lock:
+            # Under the connection lock, so a leader cannot be half-way through our item.
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_group(batch)
+        if item.error is not None:
+            raise item.error
+        result: T = item.result
+        return result
+
+    def _in_tx(self) -> bool:
+        try:
+            return self._conn.in_transaction
+        except sqlite3.Error:  # closed
+            return False
+
+    def _commit_group(self, batch: list[_Queued]) -> None:
+        """Write ``batch`` in one transaction (the caller holds ``self._lock``)."""
+        conn = self._conn
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for item in batch:
+                    try:
+                        item.result = item.op(conn)
+                    except Exception as exc:
+                        if not self._in_tx():
+                            raise  # the transaction is gone: nothing of it is written
+                        item.error = exc  # refused alone; it changed nothing
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._cache.clear()
+                if self._in_tx():
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the original error says more
+                for item in batch:
+                    item.result = None
+                    if isinstance(exc, sqlite3.Error):
+                        item.error = self._error(item.doing, exc)
+                    elif isinstance(exc, Exception):
+                        item.error = RunLogError(
+                            f"run log {self.location!r}: {item.doing} failed: "
+                            f"{type(exc).__name__}: {exc}"
+                        )
+                    else:  # interrupted (KeyboardInterrupt): the others were not written
+                        item.error = RunLogError(
+                            f"run log {self.location!r}: {item.doing} failed: the shared "
+                            f"write was interrupted ({type(exc).__name__})"
+                        )
+                if not isinstance(exc, Exception):
+                    raise
+        finally:
+            for item in batch:
+                item.done = True
+
     # -- the last() cache ------------------------------------------------------------
     def _cache_get(self, key: tuple[str, Action]) -> tuple[bool, float | None]:
         if key in self._cache:
@@ -370,15 +464,31 @@ class SQLiteRunLog:
 
     # -- writing ---------------------------------------------------------------------
     def start_run(self, task: str, *, created: float, start: float, owner: str) -> RunRecord:
-        with self._write(f"recording the start of {task!r}") as conn:
-            cur = conn.execute(
-                "INSERT INTO runs (task_name, action, created, start, owner) "
-                "VALUES (?, 'run', ?, ?, ?)",
-                (task, created, start, owner),
-            )
-            run_id = cur.lastrowid
-            self._cache_note(task, Action.RUN, start)
-        return RunRecord(str(run_id), task, Action.RUN, created, start, owner=owner)
+        def op(conn: sqlite3.Connection) -> RunRecord:
+            return self._insert_start(conn, task, created, start, owner)
+
+        return self._group_write(f"recording the start of {task!r}", op)
+
+    def start_runs(
+        self, tasks: Sequence[str], *, created: float, start: float, owner: str
+    ) -> list[RunRecord]:
+        """Record one started run per name in ``tasks``, all in one transaction."""
+        if not tasks:
+            return []
+        doing = f"recording the start of {len(tasks)} run(s) ({tasks[0]!r}, ...)"
+        with self._write(doing) as conn:
+            return [self._insert_start(conn, task, created, start, owner) for task in tasks]
+
+    def _insert_start(
+        self, conn: sqlite3.Connection, task: str, created: float, start: float, owner: str
+    ) -> RunRecord:
+        cur = conn.execute(
+            "INSERT INTO runs (task_name, action, created, start, owner) "
+            "VALUES (?, 'run', ?, ?, ?)",
+            (task, created, start, owner),
+        )
+        self._cache_note(task, Action.RUN, start)
+        return RunRecord(str(cur.lastrowid), task, Action.RUN, created, start, owner=owner)
 
     def finish_run(
         self,
@@ -393,7 +503,8 @@ class SQLiteRunLog:
         if action is Action.RUN:
             raise ValueError("finish_run() needs a final action, not 'run'")
         key = _run_id(run_id)
-        with self._write(f"recording the end of run {run_id}") as conn:
+
+        def op(conn: sqlite3.Connection) -> RunRecord:
             row = conn.execute(
                 f'UPDATE runs SET action = ?, "end" = ?, exc_text = ?, output = ? '
                 f"WHERE run_id = ? AND action = 'run' RETURNING {_COLUMNS}",
@@ -408,7 +519,9 @@ class SQLiteRunLog:
                 raise ValueError(f"run {run_id} of {found[0]!r} already ended ({found[1]})")
             record = _record(row)
             self._cache_note(record.task_name, action, record.time)
-        return record
+            return record
+
+        return self._group_write(f"recording the end of run {run_id}", op)
 
     def log_run(self, record: RunRecord) -> RunRecord:
         """Append ``record``; it keeps its ``run_id`` if that is a free integer, else gets
@@ -416,16 +529,18 @@ class SQLiteRunLog:
         wanted: int | None = None
         if record.run_id and record.run_id.isdigit():
             wanted = int(record.run_id)
-        with self._write(f"recording a run of {record.task_name!r}") as conn:
+
+        def op(conn: sqlite3.Connection) -> RunRecord:
+            key = wanted
             if (
-                wanted is not None
-                and conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (wanted,)).fetchone()
+                key is not None
+                and conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (key,)).fetchone()
             ):
-                wanted = None
+                key = None
             cur = conn.execute(
                 f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    wanted,
+                    key,
                     record.task_name,
                     record.action.value,
                     record.created,
@@ -440,7 +555,9 @@ class SQLiteRunLog:
             self._cache_note(record.task_name, Action.RUN, record.start)
             if record.action is not Action.RUN:
                 self._cache_note(record.task_name, record.action, record.time)
-        return record
+            return record
+
+        return self._group_write(f"recording a run of {record.task_name!r}", op)
 
     def mark_crashed(self, run_ids: Iterable[str], *, end: float) -> int:
         keys = []
