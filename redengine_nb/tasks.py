@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,36 @@ __all__ = ["BaseTask", "CodeTask", "CommandFailed", "CommandTask", "FuncTask"]
 
 class CommandFailed(Exception):
     """A command exited with a non-zero status (the message has the stderr tail)."""
+
+
+# Parameters per function, read once: inspect.signature() costs more than the rest of a
+# launch. Keyed weakly by the function and checked against its defaults (which may be
+# replaced); a callable that takes no weak reference is read each time.
+_SIGNATURES: weakref.WeakKeyDictionary[Any, tuple[Any, Any, list[inspect.Parameter] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parameters_of(func: Any) -> list[inspect.Parameter] | None:
+    """``func``'s parameters (``None`` if it has no signature)."""
+    defaults = getattr(func, "__defaults__", None)
+    kwdefaults = getattr(func, "__kwdefaults__", None)
+    try:
+        cached = _SIGNATURES.get(func)
+    except TypeError:  # not weakly referenceable (or not hashable)
+        cached = None
+    if cached is not None and cached[0] is defaults and cached[1] is kwdefaults:
+        return cached[2]
+    params: list[inspect.Parameter] | None
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        params = None
+    try:
+        _SIGNATURES[func] = (defaults, kwdefaults, params)
+    except TypeError:
+        pass
+    return params
 
 
 class BaseTask:
@@ -280,9 +311,8 @@ class FuncTask(BaseTask):
     def signature_names(self) -> set[str] | None:
         if self.func is None:
             return None
-        try:
-            params = inspect.signature(self.func).parameters.values()
-        except (TypeError, ValueError):
+        params = _parameters_of(self.func)
+        if params is None:
             return None
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
             return None
@@ -291,9 +321,8 @@ class FuncTask(BaseTask):
     def marker_defaults(self) -> dict[str, Any]:
         if self.func is None:
             return {}
-        try:
-            params = inspect.signature(self.func).parameters.values()
-        except (TypeError, ValueError):
+        params = _parameters_of(self.func)
+        if params is None:
             return {}
         return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
