@@ -33,8 +33,13 @@ class ConditionParseError(RedEngineError, ValueError):
     suggests the phrase that was probably meant.
     """
 
-    def __init__(self, message: str, text: str = "", position: int | None = None,
-                 suggestion: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        text: str = "",
+        position: int | None = None,
+        suggestion: str | None = None,
+    ) -> None:
         self.reason = message
         self.text = text
         self.position = position
@@ -70,5 +75,5 @@ class SchedulerError(RedEngineError):
     """The scheduler stopped because of an error it was told not to silence."""
 
 
-class TaskInaction(Exception):  # noqa: N818 - the public name comes from Red Engine
+class TaskInaction(Exception):  # the public name comes from Red Engine
     """Raise inside a task to say it had nothing to do; the run is logged ``inaction``."""

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 __all__ = ["FINISHED", "Action", "RunRecord"]
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What a run record says happened. ``RUN`` is a run that has started and not ended."""
 
     RUN = "run"
@@ -19,9 +19,6 @@ class Action(str, enum.Enum):
     TERMINATE = "terminate"
     INACTION = "inaction"
     CRASH = "crash"
-
-    def __str__(self) -> str:
-        return self.value
 
     @classmethod
     def parse(cls, value: str | Action) -> Action:

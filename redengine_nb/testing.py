@@ -32,7 +32,9 @@ class FakeClock:
     too. Thread safe; subscribers (a running scheduler) are woken at each move.
     """
 
-    def __init__(self, start: str | datetime = "2024-01-01 00:00", tz: str | ZoneInfo = "UTC") -> None:
+    def __init__(
+        self, start: str | datetime = "2024-01-01 00:00", tz: str | ZoneInfo = "UTC"
+    ) -> None:
         self._tz = tz if isinstance(tz, ZoneInfo) else get_zone(tz)
         self._lock = threading.Lock()
         self._ts = parse_datetime(start, self._tz).timestamp()

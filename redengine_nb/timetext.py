@@ -65,8 +65,10 @@ def parse_duration(text: str) -> timedelta:
             raise ValueError(f"bad duration {raw!r}; expected {DURATION_HELP}")
         unit = part.group(2).lower()
         if unit not in _UNIT_SECONDS:
-            raise ValueError(f"unknown time unit {part.group(2)!r} in duration {raw!r}; "
-                             "use seconds, minutes, hours, days or weeks")
+            raise ValueError(
+                f"unknown time unit {part.group(2)!r} in duration {raw!r}; "
+                "use seconds, minutes, hours, days or weeks"
+            )
         total += float(part.group(1)) * _UNIT_SECONDS[unit]
         pos = part.end()
     return timedelta(seconds=total)
@@ -82,12 +84,13 @@ def to_timedelta(value: str | float | int | timedelta) -> timedelta:
         return timedelta(seconds=value)
     if isinstance(value, str):
         return parse_duration(value)
-    raise ValueError(f"not a duration: {value!r}; expected {DURATION_HELP}, "
-                     "a number of seconds or a timedelta")
+    raise ValueError(
+        f"not a duration: {value!r}; expected {DURATION_HELP}, a number of seconds or a timedelta"
+    )
 
 
 def format_duration(value: timedelta) -> str:
-    """Canonical text of a duration: ``1 hour 30 minutes``, ``90 seconds`` → ``1 minute 30 seconds``."""
+    """Canonical text of a duration (``90 seconds`` → ``1 minute 30 seconds``)."""
     total = value.total_seconds()
     if total == 0:
         return "0 seconds"
@@ -132,7 +135,9 @@ def parse_clock_time(text: str, *, allow_24: bool = True) -> int:
     if hour == 24 and minute == 0 and second == 0 and allow_24:
         return 86400
     if hour >= 24:
-        raise ValueError(f"bad time {raw!r}: the hour must be 0 to 23 (or 24:00 for the end of a day)")
+        raise ValueError(
+            f"bad time {raw!r}: the hour must be 0 to 23 (or 24:00 for the end of a day)"
+        )
     return hour * 3600 + minute * 60 + second
 
 
@@ -152,8 +157,11 @@ def parse_weekday(text: str) -> int:
     for index, name in enumerate(WEEKDAYS):
         if raw in (name.lower(), name[:3].lower()):
             return index
-    raise ValueError(f"bad weekday {text.strip()!r}; expected one of "
-                     + ", ".join(WEEKDAYS) + " (or their first three letters)")
+    raise ValueError(
+        f"bad weekday {text.strip()!r}; expected one of "
+        + ", ".join(WEEKDAYS)
+        + " (or their first three letters)"
+    )
 
 
 _MONTHDAY = re.compile(r"^(\d{1,2})(st|nd|rd|th)?$", re.IGNORECASE)
@@ -163,8 +171,9 @@ def parse_monthday(text: str) -> int:
     """Day of month 1–31 from ``1st``, ``15th`` or ``15``."""
     m = _MONTHDAY.match(text.strip())
     if m is None or not 1 <= int(m.group(1)) <= 31:
-        raise ValueError(f"bad day of month {text.strip()!r}; expected 1 to 31, "
-                         "written '15', '1st' or '15th'")
+        raise ValueError(
+            f"bad day of month {text.strip()!r}; expected 1 to 31, written '15', '1st' or '15th'"
+        )
     return int(m.group(1))
 
 
@@ -179,8 +188,10 @@ def parse_datetime(value: str | datetime, tz: ZoneInfo) -> datetime:
         try:
             dt = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"bad date and time {value!r}; expected e.g. '2024-03-10 09:00' "
-                             "or '2024-03-10T09:00:00+02:00'") from None
+            raise ValueError(
+                f"bad date and time {value!r}; expected e.g. '2024-03-10 09:00' "
+                "or '2024-03-10T09:00:00+02:00'"
+            ) from None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=tz)
     return dt.astimezone(tz)

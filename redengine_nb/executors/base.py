@@ -78,5 +78,6 @@ class Executor(ABC):
         """How many more runs may start now (``None``: no limit)."""
         return None
 
+    @abstractmethod
     def shutdown(self, *, terminate: bool) -> None:
         """Stop accepting runs; with ``terminate``, stop the running ones."""

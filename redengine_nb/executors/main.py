@@ -72,3 +72,6 @@ class MainExecutor(Executor):
         finally:
             handle.done.set()
         return handle
+
+    def shutdown(self, *, terminate: bool) -> None:
+        """Nothing to stop: a main run has ended before ``start`` returns."""
