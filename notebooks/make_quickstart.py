@@ -26,10 +26,7 @@ cells = [
         "price = round(100 + 10 * random.random(), 2)\n"
         "print('fetched', price)"
     ),
-    new_code_cell(
-        "%%task after task 'fetch' --name report\n"
-        "print(f'latest price: {price}')"
-    ),
+    new_code_cell("%%task after task 'fetch' --name report\nprint(f'latest price: {price}')"),
     new_markdown_cell(
         "`%tasks` is the status table. Tasks print into their run log, never into the cell "
         "that happens to be running."
