@@ -428,12 +428,21 @@ class Session:
                 self.runlog.refresh()
             now_ts = self.clock.time()
             now = datetime.fromtimestamp(now_ts, self.tz)
-            self._check_shut_cond(now)
             self._check_runs(now, now_ts)
             if self.stop_requested:
+                self._shut_next = None
+                return []
+            due = self._due(now, now_ts)
+            # shut_cond after the due tasks are chosen: a run that ended in between (so
+            # that its task is due again) is then seen by shut_cond too, and a shut_cond
+            # it made true stops the scheduler before that task starts again.
+            self._check_shut_cond(now)
+            if self.stop_requested:
+                with self._lock:
+                    self._all_dirty = True  # what was found due is looked at again
                 return []
             started: list[str] = []
-            for task, params in self._due(now, now_ts):
+            for task, params in due:
                 if self._launch(task, params, now_ts):
                     started.append(task.name)
             return started
