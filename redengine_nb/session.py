@@ -15,6 +15,7 @@ is never held while a task runs.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import threading
 import traceback
@@ -32,7 +33,7 @@ from .config import Config
 from .errors import ConditionParseError, SchedulerError, TaskExistsError, TaskSetupError
 from .executors import Executor, RunHandle, RunOutcome, RunSpec, make_executor
 from .records import Action, RunRecord
-from .runlog.base import RunLog
+from .runlog.base import RunLog, start_runs
 from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ LOG_COLUMNS = [
     "output",
 ]
 _COND_ERROR_RETRY = 10.0  # seconds before a condition that raised (silenced) is tried again
+_START_BATCH = 256  # most run starts written in one run-log transaction
 
 _local = threading.local()
 
@@ -103,6 +105,26 @@ class _Run:
         self.deadline = None if spec.timeout is None else start + spec.timeout
         self.handle: RunHandle | None = None
         self.reason: str | None = None
+        self.privates = privates
+
+
+class _Prepared:
+    """A due run, ready but for its start record."""
+
+    __slots__ = ("executor", "flag", "privates", "target", "task")
+
+    def __init__(
+        self,
+        task: BaseTask,
+        executor: Executor,
+        target: Callable[[], Any],
+        flag: threading.Event,
+        privates: list[str],
+    ) -> None:
+        self.task = task
+        self.executor = executor
+        self.target = target
+        self.flag = flag
         self.privates = privates
 
 
@@ -194,7 +216,10 @@ class Session:
         return unsubscribe
 
     def _emit(self, event: str, task: str | None = None) -> None:
-        self.wake.set()
+        # Setting a set Event still takes its lock and notifies: skip it. A runner clears
+        # `wake` before its step, so a change made before that clear is seen by the step.
+        if not self.wake.is_set():
+            self.wake.set()
         for callback in list(self._subscribers):
             try:
                 callback(event, task)
@@ -441,11 +466,7 @@ class Session:
                 with self._lock:
                     self._all_dirty = True  # what was found due is looked at again
                 return []
-            started: list[str] = []
-            for task, params in due:
-                if self._launch(task, params, now_ts):
-                    started.append(task.name)
-            return started
+            return self._launch_due(due, now_ts)
 
     def _cond_error(self, what: str, exc: Exception) -> None:
         if self.config.silence_cond_check:
@@ -656,7 +677,47 @@ class Session:
             raise SchedulerError(f"task {task.name!r} could not start: {text}") from exc
         log.error("task %r could not start (silence_task_prerun): %s", task.name, text)
 
-    def _launch(self, task: BaseTask, params: dict[str, Any] | None, now_ts: float) -> bool:
+    def _launch_due(
+        self, due: list[tuple[BaseTask, dict[str, Any] | None]], now_ts: float
+    ) -> list[str]:
+        """Start the due runs in priority order; returns the names started.
+
+        Runs are prepared one by one, and their starts written in batches of up to
+        ``_START_BATCH`` in one run-log transaction each (a commit per run would cost more
+        than the rest of a launch); a run begins only once its start is written. A ``main``
+        run goes alone, after the runs before it have started, as it blocks this thread.
+        """
+        started: list[str] = []
+        batch: list[_Prepared] = []
+        try:
+            for task, params in due:
+                prepared = self._prepare(task, params, now_ts, batch)
+                if prepared is None:
+                    continue
+                if prepared.executor.kind == "main":
+                    self._start_batch(batch, now_ts, started)
+                    batch = []
+                    self._start_batch([prepared], now_ts, started)
+                    continue
+                batch.append(prepared)
+                if len(batch) >= _START_BATCH:
+                    self._start_batch(batch, now_ts, started)
+                    batch = []
+        finally:
+            # Also when a start error stops the step: what was prepared before it starts.
+            if batch:
+                self._start_batch(batch, now_ts, started)
+        return started
+
+    def _prepare(
+        self,
+        task: BaseTask,
+        params: dict[str, Any] | None,
+        now_ts: float,
+        pending: list[_Prepared],
+    ) -> _Prepared | None:
+        """Everything of a launch before its start is written: ``None`` if it waits for
+        a slot or could not start (that is logged; it raises unless silenced)."""
         execution = task.execution
         process = execution == "process"
         try:
@@ -664,10 +725,12 @@ class Session:
         except Exception as exc:
             self._pop_forced(task, params)
             self._prerun_failed(task, exc, now_ts)
-            return False
+            return None
         capacity = executor.capacity()
-        if capacity is not None and capacity <= 0:
-            return False  # due tasks wait for a free slot; a run ending wakes us
+        if capacity is not None:
+            capacity -= sum(1 for p in pending if p.executor is executor)
+            if capacity <= 0:
+                return None  # due tasks wait for a free slot; a run ending wakes us
         self._pop_forced(task, params)
         flag = threading.Event()
         try:
@@ -676,34 +739,61 @@ class Session:
             target = task.build_target(kwargs, process=process, flag=flag)
         except Exception as exc:
             self._prerun_failed(task, exc, now_ts)
-            return False
-        record = self.runlog.start_run(task.name, created=now_ts, start=now_ts, owner=self.owner)
-        if not process:
-            target = self._wrap(task, record.run_id, target)
-        spec = RunSpec(task.name, record.run_id, target, task.timeout, flag)
-        run = _Run(task, spec, now_ts, privates)
+            return None
+        return _Prepared(task, executor, target, flag, privates)
+
+    def _start_batch(self, batch: list[_Prepared], now_ts: float, started: list[str]) -> None:
+        """Write the starts of ``batch`` in one transaction, then start each run."""
+        if not batch:
+            return
+        records = start_runs(
+            self.runlog,
+            [p.task.name for p in batch],
+            created=now_ts,
+            start=now_ts,
+            owner=self.owner,
+        )
+        runs: list[tuple[_Prepared, _Run]] = []
         with self._lock:
-            self._runs[run.run_id] = run
-            self._running[task.name] = self._running.get(task.name, 0) + 1
-            task._cached_status = Action.RUN
-            task._dirty = True
-        self._emit("run_started", task.name)
-        try:
-            handle = executor.start(spec, lambda outcome: self._on_done(run, outcome))
-        except Exception as exc:
-            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            self._on_done(
-                run,
-                RunOutcome(
-                    Action.FAIL, self.clock.time(), exc_text=f"the run could not start: {text}"
-                ),
-            )
-            if not self.config.silence_task_prerun:
-                raise SchedulerError(f"task {task.name!r} could not start: {text}") from exc
-            log.error("task %r could not start (silence_task_prerun): %s", task.name, text)
-            return False
-        run.handle = handle
-        return True
+            for prepared, record in zip(batch, records, strict=True):
+                task = prepared.task
+                target = prepared.target
+                if prepared.executor.kind != "process":
+                    target = self._wrap(task, record.run_id, target)
+                spec = RunSpec(task.name, record.run_id, target, task.timeout, prepared.flag)
+                run = _Run(task, spec, now_ts, prepared.privates)
+                self._runs[run.run_id] = run
+                self._running[task.name] = self._running.get(task.name, 0) + 1
+                task._cached_status = Action.RUN
+                task._dirty = True
+                runs.append((prepared, run))
+        error: SchedulerError | None = None
+        for prepared, run in runs:
+            name = run.task.name
+            self._emit("run_started", name)
+            try:
+                run.handle = prepared.executor.start(
+                    run.spec, functools.partial(self._on_done, run)
+                )
+            except Exception as exc:
+                text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                self._on_done(
+                    run,
+                    RunOutcome(
+                        Action.FAIL, self.clock.time(), exc_text=f"the run could not start: {text}"
+                    ),
+                )
+                if not self.config.silence_task_prerun:
+                    # The others' starts are written: they still start, then this raises.
+                    if error is None:
+                        error = SchedulerError(f"task {name!r} could not start: {text}")
+                        error.__cause__ = exc
+                else:
+                    log.error("task %r could not start (silence_task_prerun): %s", name, text)
+                continue
+            started.append(name)
+        if error is not None:
+            raise error
 
     def _pop_forced(self, task: BaseTask, params: dict[str, Any] | None) -> None:
         if params is None:
@@ -746,7 +836,8 @@ class Session:
             run.task._cached_status = outcome.action
             self._last_runtime[name] = outcome.end - run.start
             self._all_dirty = True
-            self._idle.notify_all()
+            if not self._runs:
+                self._idle.notify_all()  # wait_idle() waits for no run at all
         self._emit("run_ended", name)
 
     def _terminate_run(self, run: _Run, reason: str) -> None:

@@ -1,0 +1,77 @@
+"""A step that launches many runs writes their starts in batches, without changing what
+starts, in which order, or what a start error does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_helpers import log_of, step
+
+from redengine_nb import SchedulerError
+from redengine_nb.records import Action
+from redengine_nb.session import _START_BATCH
+
+GUARD = 30.0
+
+
+def noop() -> None:
+    pass
+
+
+def _count_batches(app: Any) -> list[int]:
+    sizes: list[int] = []
+    runlog = app.session.runlog
+    inner = runlog.start_runs
+
+    def spy(tasks: Any, **kwargs: Any) -> Any:
+        sizes.append(len(tasks))
+        return inner(tasks, **kwargs)
+
+    runlog.start_runs = spy
+    return sizes
+
+
+def test_many_due_tasks_start_in_few_transactions(app) -> None:
+    count = 2 * _START_BATCH + 10
+    for i in range(count):
+        app.task("true", func=noop, name=f"t{i:04d}")
+    sizes = _count_batches(app)
+    started = step(app)
+    assert sorted(started) == sorted(f"t{i:04d}" for i in range(count))
+    assert sizes == [_START_BATCH, _START_BATCH, 10]
+    records = app.session.runlog.records()
+    assert len(records) == count
+    assert {r.action for r in records} == {Action.SUCCESS}
+    assert app.session.runlog.open_runs() == []
+
+
+def test_a_start_error_still_starts_what_came_before_it(app, tmp_path: Path) -> None:
+    for i in range(5):
+        app.task("true", func=noop, name=f"early{i}", priority=10)
+    app.task("true", func_name="main", path=str(tmp_path / "missing.py"), name="broken", priority=5)
+    app.task("true", func=noop, name="late", priority=0)
+    with pytest.raises(SchedulerError, match="broken"):
+        app.session.tick()
+    assert app.session.wait_idle(GUARD)
+    for i in range(5):
+        assert [r["action"] for r in log_of(app, f"early{i}")] == ["success"]
+    assert [r["action"] for r in log_of(app, "broken")] == ["fail"]
+    assert log_of(app, "late") == []
+
+
+def test_a_main_run_goes_alone_after_the_runs_before_it(make_app) -> None:
+    app = make_app(task_execution="main")
+    seen: dict[str, Any] = {}
+    runlog = app.session.runlog
+
+    def first() -> None:
+        seen["threaded started"] = runlog.last("threaded", Action.RUN) is not None
+        seen["second started"] = runlog.last("second", Action.RUN) is not None
+
+    app.task("true", func=noop, name="threaded", execution="thread", priority=3)
+    app.task("true", func=first, name="first", priority=2)
+    app.task("true", func=noop, name="second", priority=1)
+    assert step(app) == ["threaded", "first", "second"]
+    assert seen == {"threaded started": True, "second started": False}
