@@ -147,7 +147,7 @@ class Config:
         """Install the parser that validates ``shut_cond`` (text → condition)."""
         object.__setattr__(self, "_cond_check", check)
         if self._values["shut_cond"] is not None:
-            self._values["shut_cond"] = check(self._values["shut_cond"])
+            self._values["shut_cond"] = self._checked_shut_cond(self._values["shut_cond"])
 
     def on_change(self, callback: Callable[[str, Any], None]) -> None:
         self._listeners.append(callback)
@@ -161,14 +161,18 @@ class Config:
             raise ConfigError(f"unknown config key {key!r}{hint} Known keys: " + ", ".join(OPTIONS))
         return key
 
+    def _checked_shut_cond(self, value: Any) -> Any:
+        assert self._cond_check is not None
+        try:
+            return self._cond_check(value)
+        except ValueError as exc:
+            raise ConfigError(f"bad value for config 'shut_cond': {exc}") from exc
+
     def _set(self, key: str, value: Any) -> None:
         self._key(key)
         value = OPTIONS[key].check(key, value)
         if key == "shut_cond" and value is not None and self._cond_check is not None:
-            try:
-                value = self._cond_check(value)
-            except ValueError as exc:
-                raise ConfigError(f"bad value for config 'shut_cond': {exc}") from exc
+            value = self._checked_shut_cond(value)
         in_kernel = value if key == "in_kernel" else self._values["in_kernel"]
         restarting = value if key == "restarting" else self._values["restarting"]
         if in_kernel and restarting != "recall":

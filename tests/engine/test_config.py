@@ -63,6 +63,12 @@ def test_shut_cond_text_is_parsed_and_checked(clock) -> None:
         app.config.shut_cond = "dayly"
 
 
+def test_bad_shut_cond_in_the_constructor_names_the_key(clock) -> None:
+    with pytest.raises(ConfigError, match="shut_cond") as info:
+        RedEngine(logs=":memory:", clock=clock, shut_cond="dialy")
+    assert "did you mean 'daily'" in str(info.value)
+
+
 def test_config_as_keywords_and_dict(clock) -> None:
     app = RedEngine(
         {"task_execution": "main"}, logs=":memory:", clock=clock, silence_task_prerun=True
