@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sqlite3
+import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -140,19 +144,64 @@ def test_empty_file_becomes_a_log(tmp_path: Path) -> None:
         assert log.count("t") == 1
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0,
-    reason="root reads and writes files whatever their permissions",
-)
+#: Run as an unprivileged user (``nobody``) when the tests run as root: root reads files
+#: whatever their mode. Everything is imported as root first (the interpreter may live in
+#: root's home); the child works in the log's folder, so the path it opens is relative.
+_UNPRIVILEGED_OPEN = """
+import os, sys
+from redengine_nb.errors import RunLogError
+from redengine_nb.runlog import SQLiteRunLog
+
+os.chdir(sys.argv[1])
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+os.stat(sys.argv[2])  # the folder lets us in: only the file's own mode keeps us out
+try:
+    SQLiteRunLog(sys.argv[2])
+except RunLogError as exc:
+    print(exc)
+    sys.exit(0)
+print("the run log opened")
+sys.exit(1)
+"""
+_REPO = str(Path(__file__).resolve().parents[2])
+
+
+def _open_error_as_unprivileged(path: Path) -> str:
+    """The ``RunLogError`` message of opening ``path`` as a user its mode keeps out."""
+    if os.geteuid() != 0:
+        with pytest.raises(RunLogError) as info:
+            SQLiteRunLog(path)
+        return str(info.value)
+    path.parent.chmod(0o755)  # pytest's folders are root's alone: open this one
+    done = subprocess.run(
+        [sys.executable, "-c", _UNPRIVILEGED_OPEN, str(path.parent), path.name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": _REPO},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX file modes")
 def test_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     SQLiteRunLog(path).close()
+    content = path.read_bytes()
+    before = _files(tmp_path)
     path.chmod(0)
     try:
-        with pytest.raises(RunLogError, match=r"runs\.db.*permissions"):
-            SQLiteRunLog(path)
+        message = _open_error_as_unprivileged(path)
+        assert re.search(r"runs\.db'.*Permission denied.*Fix its permissions", message), message
+        assert stat.S_IMODE(path.stat().st_mode) == 0
     finally:
         path.chmod(0o600)
+    assert path.read_bytes() == content
+    assert _files(tmp_path) == before
 
 
 def _hold_exclusive_lock(path: Path) -> sqlite3.Connection:
