@@ -10,12 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
-
-psutil = pytest.importorskip("psutil")
-pytest.importorskip("jupyter_client")
-
-from kernel_harness import KernelHarness, message_text  # noqa: E402
+from kernel_harness import KernelHarness, message_text
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-pytest.importorskip("IPython")
-
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
