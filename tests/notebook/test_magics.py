@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from redengine_nb import RedEngine, TaskExistsError
+from redengine_nb.args import TerminationFlag
 from redengine_nb.notebook import get_app, kernel
 from redengine_nb.notebook.magics import register_cell_task
 
@@ -157,6 +160,8 @@ def test_rerunning_a_cell_without_name_updates_its_task(stopped: InteractiveShel
     cell(stopped, "every 5 minutes", body="y = 1\n")
     cell(stopped, "every 6 minutes", body="y = 1\n")
     assert len(names()) == 1
+    (task,) = get_app().session.tasks
+    assert str(task.start_cond) == "every 6 minutes"
 
 
 def test_the_cell_id_follows_an_edited_cell(stopped: InteractiveShell) -> None:
@@ -184,6 +189,26 @@ def test_thread_runs_share_the_notebook_namespace(ip: InteractiveShell) -> None:
     cell(ip, "every 1 hour --name setter", body="from_task = seed + 1\nprint('hi')\n")
     assert done.wait(30), "the task did not run"
     assert ip.user_ns["from_task"] == 21
+
+
+@pytest.mark.slow  # starts an interpreter
+def test_process_execution_runs_the_cell_in_a_fresh_process(
+    stopped: InteractiveShell, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    cell(
+        stopped,
+        "false --name elsewhere --execution process",
+        body=f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n",
+    )
+    session = get_app().session
+    stopped.run_line_magic("task", "run elsewhere")
+    assert session.tick() == ["elsewhere"]
+    assert session.wait_idle(60), "the process run did not end"
+    session.tick()
+    log = stopped.run_line_magic("task", "log elsewhere")
+    assert list(log["status"]) == ["success"], log.to_dict("records")
+    assert int(pid_file.read_text()) != os.getpid()
 
 
 # -- register_cell_task without IPython --------------------------------------------------
@@ -239,6 +264,31 @@ def test_task_log_shows_output_and_traceback(
     ip.run_line_magic("task", "log loud --verbose")
     out = capsys.readouterr().out
     assert "fail" in out and "LOUD" in out and "KeyError: 'oops'" in out
+
+
+def test_task_terminate_stops_a_running_thread_run(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = get_app()
+    started = threading.Event()
+    ended = threading.Event()
+    app.session.subscribe(
+        lambda event, task: ended.set() if (event, task) == ("run_ended", "waiter") else None
+    )
+
+    @app.task("false", name="waiter", execution="thread")
+    def waiter(flag: threading.Event = TerminationFlag()) -> None:
+        started.set()
+        flag.wait(60)  # returns early only when terminated
+
+    ip.run_line_magic("task", "run waiter")
+    assert started.wait(30), "waiter did not start"
+    capsys.readouterr()
+    ip.run_line_magic("task", "terminate waiter")
+    assert "asked 'waiter' to terminate" in capsys.readouterr().out
+    assert ended.wait(30), "waiter did not stop when terminated"
+    log = ip.run_line_magic("task", "log waiter")
+    assert list(log["status"]) == ["terminate"]
 
 
 def test_unknown_task_names_close_matches(stopped: InteractiveShell) -> None:
