@@ -7,12 +7,15 @@ and each leaves the kernel in a known state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from kernel_harness import KernelHarness, message_text
+
+from redengine_nb.records import Action
+from redengine_nb.runlog import SQLiteRunLog
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +23,16 @@ TASK_MARK = "TASK-MARK"
 
 
 @pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelHarness]:
-    tmp: Path = tmp_path_factory.mktemp("kernel")
-    harness = KernelHarness(tmp, env={"REDENGINE_NB_LOGS": ":memory:"})
+def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kernel")
+
+
+@pytest.fixture(scope="module")
+def kernel(kernel_dir: Path) -> Iterator[KernelHarness]:
+    # The kernel keeps its runs in a file, so the test process can watch them as they are
+    # written, even while the kernel is busy with a cell.
+    env = {"REDENGINE_NB_LOGS": str(kernel_dir / "runs.db")}
+    harness = KernelHarness(kernel_dir, env=env)
     try:
         reply = harness.run("%load_ext redengine_nb\nfrom redengine_nb.notebook import get_app")
         assert reply.status == "ok", reply.texts()
@@ -31,8 +41,22 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelHarness]:
         harness.shutdown()
 
 
-def runs(kernel: KernelHarness, task: str) -> int:
-    return int(kernel.value(f"get_app().session.get_task_log(task={task!r}).shape[0]"))
+@pytest.fixture
+def kernel_log(kernel: KernelHarness, kernel_dir: Path) -> Iterator[SQLiteRunLog]:
+    """The kernel's run log, opened from this process."""
+    log = SQLiteRunLog(kernel_dir / "runs.db")
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll ``predicate`` until true; the deadline is a guard, not a way to pass time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def test_cell_registers_a_task_and_prints_one_line(kernel: KernelHarness) -> None:
@@ -72,8 +96,9 @@ def test_task_output_never_lands_in_a_cell(kernel: KernelHarness) -> None:
         f"print('{TASK_MARK}-stdout')\n"
         "import sys\n"
         f"print('{TASK_MARK}-stderr', file=sys.stderr)\n"
-        "from IPython.display import display, HTML\n"
-        f"display(HTML('<b>{TASK_MARK}-display</b>'))\n"
+        "from IPython.display import display\n"
+        f"display({{'text/html': '<b>{TASK_MARK}-html</b>', 'text/plain': '{TASK_MARK}-display'}},"
+        " raw=True)\n"
         f"display('{TASK_MARK}-plain')\n"
     )
     assert define.status == "ok", define.texts()
@@ -108,42 +133,71 @@ def test_task_output_never_lands_in_a_cell(kernel: KernelHarness) -> None:
     log = kernel.run("%task log chatty --verbose")
     assert f"{TASK_MARK}-stdout" in log.stdout
     assert f"{TASK_MARK}-stderr" in log.stdout
-    assert f"{TASK_MARK}-display" in log.stdout or "text/html" in log.stdout
+    assert f"[display: text/html] {TASK_MARK}-display" in log.stdout  # the display's text
     assert f"{TASK_MARK}-plain" in log.stdout
+    # The rich form is kept with the run (for the panel), not sent anywhere.
+    html_kept = kernel.value(
+        f"'<b>{TASK_MARK}-html</b>' in "
+        "[d.data.get('text/html') for r in get_app().session.runlog.records(task='chatty')"
+        " for d in __import__('redengine_nb.notebook.kernel', fromlist=['_'])"
+        ".current().router.displays(r.run_id)]"
+    )
+    assert html_kept is True
     failed = kernel.run("%task log boom --verbose")
     assert "fail" in failed.stdout
     assert f"ValueError: {TASK_MARK}-boom" in failed.stdout
-    # Logs are the one place task output may appear: only in the cell that asked.
+    # Logs are the one place task output may appear: only in the cells that asked.
     assert kernel.run("%task disable chatty\n%task disable boom").status == "ok"
+    # IOPub is one ordered stream: what was sent before that cell's idle is in by now.
+    showing = {
+        parent
+        for parent, messages in kernel.by_parent().items()
+        for m in messages
+        if TASK_MARK in message_text(m)
+    }
+    assert showing == {log.msg_id, failed.msg_id}
+    assert not any(
+        f"{TASK_MARK}-html" in message_text(m)
+        for messages in kernel.by_parent().values()
+        for m in messages
+    ), "a task's rich display reached a front end"
 
 
-def test_interrupt_stops_the_user_cell_not_the_scheduler(kernel: KernelHarness) -> None:
-    assert kernel.run("%%task every 1 second --name heartbeat\nbeat = 1").status == "ok"
-    before = kernel.value("get_app().session.get_task_log(task='heartbeat').shape[0]")
+def test_interrupt_stops_the_user_cell_not_the_scheduler(
+    kernel: KernelHarness, kernel_log: SQLiteRunLog
+) -> None:
+    reply = kernel.run("%%task every 200 milliseconds --name heartbeat\nbeat = 1")
+    assert reply.status == "ok", reply.texts()
+
+    def beats() -> int:
+        return kernel_log.count("heartbeat", Action.SUCCESS)
+
+    def cell_is_busy(msg_id: str) -> bool:
+        kernel.drain(timeout=0.05)
+        started = ended = False
+        for m in kernel.iopub:
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            started = started or m["msg_type"] == "execute_input"
+            ended = ended or (
+                m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+            )
+        return started and not ended
+
     msg_id = kernel.send("import time\ntime.sleep(60)")
-    # Let the long cell start, and the scheduler run the task a few times meanwhile.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        kernel.drain(timeout=0.2)
-        if any(
-            m["msg_type"] == "execute_input" and m["parent_header"].get("msg_id") == msg_id
-            for m in kernel.iopub
-        ):
-            break
-    time.sleep(3.5)  # real time must pass for a real kernel's real scheduler
+    wait_for(lambda: cell_is_busy(msg_id), "the long cell to start")
+    before = beats()
+    wait_for(lambda: beats() >= before + 3, "heartbeat runs during the long cell")
+    assert cell_is_busy(msg_id), "the long cell ended before it was interrupted"
+
     kernel.km.interrupt_kernel()
     reply = kernel.wait(msg_id, timeout=20)
     assert reply.status == "error"
     assert "KeyboardInterrupt" in reply.error
-
-    during = kernel.value("get_app().session.get_task_log(task='heartbeat').shape[0]")
-    assert during >= before + 2, "the scheduler did not run tasks during the long cell"
     assert kernel.value("get_app().is_running")
     # And it keeps going after the interrupt.
-    assert kernel.wait_until(
-        f"get_app().session.get_task_log(task='heartbeat').shape[0] > {during}",
-        timeout=15,
-    )
+    after = beats()
+    wait_for(lambda: beats() >= after + 3, "heartbeat runs after the interrupt")
     assert kernel.run("%task delete heartbeat").status == "ok"
 
 
