@@ -177,9 +177,16 @@ def test_sigkill_then_serve_again_on_the_same_log(
     assert len(crash_lines) == 1 and "left open by a process that died" in crash_lines[0]
 
 
-@pytest.mark.parametrize("mode", ["relaunch", "fresh"])
-def test_serve_restarts_in_a_new_process(mode: str, tmp_path: Path) -> None:
-    # advanced.ipynb restarts once (do_restart), then do_shutdown stops the new process.
+def _pid_of(owner: str | None) -> int:
+    """The process id in a run's owner token (``host:pid:start``)."""
+    assert owner is not None
+    return int(owner.split(":")[1])
+
+
+@pytest.mark.parametrize("mode", ["replace", "relaunch", "fresh"])
+def test_serve_restarts_with_a_new_interpreter(mode: str, tmp_path: Path) -> None:
+    # advanced.ipynb restarts once (do_restart), then do_shutdown stops the new process;
+    # replace is a new interpreter in the same process (exec), the others a new process.
     copy = tmp_path / "advanced.ipynb"
     shutil.copy(REPO / "notebooks" / "advanced.ipynb", copy)
     db = tmp_path / "runs.db"
@@ -204,8 +211,19 @@ def test_serve_restarts_in_a_new_process(mode: str, tmp_path: Path) -> None:
     assert records["do_restart"] == [Action.SUCCESS]
     assert records["do_shutdown"] == [Action.SUCCESS]
     assert records["hello"] == [Action.SUCCESS]  # daily: not run again after the restart
-    if mode == "relaunch":
-        assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 2  # two lives, one pipe
+    # Two lives, one pipe (fresh's new process inherits stdout, so the CLI run's output
+    # ends when it does).
+    assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 2, done.stdout
+    log = SQLiteRunLog(db)
+    try:
+        (first_life,) = log.records(task="do_restart")
+        (second_life,) = log.records(task="do_shutdown")
+    finally:
+        log.close()
+    if mode == "replace":
+        assert second_life.owner == first_life.owner  # same process, same start time
+    else:
+        assert _pid_of(second_life.owner) != _pid_of(first_life.owner)
 
 
 def test_a_second_signal_terminates_what_the_first_waits_for(
