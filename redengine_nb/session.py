@@ -695,16 +695,17 @@ class Session:
                 if prepared is None:
                     continue
                 if prepared.executor.kind == "main":
-                    self._start_batch(batch, now_ts, started)
-                    batch = []
+                    ready, batch = batch, []
+                    self._start_batch(ready, now_ts, started)
                     self._start_batch([prepared], now_ts, started)
                     continue
                 batch.append(prepared)
                 if len(batch) >= _START_BATCH:
-                    self._start_batch(batch, now_ts, started)
-                    batch = []
+                    ready, batch = batch, []
+                    self._start_batch(ready, now_ts, started)
         finally:
-            # Also when a start error stops the step: what was prepared before it starts.
+            # Also when a start error stops the step: what was prepared before it starts
+            # (never a batch whose write was tried already).
             if batch:
                 self._start_batch(batch, now_ts, started)
         return started

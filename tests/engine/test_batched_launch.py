@@ -75,3 +75,22 @@ def test_a_main_run_goes_alone_after_the_runs_before_it(make_app) -> None:
     app.task("true", func=noop, name="second", priority=1)
     assert step(app) == ["threaded", "first", "second"]
     assert seen == {"threaded started": True, "second started": False}
+
+
+def test_a_failed_start_write_starts_nothing_and_is_not_retried(app) -> None:
+    from redengine_nb.errors import RunLogError
+
+    for i in range(_START_BATCH + 1):
+        app.task("true", func=noop, name=f"t{i}")
+    calls: list[int] = []
+
+    def broken(tasks: Any, **kwargs: Any) -> Any:
+        calls.append(len(tasks))
+        raise RunLogError("disk full")
+
+    app.session.runlog.start_runs = broken
+    with pytest.raises(RunLogError, match="disk full"):
+        app.session.tick()
+    assert calls == [_START_BATCH]  # the step stops there; the batch is not tried again
+    assert app.session.running_runs == 0
+    assert app.session.runlog.records() == []
