@@ -562,15 +562,22 @@ class Session:
     def seconds_until_wake(self, cap: float = 60.0) -> float:
         """Seconds until the next thing can be due by the clock alone (at most ``cap``)."""
         with self._lock:
-            if self._all_dirty or self.stop_requested or any(self._forced.values()):
+            if self._all_dirty or self.stop_requested:
                 return 0.0
-            times = [
-                t._next_check
-                for t in self._tasks.values()
-                if not t._disabled and t._next_check is not None and not self._running.get(t.name)
-            ]
-            if any(t._dirty for t in self._tasks.values()):
-                return 0.0
+            times: list[float] = []
+            for t in self._tasks.values():
+                # A running task is looked at again when its run ends (an event), a
+                # disabled one when it is enabled or forced: neither can be due before.
+                if self._running.get(t.name):
+                    continue
+                if self._forced.get(t.name):
+                    return 0.0
+                if t._disabled:
+                    continue
+                if t._dirty:
+                    return 0.0
+                if t._next_check is not None:
+                    times.append(t._next_check)
             times += [r.deadline for r in self._runs.values() if r.deadline is not None]
         if self._shut_next is not None:
             times.append(self._shut_next)

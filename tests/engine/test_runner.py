@@ -133,3 +133,28 @@ def test_tick_works_again_after_the_scheduler_stopped(app, clock) -> None:
     assert app.shut_down()
     clock.advance("1 hour")
     assert app.session.tick() == ["noop"]
+
+
+def test_disabled_and_running_tasks_do_not_keep_the_runner_awake(app) -> None:
+    # A disabled task, and a running task with another forced run queued behind it,
+    # cannot be due before an event (enable, run ended): the runner must sleep, not spin.
+    app.task("every 1 hour", func=noop, name="off", disabled=True)
+    started, release = threading.Event(), threading.Event()
+
+    def block(n: int = 0) -> None:
+        started.set()
+        release.wait(10)
+
+    app.task("false", func=block, name="busy")
+    app.session["busy"].run(n=1)
+    app.session["busy"].run(n=2)  # queued: runs with parameters are not merged
+    try:
+        assert app.session.tick() == ["busy"]
+        assert started.wait(5)
+        app.session.tick()
+        assert app.session.seconds_until_wake(cap=60.0) == 60.0
+    finally:
+        release.set()
+    assert app.session.wait_idle(5)
+    assert app.session.seconds_until_wake() == 0.0  # the queued forced run is due now
+    assert app.session.tick() == ["busy"]
