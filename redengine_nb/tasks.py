@@ -20,6 +20,7 @@ import inspect
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -504,6 +505,8 @@ def run_command(
     else:
         argv = [*command, *extra]
         shell = False
+    # Its own session (process group): stopping the run stops everything the command
+    # started, not only the shell in front of it.
     proc = subprocess.Popen(
         argv,
         shell=shell,
@@ -511,6 +514,7 @@ def run_command(
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
+        start_new_session=os.name == "posix",
     )
     out, err = "", ""
     while True:
@@ -519,8 +523,7 @@ def run_command(
             break
         except subprocess.TimeoutExpired:
             if flag is not None and flag.is_set():
-                proc.kill()
-                out, err = proc.communicate()
+                out, err = _stop_command(proc)
                 break
     if out:
         sys.stdout.write(out)
@@ -536,6 +539,26 @@ def run_command(
             + (f"; stderr (tail):\n{tail}" if tail else "")
         )
     return proc.returncode
+
+
+def _stop_command(proc: subprocess.Popen[str], grace: float = 2.0) -> tuple[str, str]:
+    """Stop a command's whole process group: TERM, then KILL after ``grace`` seconds."""
+
+    def signal_group(sig: int) -> None:
+        try:
+            if os.name == "posix":
+                os.killpg(proc.pid, sig)
+            else:
+                proc.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    signal_group(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        signal_group(signal.SIGKILL)
+        return proc.communicate()
 
 
 def run_code(code: str, name: str, kwargs: dict[str, Any], namespace: dict[str, Any] | None) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,54 @@ def test_max_process_count_makes_due_tasks_wait(make_app) -> None:
     app.task("false", func=boom, execution="process", priority=5).run()
     assert step(app) == ["boom"]  # higher priority first; the other waits for a slot
     assert step(app) == ["greet"]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+@pytest.mark.parametrize("execution", ["thread", pytest.param("process", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("form", ["string", "list"])
+def test_a_command_past_its_timeout_is_stopped_with_what_it_started(
+    make_app, clock, tmp_path: Path, execution: str, form: str
+) -> None:
+    # The command starts a grandchild (a shell's background job, or a subprocess) and
+    # waits for it: stopping the run must stop the grandchild too, and promptly.
+    pidfile = tmp_path / "grandchild.pid"
+    if form == "string":
+        command: str | list[str] = f"sleep 300 & echo $! > {pidfile}; wait"
+    else:
+        command = [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; p = subprocess.Popen(['sleep', '300']); "
+            f"open({str(pidfile)!r}, 'w').write(str(p.pid)); p.wait()",
+        ]
+    app = make_app()
+    app.task("false", command=command, execution=execution, timeout="1 minute", name="slow")
+    app.session["slow"].run()
+    assert app.session.tick() == ["slow"]
+    guard = threading.Event()
+    for _ in range(300):  # a guard: wait until the grandchild has written its pid
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        guard.wait(0.05)
+    grandchild = int(pidfile.read_text())
+    assert _alive(grandchild)
+    clock.advance("2 minutes")
+    app.session.tick()  # past the timeout: the session stops the run
+    assert app.session.wait_idle(20), "the command was not stopped"
+    (run,) = log_of(app, "slow")
+    assert run["action"] == "terminate"
+    assert "timeout" in (run["exc_text"] or "")
+    for _ in range(100):  # the group was signalled; give the kernel a moment to reap
+        if not _alive(grandchild):
+            break
+        guard.wait(0.05)
+    assert not _alive(grandchild)
