@@ -11,6 +11,11 @@ the run history). It answers two questions:
 :meth:`BaseCondition.next_undue` is the mirror image (the earliest instant it could turn
 false), which ``~`` needs. Both may err early (the scheduler then wakes, finds nothing
 due and sleeps again) but never late.
+
+Internally both are answered in epoch seconds by :meth:`BaseCondition._due_at` and
+:meth:`BaseCondition._undue_at` ("as if the clock read ``ts``"), so that a compound's
+look-ahead neither builds a :class:`Context` nor a ``datetime`` per step; the one
+conversion back to a ``datetime`` happens at the edge, in ``next_due``/``next_undue``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from ..runlog.base import History
@@ -28,6 +33,27 @@ __all__ = ["All", "Any", "BaseCondition", "Context", "Not", "false", "true"]
 # A compound's next_due is found by iterating to a fixed point; this bounds the loop.
 # When it does not settle, the last candidate is returned: an early wake-up, never a late one.
 _MAX_ROUNDS = 64
+
+# ``datetime.fromtimestamp(ts, tz)`` costs about a microsecond with a ZoneInfo; the answers
+# of next_due repeat from tick to tick, so the conversion is memoised. A pure function of
+# (ts, tz): it cannot go stale. Bounded by clearing.
+_DT_CACHE: dict[tuple[float, tzinfo | None], datetime] = {}
+_DT_CACHE_SIZE = 512
+
+
+def to_datetime(ts: float, tz: tzinfo | None) -> datetime:
+    """``datetime.fromtimestamp(ts, tz)``, memoised."""
+    key = (ts, tz)
+    try:
+        got = _DT_CACHE.get(key)
+    except TypeError:  # a tzinfo that cannot be hashed: no memo
+        return datetime.fromtimestamp(ts, tz)
+    if got is None:
+        got = datetime.fromtimestamp(ts, tz)
+        if len(_DT_CACHE) >= _DT_CACHE_SIZE:
+            _DT_CACHE.clear()
+        _DT_CACHE[key] = got
+    return got
 
 
 def _never_running(_task: str) -> bool:
@@ -59,6 +85,20 @@ class Context:
         """The same context at another instant (for looking ahead)."""
         return Context(when.astimezone(self.now.tzinfo), self.history, self.task, self.is_running)
 
+    def at_ts(self, ts: float) -> Context:
+        """The same context at epoch seconds ``ts`` (``self`` when that is now)."""
+        if ts == self.ts:
+            return self
+        return Context(to_datetime(ts, self.now.tzinfo), self.history, self.task, self.is_running)
+
+    def when(self, ts: float | None) -> datetime | None:
+        """Epoch seconds as an instant in this context's zone (``now`` itself for now)."""
+        if ts is None:
+            return None
+        if ts == self.ts:
+            return self.now
+        return to_datetime(ts, self.now.tzinfo)
+
     def task_name(self, explicit: str | None) -> str:
         """The task a status condition is about: the named one, else the one being checked."""
         name = explicit if explicit is not None else self.task
@@ -85,6 +125,23 @@ class BaseCondition(ABC):
     def next_undue(self, ctx: Context) -> datetime | None:
         """Earliest instant ≥ now it can be false by the clock alone; ``None``: only an event."""
         return None if self.is_met(ctx) else ctx.now
+
+    # -- the same in epoch seconds, as if the clock read ``ts`` (``ts >= ctx.ts``) --------
+    # Subclasses that can answer without a datetime override these (and define
+    # next_due/next_undue through them); the defaults go through next_due/next_undue, so a
+    # condition written against the public methods alone still works inside compounds.
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        due = self.next_due(ctx.at_ts(ts))
+        return None if due is None else due.timestamp()
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        due = self.next_undue(ctx.at_ts(ts))
+        return None if due is None else due.timestamp()
+
+    def clock_free(self) -> bool:
+        """True when the clock plays no part: ``_due_at``/``_undue_at`` answer ``ts`` or
+        ``None`` for every ``ts`` alike (only events change the answer)."""
+        return False
 
     # -- algebra ---------------------------------------------------------------------
     def __and__(self, other: BaseCondition) -> BaseCondition:
@@ -128,6 +185,15 @@ class _Constant(BaseCondition):
     def next_undue(self, ctx: Context) -> datetime | None:
         return None if self._value else ctx.now
 
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return ts if self._value else None
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        return None if self._value else ts
+
+    def clock_free(self) -> bool:
+        return True
+
     def __str__(self) -> str:
         return "true" if self._value else "false"
 
@@ -142,42 +208,56 @@ true: BaseCondition = _Constant(True)
 false: BaseCondition = _Constant(False)
 
 
-def _fixed_point(
-    parts: tuple[BaseCondition, ...],
-    ctx: Context,
-    step: Callable[[BaseCondition, Context], datetime | None],
-) -> datetime | None:
-    """Earliest t ≥ now where ``step(part, ctx@t) == t`` for every part."""
-    # Compared by timestamp: same-zone datetimes compare by wall time (wrong in a DST fold).
-    t = ctx.now
-    cur = ctx
+def _fixed_point(cond: _Compound, ctx: Context, ts: float, undue: bool = False) -> float | None:
+    """Earliest t ≥ ts where every part answers t itself (epoch seconds): the parts'
+    ``_due_at`` (or ``_undue_at`` when ``undue``).
+
+    Rounds: every part is asked at t; t moves to the latest answer; it is settled when a
+    round moves nothing. Each answer is ≥ t and no part is true before its answer, so a
+    round never jumps over an instant where all parts are true. A part the clock plays no
+    part in (``clock_free``) answered t in the first round and would answer any later t
+    the same way, so later rounds skip it.
+    """
+    t = ts
+    parts = cond.parts
     for _ in range(_MAX_ROUNDS):
-        latest, latest_ts = t, t.timestamp()
+        latest = t
         for part in parts:
-            due = step(part, cur)
+            due = part._undue_at(ctx, t) if undue else part._due_at(ctx, t)
             if due is None:
                 return None
-            if due.timestamp() > latest_ts:
-                latest, latest_ts = due, due.timestamp()
-        if latest is t:
+            if due > latest:
+                latest = due
+        if latest == t:
             return t
         t = latest
-        cur = ctx.at(t)
+        parts = cond.timed
     return t
 
 
-def _ts(when: datetime) -> float:
-    return when.timestamp()
+def _earliest(cond: _Compound, ctx: Context, ts: float, undue: bool = False) -> float | None:
+    """The earliest answer of any part."""
+    best: float | None = None
+    for part in cond.parts:
+        due = part._undue_at(ctx, ts) if undue else part._due_at(ctx, ts)
+        if due is not None and (best is None or due < best):
+            best = due
+    return best
 
 
 class _Compound(BaseCondition):
-    __slots__ = ("parts",)
+    __slots__ = ("parts", "timed")
     symbol = ""
 
     def __init__(self, parts: Iterable[BaseCondition]) -> None:
         self.parts: tuple[BaseCondition, ...] = tuple(parts)
         if len(self.parts) < 2:
             raise ValueError(f"{type(self).__name__} needs at least two conditions")
+        #: The parts whose answer depends on the clock.
+        self.timed: tuple[BaseCondition, ...] = tuple(p for p in self.parts if not p.clock_free())
+
+    def clock_free(self) -> bool:
+        return not self.timed
 
     @classmethod
     def of(cls, *conds: BaseCondition) -> BaseCondition:
@@ -214,11 +294,16 @@ class All(_Compound):
         return all(part.is_met(ctx) for part in self.parts)
 
     def next_due(self, ctx: Context) -> datetime | None:
-        return _fixed_point(self.parts, ctx, lambda part, c: part.next_due(c))
+        return ctx.when(_fixed_point(self, ctx, ctx.ts))
 
     def next_undue(self, ctx: Context) -> datetime | None:
-        dues = [d for d in (part.next_undue(ctx) for part in self.parts) if d is not None]
-        return min(dues, key=_ts) if dues else None
+        return ctx.when(_earliest(self, ctx, ctx.ts, undue=True))
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return _fixed_point(self, ctx, ts)
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        return _earliest(self, ctx, ts, undue=True)
 
 
 class Any(_Compound):
@@ -232,11 +317,16 @@ class Any(_Compound):
         return any(part.is_met(ctx) for part in self.parts)
 
     def next_due(self, ctx: Context) -> datetime | None:
-        dues = [d for d in (part.next_due(ctx) for part in self.parts) if d is not None]
-        return min(dues, key=_ts) if dues else None
+        return ctx.when(_earliest(self, ctx, ctx.ts))
 
     def next_undue(self, ctx: Context) -> datetime | None:
-        return _fixed_point(self.parts, ctx, lambda part, c: part.next_undue(c))
+        return ctx.when(_fixed_point(self, ctx, ctx.ts, undue=True))
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return _earliest(self, ctx, ts)
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        return _fixed_point(self, ctx, ts, undue=True)
 
 
 class Not(BaseCondition):
@@ -256,6 +346,15 @@ class Not(BaseCondition):
 
     def next_undue(self, ctx: Context) -> datetime | None:
         return self.part.next_due(ctx)
+
+    def clock_free(self) -> bool:
+        return self.part.clock_free()
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return self.part._undue_at(ctx, ts)
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        return self.part._due_at(ctx, ts)
 
     def __invert__(self) -> BaseCondition:
         return self.part

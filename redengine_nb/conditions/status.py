@@ -14,7 +14,7 @@ from ..records import FINISHED, Action
 from ..runlog.base import History
 from ..timetext import format_duration, to_timedelta
 from .base import BaseCondition, Context
-from .time import UNIT_NAMES, _window_segment, _Windowed, format_window
+from .time import UNIT_NAMES, _Span, _window_segment, _Windowed, format_window, quantize
 
 __all__ = ["VERBS", "After", "HasAction", "Running", "quote_name"]
 
@@ -88,18 +88,16 @@ class HasAction(_Windowed):
         self.task = task
         self.span: TimeWindow | timedelta | None = span
 
-    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+    def _compute(self, now: datetime) -> _Span:
         assert isinstance(self.span, TimeWindow)
         if self.span.is_whole:
             occ = self.span.rollback(now)
-            return occ.start_ts, occ.end_ts, occ.start_ts
-        occ = self.span.rollback(now)
-        if now.timestamp() < occ.end_ts:
-            return occ.start_ts, occ.end_ts, occ.start_ts
-        # After the window: the span is the window that just closed, until the next opens.
-        return _window_segment(self.span, now)[0], self.span.next_after(now).start_ts, None
+            return occ.start_ts, occ.end_ts, occ.start_ts, None
+        # After the window: the span is the window that just closed (from ``since`` to the
+        # segment's start), until the next opens.
+        return _window_segment(self.span, now)
 
-    def is_met(self, ctx: Context) -> bool:
+    def _met_at(self, ctx: Context, ts: float) -> bool:
         name = ctx.task_name(self.task)
         last = _last(ctx.history, name, self.actions)
         if last is None:
@@ -108,29 +106,39 @@ class HasAction(_Windowed):
         if span is None:
             return True
         if isinstance(span, timedelta):
-            return last >= ctx.ts - span.total_seconds()
-        seg = self._segment(ctx)
-        if seg[3] is not None:
-            return last >= seg[3]
-        occ = span.rollback(ctx.now)
-        since, until = occ.start_ts, occ.end_ts
+            return last >= ts - span.total_seconds()
+        _, until, _hi, start, since = self._segment_at(ctx, ts)
+        if start is not None:
+            return last >= start
+        assert since is not None
         return any(ctx.history.count(name, a, since, until) for a in self.actions)
+
+    def is_met(self, ctx: Context) -> bool:
+        return self._met_at(ctx, ctx.ts)
+
+    def clock_free(self) -> bool:
+        return self.span is None
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return ts if self._met_at(ctx, ts) else None
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        if not self._met_at(ctx, ts):
+            return ts
+        span = self.span
+        if span is None:
+            return None
+        if isinstance(span, timedelta):
+            last = _last(ctx.history, ctx.task_name(self.task), self.actions)
+            assert last is not None
+            return quantize(last + span.total_seconds())
+        return self._segment_at(ctx, ts)[2]
 
     def next_due(self, ctx: Context) -> datetime | None:
         return ctx.now if self.is_met(ctx) else None
 
     def next_undue(self, ctx: Context) -> datetime | None:
-        if not self.is_met(ctx):
-            return ctx.now
-        span = self.span
-        if span is None:
-            return None
-        tz = ctx.now.tzinfo
-        if isinstance(span, timedelta):
-            last = _last(ctx.history, ctx.task_name(self.task), self.actions)
-            assert last is not None
-            return datetime.fromtimestamp(last + span.total_seconds(), tz)
-        return datetime.fromtimestamp(self._segment(ctx)[2], tz)
+        return ctx.when(self._undue_at(ctx, ctx.ts))
 
     def in_past(self, duration: str | timedelta) -> HasAction:
         return HasAction(self.verb, self.task, to_timedelta(duration))
@@ -193,6 +201,16 @@ class After(BaseCondition):
                 return False
         return not self.any
 
+    # The clock plays no part: as true (or false) at any later instant as now.
+    def clock_free(self) -> bool:
+        return True
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return ts if self.is_met(ctx) else None
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        return None if self.is_met(ctx) else ts
+
     def __str__(self) -> str:
         if len(self.tasks) == 1:
             text = f"after task {quote_name(self.tasks[0])}"
@@ -221,6 +239,15 @@ class Running(BaseCondition):
 
     def is_met(self, ctx: Context) -> bool:
         return ctx.is_running(ctx.task_name(self.task))
+
+    def clock_free(self) -> bool:
+        return True
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return ts if self.is_met(ctx) else None
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        return None if self.is_met(ctx) else ts
 
     def __str__(self) -> str:
         return f"{_task_prefix(self.task)}is running"

@@ -8,6 +8,7 @@ leaves that segment, so ``is_met`` costs a few comparisons and one or four histo
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, tzinfo
 
@@ -25,7 +26,7 @@ from ..timetext import (
     parse_weekday,
     to_timedelta,
 )
-from .base import BaseCondition, Context
+from .base import BaseCondition, Context, to_datetime
 
 __all__ = [
     "UNIT_NAMES",
@@ -157,21 +158,33 @@ def last_finish(history: History, task: str) -> float | None:
 
 
 def _dt(ts: float, tz: tzinfo | None) -> datetime:
-    return datetime.fromtimestamp(ts, tz)
+    return to_datetime(ts, tz)
+
+
+def quantize(ts: float) -> float:
+    """``ts`` rounded to a whole microsecond exactly as ``datetime.fromtimestamp`` rounds it
+    (half to even), as the float ``.timestamp()`` would give back: instants computed from
+    run-log times (``last + 10 minutes``) then equal the datetimes they stand for."""
+    whole = math.floor(ts)
+    return (whole * 1_000_000 + round((ts - whole) * 1e6)) / 1_000_000
 
 
 # -- segments: a cached answer of the window arithmetic -------------------------------------
-# (tz, lo, hi, start): for lo <= ts < hi the condition is inside an occurrence that began at
-# ``start`` (or outside any when ``start`` is None).
-_Segment = tuple[tzinfo | None, float, float, float | None]
-_EMPTY: _Segment = (None, _INF, -_INF, None)
+# (tz, lo, hi, start, since): for lo <= ts < hi in zone tz the condition is inside an
+# occurrence that began at ``start`` (or outside any when ``start`` is None; ``since`` is then
+# the start of the occurrence that closed at ``lo``, for spans that look back at it).
+_Segment = tuple[tzinfo | None, float, float, float | None, float | None]
+_EMPTY: _Segment = (None, _INF, -_INF, None, None)
 
 
-def _window_segment(window: TimeWindow, now: datetime) -> tuple[float, float, float | None]:
+_Span = tuple[float, float, float | None, float | None]
+
+
+def _window_segment(window: TimeWindow, now: datetime) -> _Span:
     occ = window.rollback(now)
     if now.timestamp() < occ.end_ts:
-        return occ.start_ts, occ.end_ts, occ.start_ts
-    return occ.end_ts, window.next_after(now).start_ts, None
+        return occ.start_ts, occ.end_ts, occ.start_ts, None
+    return occ.end_ts, window.next_after(now).start_ts, None, occ.start_ts
 
 
 class _Windowed(BaseCondition):
@@ -185,20 +198,28 @@ class _Windowed(BaseCondition):
         self._seg: _Segment = _EMPTY
         self._seg2: _Segment = _EMPTY
 
-    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+    def _compute(self, now: datetime) -> _Span:
         raise NotImplementedError
 
     def _segment(self, ctx: Context) -> _Segment:
+        return self._segment_at(ctx, ctx.ts)
+
+    def _segment_at(self, ctx: Context, ts: float) -> _Segment:
+        """The segment holding epoch seconds ``ts`` in ``ctx``'s zone.
+
+        A hit needs ``ts`` inside the cached span *and* the same zone object, so a clock
+        that moved (either way) or another zone recomputes rather than reusing an answer.
+        """
+        tz = ctx.now.tzinfo
         seg = self._seg
-        ts = ctx.ts
-        if seg[1] <= ts < seg[2] and seg[0] is ctx.now.tzinfo:
+        if seg[1] <= ts < seg[2] and seg[0] is tz:
             return seg
         other = self._seg2
-        if other[1] <= ts < other[2] and other[0] is ctx.now.tzinfo:
+        if other[1] <= ts < other[2] and other[0] is tz:
             self._seg, self._seg2 = other, seg
             return other
-        lo, hi, start = self._compute(ctx.now)
-        new: _Segment = (ctx.now.tzinfo, lo, hi, start)
+        lo, hi, start, since = self._compute(ctx.now if ts == ctx.ts else _dt(ts, tz))
+        new: _Segment = (tz, lo, hi, start, since)
         self._seg, self._seg2 = new, seg
         return new
 
@@ -225,17 +246,17 @@ class PeriodCondition(_Windowed):
         self.anchor = anchor
         self._unit_window = TimeWindow(unit, anchor, anchor)
 
-    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+    def _compute(self, now: datetime) -> _Span:
         window = self.window
         if window is None:
             occ = self._unit_window.rollback(now)
-            return occ.start_ts, occ.end_ts, occ.start_ts
-        lo, hi, start = _window_segment(window, now)
+            return occ.start_ts, occ.end_ts, occ.start_ts, None
+        lo, hi, start, since = _window_segment(window, now)
         if start is None or self.unit is window.unit:
-            return lo, hi, start
+            return lo, hi, start, since
         unit_occ = self._unit_window.rollback(now)
         lo = max(lo, unit_occ.start_ts)
-        return lo, min(hi, unit_occ.end_ts), lo
+        return lo, min(hi, unit_occ.end_ts), lo, None
 
     def _done(self, ctx: Context, start: float) -> bool:
         last = last_finish(ctx.history, ctx.task_name(None))
@@ -247,25 +268,30 @@ class PeriodCondition(_Windowed):
 
     def _next_start_after(self, ctx: Context, ts: float) -> float:
         """Start of the first occurrence beginning strictly after ``ts``."""
-        _, _lo, hi, start = self._segment(ctx.at(_dt(ts, ctx.now.tzinfo)))
+        _, _lo, hi, start, _ = self._segment_at(ctx, ts)
         if start is None:
             return hi
-        nxt = self._segment(ctx.at(_dt(hi, ctx.now.tzinfo)))
+        nxt = self._segment_at(ctx, hi)
         return nxt[3] if nxt[3] is not None and nxt[3] > ts else nxt[2]
 
-    def next_due(self, ctx: Context) -> datetime | None:
-        _, _lo, _hi, start = self._segment(ctx)
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        start = self._segment_at(ctx, ts)[3]
         last = last_finish(ctx.history, ctx.task_name(None))
         if start is not None and (last is None or last < start):
-            return ctx.now
-        after = ctx.ts if last is None else max(ctx.ts, last)
-        return _dt(self._next_start_after(ctx, after), ctx.now.tzinfo)
+            return ts
+        return self._next_start_after(ctx, ts if last is None or last < ts else last)
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        _, _lo, hi, start, _ = self._segment_at(ctx, ts)
+        if start is not None and not self._done(ctx, start):
+            return hi
+        return ts
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        return ctx.when(self._due_at(ctx, ctx.ts))
 
     def next_undue(self, ctx: Context) -> datetime | None:
-        _, _lo, hi, start = self._segment(ctx)
-        if start is not None and not self._done(ctx, start):
-            return _dt(hi, ctx.now.tzinfo)
-        return ctx.now
+        return ctx.when(self._undue_at(ctx, ctx.ts))
 
     # -- fluent forms ----------------------------------------------------------------
     def _with(self, window: TimeWindow) -> PeriodCondition:
@@ -318,23 +344,29 @@ class TimeCondition(_Windowed):
             window = TimeWindow(window.unit)
         self.window = window
 
-    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+    def _compute(self, now: datetime) -> _Span:
         if self.window.is_whole:
-            return -_INF, _INF, -_INF
+            return -_INF, _INF, -_INF, None
         return _window_segment(self.window, now)
 
     def is_met(self, ctx: Context) -> bool:
         return self._segment(ctx)[3] is not None
 
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        seg = self._segment_at(ctx, ts)
+        return ts if seg[3] is not None else seg[2]
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        seg = self._segment_at(ctx, ts)
+        if seg[3] is None:
+            return ts
+        return None if seg[2] == _INF else seg[2]
+
     def next_due(self, ctx: Context) -> datetime | None:
-        seg = self._segment(ctx)
-        return ctx.now if seg[3] is not None else _dt(seg[2], ctx.now.tzinfo)
+        return ctx.when(self._due_at(ctx, ctx.ts))
 
     def next_undue(self, ctx: Context) -> datetime | None:
-        seg = self._segment(ctx)
-        if seg[3] is None:
-            return ctx.now
-        return None if seg[2] == _INF else _dt(seg[2], ctx.now.tzinfo)
+        return ctx.when(self._undue_at(ctx, ctx.ts))
 
     def interval(self, when: datetime) -> Interval:
         return self.window.rollback(when)
@@ -386,11 +418,18 @@ class Every(BaseCondition):
         last = ctx.history.last(task if task is not None else ctx.task_name(None), Action.RUN)
         return last is None or ctx.ts - last >= self.seconds
 
-    def next_due(self, ctx: Context) -> datetime | None:
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
         last = ctx.history.last(ctx.task_name(None), Action.RUN)
-        if last is None or ctx.ts - last >= self.seconds:
-            return ctx.now
-        return _dt(last + self.seconds, ctx.now.tzinfo)
+        if last is None or ts - last >= self.seconds:
+            return ts
+        return quantize(last + self.seconds)
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        last = ctx.history.last(ctx.task_name(None), Action.RUN)
+        return None if last is None or ts - last >= self.seconds else ts
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        return ctx.when(self._due_at(ctx, ctx.ts))
 
     def next_undue(self, ctx: Context) -> datetime | None:
         return None if self.is_met(ctx) else ctx.now
@@ -423,31 +462,40 @@ class Cron(_Windowed):
             raise ValueError(f"bad cron expression {text!r}")
         self.expression = text
 
-    def _compute(self, now: datetime) -> tuple[float, float, float | None]:
+    def _compute(self, now: datetime) -> _Span:
         lo = now.timestamp() // 60 * 60
         minute = _dt(lo, now.tzinfo)
-        return lo, lo + 60, lo if croniter.match(self.expression, minute) else None
+        return lo, lo + 60, lo if croniter.match(self.expression, minute) else None, None
 
-    def is_met(self, ctx: Context) -> bool:
-        start = self._segment(ctx)[3]
+    def _met_at(self, ctx: Context, ts: float) -> bool:
+        start = self._segment_at(ctx, ts)[3]
         if start is None:
             return False
         last = ctx.history.last(ctx.task_name(None), Action.RUN)
         return last is None or last < start
 
-    def next_due(self, ctx: Context) -> datetime | None:
-        if self.is_met(ctx):
-            return ctx.now
+    def is_met(self, ctx: Context) -> bool:
+        return self._met_at(ctx, ctx.ts)
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        if self._met_at(ctx, ts):
+            return ts
         last = ctx.history.last(ctx.task_name(None), Action.RUN)
-        base = ctx.ts if last is None else max(ctx.ts, last)
+        base = ts if last is None else max(ts, last)
         nxt = croniter(self.expression, _dt(base, ctx.now.tzinfo)).get_next(datetime)
         assert isinstance(nxt, datetime)
-        return nxt.astimezone(ctx.now.tzinfo)
+        return nxt.timestamp()
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        if self._met_at(ctx, ts):
+            return self._segment_at(ctx, ts)[2]
+        return ts
+
+    def next_due(self, ctx: Context) -> datetime | None:
+        return ctx.when(self._due_at(ctx, ctx.ts))
 
     def next_undue(self, ctx: Context) -> datetime | None:
-        if self.is_met(ctx):
-            return _dt(self._segment(ctx)[2], ctx.now.tzinfo)
-        return ctx.now
+        return ctx.when(self._undue_at(ctx, ctx.ts))
 
     def __str__(self) -> str:
         return f"cron {self.expression}"
