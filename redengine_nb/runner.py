@@ -9,7 +9,10 @@ shutdown, a fake clock moved. No polling, no asyncio.
 from __future__ import annotations
 
 import logging
+import signal
+import socket
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import SchedulerError
@@ -57,6 +60,10 @@ class Runner:
 
     def run(self) -> None:
         """Run the loop in this thread until shut down; raise what stopped it."""
+        with _SignalRelay(self.session.nudge):
+            self._run()
+
+    def _run(self) -> None:
         session = self.session
         restart_mode: str | None = None
         session.clear_stop()
@@ -126,3 +133,64 @@ class Runner:
             return False
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+class _SignalRelay:
+    """Lets the main thread handle signals promptly while it waits.
+
+    Python runs signal handlers in the main thread, but the operating system may deliver
+    a signal (Ctrl-C, SIGTERM) to any thread; a main thread blocked in a wait then sees
+    it only when the wait ends — up to the wake-up cap later. While the scheduler runs in
+    the main thread (``app.run()``), the signal wake-up fd is pointed at a socket that a
+    small thread reads; each signal nudges the scheduler's waits, so the main thread
+    wakes and its handlers run at once. Nothing happens off the main thread, or when
+    something else already uses the wake-up fd (an asyncio loop, say).
+    """
+
+    def __init__(self, nudge: Callable[[], None]) -> None:
+        self._nudge = nudge
+        self._thread: threading.Thread | None = None
+        self._sockets: tuple[socket.socket, socket.socket] | None = None
+
+    def __enter__(self) -> _SignalRelay:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            reader.close()
+            writer.close()
+            return self
+        if previous != -1:  # someone else's: put it back and stay out of the way
+            signal.set_wakeup_fd(previous)
+            reader.close()
+            writer.close()
+            return self
+        self._sockets = (reader, writer)
+        self._thread = threading.Thread(
+            target=self._relay, args=(reader,), name="redengine_nb signal relay", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _relay(self, reader: socket.socket) -> None:
+        while True:
+            try:
+                data = reader.recv(64)
+            except OSError:
+                return
+            if not data:  # the writer closed: the scheduler stopped
+                return
+            self._nudge()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sockets is None:
+            return
+        reader, writer = self._sockets
+        signal.set_wakeup_fd(-1)
+        writer.close()
+        if self._thread is not None:
+            self._thread.join(1.0)
+        reader.close()

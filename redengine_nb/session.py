@@ -932,6 +932,13 @@ class Session:
         with self._idle:
             return self._idle.wait_for(lambda: not self._runs, timeout)
 
+    def nudge(self) -> None:
+        """Wake every wait of the scheduler (its sleep and ``wait_idle``) so that it looks
+        again; nothing changes otherwise. Used to let the main thread run signal handlers."""
+        self.wake.set()
+        with self._idle:
+            self._idle.notify_all()
+
     def close_executors(self, *, terminate: bool) -> None:
         executors, self._executors = self._executors, {}
         for executor in executors.values():

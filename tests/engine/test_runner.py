@@ -158,3 +158,35 @@ def test_disabled_and_running_tasks_do_not_keep_the_runner_awake(app) -> None:
     assert app.session.wait_idle(5)
     assert app.session.seconds_until_wake() == 0.0  # the queued forced run is due now
     assert app.session.tick() == ["busy"]
+
+
+def test_a_signal_landing_on_another_thread_is_handled_at_once(app) -> None:
+    # app.run() in the main thread (as a service runs it) sleeps for the wake-up cap when
+    # nothing is due. A SIGTERM the system delivers to some other thread must still reach
+    # the main thread's handler at once, not when the sleep ends.
+    import signal
+
+    app.task("every 1 hour", func=noop)
+    handled = threading.Event()
+
+    def on_term(signum, frame) -> None:
+        handled.set()
+        app.session.shut_down()
+
+    def send_from_another_thread() -> None:
+        assert wait_for(lambda: len(log_of(app, "noop")) == 1)
+        assert wait_for(lambda: app.session.seconds_until_wake() == 60.0)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    sender = threading.Thread(target=send_from_another_thread)
+    try:
+        sender.start()
+        begin = time.monotonic()
+        app.run()
+        elapsed = time.monotonic() - begin
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sender.join(5)
+    assert handled.is_set()
+    assert elapsed < 30, f"the handler waited for the sleep to end ({elapsed:.1f} s)"
