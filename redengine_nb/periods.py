@@ -10,9 +10,19 @@ All arithmetic is done on wall-clock (naive) times in the timezone of the instan
 then turned into real instants:
 
 * a wall time skipped by a spring-forward jump becomes the first instant after the gap (so
-  a window inside the gap still opens, once, right after it);
+  a window inside the gap still opens, once, right after it); this is logged at INFO on
+  ``redengine_nb.periods``, once per occurrence, when the occurrence is computed;
 * a repeated wall time (autumn) is taken at its first occurrence, so the repeated hour
   belongs to one occurrence and nothing repeats.
+
+Minute and hour windows are the exception: they follow the clock as it reads, like elapsed
+time. The time line is cut into *passes* at each backward jump; inside a pass, wall times
+are resolved as above, and a wall time outside it is clamped to the pass's edge. So the
+second pass of a repeated hour has its own minutes and hours (``hourly`` runs again in it,
+``time of minute before :30`` is true in the first half of each of its minutes), a minute or
+hour window cut by the jump ends at it and a new one begins right after, and a minute or
+hour window that lies wholly inside a spring-forward gap does not occur (as with cron);
+one whose start was skipped but whose end was not opens at the first instant after the gap.
 
 Instants are compared by their timestamps: Python compares two datetimes that share a
 ``tzinfo`` by wall time, which is wrong inside a repeated hour.
@@ -23,7 +33,8 @@ Nothing here knows about tasks, conditions or history.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
 __all__ = ["DAY", "HOUR", "MINUTE", "MONTH", "WEEK", "Interval", "TimeWindow", "Unit", "localize"]
@@ -47,6 +58,13 @@ class Unit(enum.IntEnum):
 
 MINUTE, HOUR, DAY, WEEK, MONTH = Unit.MINUTE, Unit.HOUR, Unit.DAY, Unit.WEEK, Unit.MONTH
 _LENGTH = {MINUTE: 60, HOUR: 3600, DAY: 86400, WEEK: 7 * 86400, MONTH: 31 * 86400}
+_INF = float("inf")
+
+_log = logging.getLogger(__name__)
+# Occurrences whose start fell into a DST gap that were already logged: (window, zone,
+# start). Bounded by clearing; a repeat after a clear is one more log line, nothing worse.
+_GAP_LOGGED: set[tuple[object, ...]] = set()
+_GAP_LOGGED_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +73,9 @@ class Interval:
 
     start: datetime
     end: datetime
+    #: The wall time the window should have opened at, when a spring-forward jump skipped it
+    #: (``start`` is then the first instant after the gap).
+    skipped: datetime | None = field(default=None, compare=False, repr=False)
 
     @property
     def start_ts(self) -> float:
@@ -75,10 +96,15 @@ def localize(naive: datetime, tz: tzinfo) -> datetime:
     A repeated wall time gives its first occurrence; a skipped one (inside a DST gap) gives
     the first instant after the gap.
     """
+    return _localize(naive, tz)[0]
+
+
+def _localize(naive: datetime, tz: tzinfo) -> tuple[datetime, bool]:
+    """:func:`localize`, and whether ``naive`` lies in a gap."""
     first = naive.replace(tzinfo=tz, fold=0)
     back = first.astimezone(UTC).astimezone(tz)
     if back.replace(tzinfo=None, fold=0) == naive:
-        return first
+        return first, False
     # Inside a gap: fold=1 reads the time with the offset after the jump (the earlier
     # instant), fold=0 with the one before (the later). The jump lies between the two.
     lo = int(naive.replace(tzinfo=tz, fold=1).timestamp())
@@ -92,7 +118,59 @@ def localize(naive: datetime, tz: tzinfo) -> datetime:
             hi = mid
         else:
             lo = mid
-    return datetime.fromtimestamp(hi, tz)
+    return datetime.fromtimestamp(hi, tz), True
+
+
+def _offset(ts: float, tz: tzinfo) -> float:
+    off = datetime.fromtimestamp(ts, tz).utcoffset()
+    return 0.0 if off is None else off.total_seconds()
+
+
+def _transition(a: float, b: float, tz: tzinfo) -> float:
+    """The first whole second in ``(a, b]`` with ``b``'s UTC offset (one change between)."""
+    lo, hi = int(a), int(b) + 1
+    target = _offset(hi, tz)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset(mid, tz) == target:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
+
+
+# How far around an instant backward jumps are looked for: the search reach of rollback and
+# next_after plus the largest jump (a day, for the date line).
+_PASS_REACH = 25 * 3600
+
+
+def _pass(ts: float, tz: tzinfo, unit: Unit) -> tuple[float, float]:
+    """``[lo, hi)``: the span around ``ts`` between two backward jumps of the clock (``-inf``
+    / ``inf`` when none is near enough to matter to ``unit``'s arithmetic)."""
+    span = _PASS_REACH + 8 * _LENGTH[unit]
+    off = _offset(ts, tz)
+    lo = _transition(ts - span, ts, tz) if _offset(ts - span, tz) > off else -_INF
+    hi = _transition(ts, ts + span, tz) if _offset(ts + span, tz) < off else _INF
+    return lo, hi
+
+
+_EXACT, _GAP, _CLAMPED = 0, 1, 2
+
+
+def _resolve(naive: datetime, tz: tzinfo, lo: float, hi: float) -> tuple[float, int]:
+    """The instant in the pass ``[lo, hi)`` at which the wall clock reads ``naive`` (epoch
+    seconds), and how it was found: exactly, after a gap, or clamped to an edge of the pass."""
+    when, gap = _localize(naive, tz)
+    ts = when.timestamp()
+    if ts < lo:
+        if not gap:
+            second = naive.replace(tzinfo=tz, fold=1).timestamp()
+            if lo <= second < hi:
+                return second, _EXACT
+        return lo, _CLAMPED
+    if ts >= hi:
+        return hi, _CLAMPED
+    return ts, _GAP if gap else _EXACT
 
 
 def _unit_start(wall: datetime, unit: Unit) -> datetime:
@@ -139,8 +217,8 @@ class TimeWindow:
         return self.start == self.end or (self.start == 0 and self.end == _LENGTH[self.unit])
 
     # -- occurrences -----------------------------------------------------------------
-    def _occurrence(self, base: datetime, tz: tzinfo) -> Interval | None:
-        """The occurrence whose start lies in the unit starting at wall time ``base``."""
+    def _naive(self, base: datetime) -> tuple[datetime, datetime] | None:
+        """Wall-clock start and end of the occurrence in the unit starting at ``base``."""
         unit = self.unit
         naive_start = base + timedelta(seconds=self.start)
         nxt = _shift(base, unit, 1)
@@ -150,33 +228,95 @@ class TimeWindow:
             end_base, limit = nxt, _shift(base, unit, 2)
         else:
             end_base, limit = base, nxt
-        naive_end = min(end_base + timedelta(seconds=self.end), limit)
-        start = localize(naive_start, tz)
+        return naive_start, min(end_base + timedelta(seconds=self.end), limit)
+
+    def _occurrence(self, base: datetime, tz: tzinfo) -> Interval | None:
+        """The occurrence whose start lies in the unit starting at wall time ``base`` (day,
+        week and month windows)."""
+        naive = self._naive(base)
+        if naive is None:
+            return None
+        naive_start, naive_end = naive
+        start, gap = _localize(naive_start, tz)
         end = localize(naive_end, tz)
         if end.timestamp() <= start.timestamp():
             # Both ends fell into one DST gap: keep the window, right after the gap.
             end = start + (naive_end - naive_start)
-        return Interval(start, end)
+        return Interval(start, end, naive_start if gap else None)
+
+    def _occurrence_in(self, base: datetime, tz: tzinfo, lo: float, hi: float) -> Interval | None:
+        """The same for minute and hour windows, inside the pass ``[lo, hi)``."""
+        naive = self._naive(base)
+        assert naive is not None
+        start, how = _resolve(naive[0], tz, lo, hi)
+        end = _resolve(naive[1], tz, lo, hi)[0]
+        if end <= start:
+            return None  # wholly skipped by a gap, or outside this pass
+        skipped = naive[0] if how == _GAP else None
+        return Interval(datetime.fromtimestamp(start, tz), datetime.fromtimestamp(end, tz), skipped)
 
     def rollback(self, when: datetime) -> Interval:
         """The occurrence containing ``when``, else the latest one that ended before it."""
         tz = _tz(when)
-        base = _unit_start(when.replace(tzinfo=None, fold=0), self.unit)
+        unit = self.unit
+        if unit <= HOUR:
+            return _logged(self, tz, self._rollback_passes(when, tz))
+        base = _unit_start(when.replace(tzinfo=None, fold=0), unit)
         for k in range(0, -4, -1):
-            occ = self._occurrence(_shift(base, self.unit, k), tz)
+            occ = self._occurrence(_shift(base, unit, k), tz)
             if occ is not None and occ.start_ts <= when.timestamp():
-                return occ
+                return _logged(self, tz, occ)
         raise AssertionError("unreachable: an occurrence starts within three units")
 
     def next_after(self, when: datetime) -> Interval:
         """The first occurrence that starts strictly after ``when``."""
         tz = _tz(when)
-        base = _unit_start(when.replace(tzinfo=None, fold=0), self.unit)
+        unit = self.unit
+        if unit <= HOUR:
+            return _logged(self, tz, self._next_after_passes(when, tz))
+        base = _unit_start(when.replace(tzinfo=None, fold=0), unit)
         for k in range(0, 5):
-            occ = self._occurrence(_shift(base, self.unit, k), tz)
+            occ = self._occurrence(_shift(base, unit, k), tz)
             if occ is not None and occ.start_ts > when.timestamp():
-                return occ
+                return _logged(self, tz, occ)
         raise AssertionError("unreachable: an occurrence starts within four units")
+
+    # Minute and hour windows: the units near ``when`` in its pass; when none qualifies
+    # (they were skipped by a gap, or lie in the neighbouring pass), look again from just
+    # beyond the units looked at. Each round moves strictly away from ``when``.
+    def _rollback_passes(self, when: datetime, tz: tzinfo) -> Interval:
+        unit = self.unit
+        ts = ref = when.timestamp()
+        wall = when
+        for _ in range(8):
+            lo, hi = _pass(ref, tz, unit)
+            base = _unit_start(wall.replace(tzinfo=None, fold=0), unit)
+            for k in range(0, -4, -1):
+                occ = self._occurrence_in(_shift(base, unit, k), tz, lo, hi)
+                if occ is not None and occ.start_ts <= ts:
+                    return occ
+            ref = _resolve(_shift(base, unit, -3), tz, lo, hi)[0] - 1
+            wall = datetime.fromtimestamp(ref, tz)
+        raise AssertionError("unreachable: an occurrence starts within eight rounds")
+
+    def _next_after_passes(self, when: datetime, tz: tzinfo) -> Interval:
+        unit = self.unit
+        ts = ref = when.timestamp()
+        wall = when
+        first = 0
+        for _ in range(8):
+            lo, hi = _pass(ref, tz, unit)
+            base = _unit_start(wall.replace(tzinfo=None, fold=0), unit)
+            for k in range(first, 5):
+                occ = self._occurrence_in(_shift(base, unit, k), tz, lo, hi)
+                if occ is not None and occ.start_ts > ts:
+                    return occ
+            # From the next pass (or past a gap), the window begun in the unit before may
+            # open at its first instant.
+            ref = max(_resolve(_shift(base, unit, 5), tz, lo, hi)[0], ref + 1)
+            wall = datetime.fromtimestamp(ref, tz)
+            first = -1
+        raise AssertionError("unreachable: an occurrence starts within eight rounds")
 
     def contains(self, when: datetime) -> bool:
         return when.timestamp() < self.rollback(when).end_ts
@@ -187,6 +327,26 @@ class TimeWindow:
         if when.timestamp() < occ.end_ts:
             return when
         return self.next_after(when).start
+
+
+def _logged(window: TimeWindow, tz: tzinfo, occ: Interval) -> Interval:
+    """``occ``; the first time an occurrence opens late because a DST gap skipped its start,
+    say so (window recomputation only: conditions cache the answer)."""
+    skipped = occ.skipped
+    if skipped is not None:
+        key = (window, str(tz), occ.start_ts)
+        if key not in _GAP_LOGGED:
+            if len(_GAP_LOGGED) >= _GAP_LOGGED_SIZE:
+                _GAP_LOGGED.clear()
+            _GAP_LOGGED.add(key)
+            _log.info(
+                "DST: %s does not exist in %s (skipped by the clocks going forward); "
+                "the window that opens then opens at %s, the first instant after the gap",
+                skipped.isoformat(sep=" "),
+                tz,
+                occ.start.isoformat(sep=" "),
+            )
+    return occ
 
 
 def _tz(when: datetime) -> tzinfo:

@@ -117,11 +117,13 @@ def test_dst_repeated_hour_runs_once(
 
 
 @pytest.mark.parametrize("tz", ["Europe/Helsinki", "America/New_York"])
-def test_hourly_on_the_autumn_day_runs_24_times(make_sim: MakeSim, tz: str) -> None:
+def test_hourly_on_the_autumn_day_runs_25_times(make_sim: MakeSim, tz: str) -> None:
+    # Hours are elapsed-time-like: the second pass of the repeated hour is an hour of its own.
     autumn = {"Europe/Helsinki": "2024-10-27", "America/New_York": "2024-11-03"}[tz]
     sim = make_sim(f"{autumn} 00:00", tz)
     runs = sim.simulate(hourly, 25 * 60)  # 25 real hours: midnight to midnight
-    assert len(runs) == 24
+    assert len(runs) == 25
+    assert [r.fold for r in runs].count(1) == 1
 
 
 @pytest.mark.parametrize(("tz", "spring", "gap_time", "gap_window", "autumn", "repeat"), DST)
