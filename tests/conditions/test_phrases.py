@@ -30,7 +30,10 @@ def ctx(when: str, log: MemoryRunLog, running: frozenset[str] = frozenset()) -> 
 
 
 def wall(d: datetime | None) -> str | None:
-    return None if d is None else d.strftime("%Y-%m-%d %H:%M")
+    """Minutes, and seconds when there are any."""
+    if d is None:
+        return None
+    return d.strftime("%Y-%m-%d %H:%M") + (f":{d.second:02d}" if d.second else "")
 
 
 S = Action.SUCCESS
@@ -228,6 +231,93 @@ TABLE = [
         "2024-03-10 09:10",
     ),
     ("time of day after 10:00 & daily", "2024-03-10 09:00", [], False, "2024-03-10 10:00"),
+    # time of minute
+    ("time of minute before :30", "2024-03-10 09:30:10", [], True, "2024-03-10 09:30:10"),
+    ("time of minute before :30", "2024-03-10 09:30:30", [], False, "2024-03-10 09:31"),
+    ("time of minute after :45", "2024-03-10 09:30:10", [], False, "2024-03-10 09:30:45"),
+    ("time of minute between :40 and :10", "2024-03-10 09:31:05", [], True, "2024-03-10 09:31:05"),
+    ("time of minute between :40 and :10", "2024-03-10 09:31:10", [], False, "2024-03-10 09:31:40"),
+    ("time of minute on :15", "2024-03-10 09:31:16", [], False, "2024-03-10 09:32:15"),
+    ("~time of minute before :30", "2024-03-10 09:31:05", [], False, "2024-03-10 09:31:30"),
+    # has terminated / has inacted
+    (
+        "has terminated",
+        "2024-03-10 09:00",
+        [("t", "2024-03-10 08:00", Action.TERMINATE)],
+        True,
+        "2024-03-10 09:00",
+    ),
+    ("has terminated", "2024-03-10 09:00", [("t", "2024-03-10 08:00", Action.FAIL)], False, None),
+    (
+        "has inacted today",
+        "2024-03-10 09:00",
+        [("t", "2024-03-10 08:00", Action.INACTION)],
+        True,
+        "2024-03-10 09:00",
+    ),
+    ("has inacted", "2024-03-10 09:00", [("t", "2024-03-10 08:00", S)], False, None),
+    (
+        "~task 'a' has inacted today",
+        "2024-03-10 09:00",
+        [("a", "2024-03-10 08:00", Action.INACTION)],
+        False,
+        "2024-03-11 00:00",
+    ),
+    # this week (Monday to Monday) / this month
+    (
+        "has succeeded this week",
+        "2024-03-10 09:00",
+        [("t", "2024-03-04 00:00", S)],
+        True,
+        "2024-03-10 09:00",
+    ),
+    ("has succeeded this week", "2024-03-10 09:00", [("t", "2024-03-03 23:59", S)], False, None),
+    (
+        "~has succeeded this week",
+        "2024-03-10 09:00",
+        [("t", "2024-03-05 12:00", S)],
+        False,
+        "2024-03-11 00:00",
+    ),
+    (
+        "has failed this month",
+        "2024-03-10 09:00",
+        [("t", "2024-03-01 00:00", Action.FAIL)],
+        True,
+        "2024-03-10 09:00",
+    ),
+    (
+        "has failed this month",
+        "2024-03-10 09:00",
+        [("t", "2024-02-29 23:59", Action.FAIL)],
+        False,
+        None,
+    ),
+    (
+        "~has failed this month",
+        "2024-03-10 09:00",
+        [("t", "2024-03-02 00:00", Action.FAIL)],
+        False,
+        "2024-04-01 00:00",
+    ),
+    # daily on HH:MM: the hour from HH:MM
+    ("daily on 14:30", "2024-03-10 14:00", [], False, "2024-03-10 14:30"),
+    ("daily on 14:30", "2024-03-10 15:29", [], True, "2024-03-10 15:29"),
+    ("daily on 14:30", "2024-03-10 15:30", [], False, "2024-03-11 14:30"),
+    (
+        "daily on 14:30",
+        "2024-03-10 14:45",
+        [("t", "2024-03-10 14:31", S)],
+        False,
+        "2024-03-11 14:30",
+    ),
+    (
+        "daily on 14:30",
+        "2024-03-10 14:45",
+        [("t", "2024-03-10 14:29", S)],
+        True,
+        "2024-03-10 14:45",
+    ),
     ("true", "2024-03-10 09:00", [], True, "2024-03-10 09:00"),
     ("false", "2024-03-10 09:00", [], False, None),
 ]
