@@ -370,6 +370,9 @@ class Session:
                 old._deleted = True
             self._tasks[name] = task
             self._all_dirty = True
+            fit_cache = getattr(self.runlog, "fit_cache", None)
+            if fit_cache is not None:
+                fit_cache(len(self._tasks))
         self._emit("task_changed" if old is not None else "task_added", name)
         return task
 

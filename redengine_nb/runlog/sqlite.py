@@ -32,7 +32,9 @@ Lookups never scan the table. The indexes (see ``_SCHEMA``):
   (the rows whose action is still ``'run'``).
 
 A small in-memory cache answers ``last()`` again without a query. It is keyed by
-``(task, action)``, bounded (``cache_size`` entries, least recently used dropped), kept up
+``(task, action)``, bounded (``cache_size`` entries, least recently used dropped; the
+session grows it with :meth:`SQLiteRunLog.fit_cache` to hold every action of every task,
+so that a scheduler step does not evict what it reads), kept up
 to date by this process's own writes, and emptied by :meth:`SQLiteRunLog.refresh` when
 ``PRAGMA data_version`` says another connection has written. Nothing else is cached, so
 memory stays bounded however many runs the file holds.
@@ -102,14 +104,18 @@ T = TypeVar("T")
 class _Queued:
     """One write waiting for a group commit: ``op`` runs inside the shared transaction."""
 
-    __slots__ = ("doing", "done", "error", "op", "result")
+    __slots__ = ("doing", "done", "error", "lead", "op", "result", "signal")
 
     def __init__(self, doing: str, op: Callable[[sqlite3.Connection], Any]) -> None:
         self.doing = doing
         self.op = op
         self.done = False
+        self.lead = False  # handed the leader's role: commit what is queued
         self.result: Any = None
         self.error: BaseException | None = None
+        # Held until the item is done or made leader; its waiter blocks acquiring it.
+        self.signal = threading.Lock()
+        self.signal.acquire()
 
 
 def _record(row: Row) -> RunRecord:
@@ -145,6 +151,7 @@ class SQLiteRunLog:
         self._lock = threading.RLock()
         self._queue: list[_Queued] = []
         self._queue_lock = threading.Lock()
+        self._leading = False  # a writer is committing the queue (under _queue_lock)
         self._cache: OrderedDict[tuple[str, Action], float | None] = OrderedDict()
         self._closed = False
         if not self._memory:
@@ -323,20 +330,50 @@ class SQLiteRunLog:
         ``op`` makes at most one change, with its last statement, so that an ``op`` that
         raises (e.g. ``KeyError`` for an unknown run) has changed nothing and fails alone.
         It may note its write in the cache: a failed commit empties the cache.
+
+        One caller at a time leads: it takes the connection and commits everything queued
+        so far. The others wait on their own item (not on the connection lock, where a
+        convoy of already-committed writers would make every other user of the connection,
+        the scheduler's reads and start batches, wait behind them); when a leader is done
+        and more is queued, it hands the role to the oldest waiter.
         """
         item = _Queued(doing, op)
         with self._queue_lock:
             self._queue.append(item)
-        with self._lock:
-            # Under the connection lock, so a leader cannot be half-way through our item.
-            if not item.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit_group(batch)
+            if self._leading and not self._lock._is_owned():  # type: ignore[attr-defined]
+                lead = False
+            else:
+                lead = self._leading = True
+        if not lead:
+            item.signal.acquire()  # released when done, or when made leader
+        if not item.done:
+            self._lead()
         if item.error is not None:
             raise item.error
         result: T = item.result
         return result
+
+    def _lead(self) -> None:
+        """Commit what is queued, then wake its writers and pass the lead on."""
+        batch: list[_Queued] = []
+        try:
+            with self._lock:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_group(batch)
+        finally:
+            for done in batch:
+                done.done = True
+                if not done.lead:  # a promoted item's signal was released already
+                    done.signal.release()
+            with self._queue_lock:
+                if self._queue:
+                    nxt = self._queue[0]
+                    if not nxt.lead:
+                        nxt.lead = True
+                        nxt.signal.release()
+                else:
+                    self._leading = False
 
     def _in_tx(self) -> bool:
         try:
@@ -386,6 +423,13 @@ class SQLiteRunLog:
                 item.done = True
 
     # -- the last() cache ------------------------------------------------------------
+    def fit_cache(self, tasks: int) -> None:
+        """Grow the ``last()`` cache (never shrink it, never turn it on) to hold every
+        action of ``tasks`` tasks: a cache smaller than what one scheduler step reads is
+        emptied by that step itself, and every lookup becomes a query."""
+        if self.cache_size > 0:
+            self.cache_size = max(self.cache_size, len(Action) * tasks)
+
     def _cache_get(self, key: tuple[str, Action]) -> tuple[bool, float | None]:
         if key in self._cache:
             self._cache.move_to_end(key)
