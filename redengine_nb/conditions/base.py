@@ -143,6 +143,26 @@ class BaseCondition(ABC):
         ``None`` for every ``ts`` alike (only events change the answer)."""
         return False
 
+    # -- value semantics -------------------------------------------------------------
+    def _key(self) -> tuple[object, ...]:
+        """What makes two conditions of the same class equal (and their hash)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no _key()")
+
+    def _family(self) -> type:
+        """The class that defines ``_key``: its subclasses (fluent API forms) compare equal
+        to it by value."""
+        return next(k for k in type(self).__mro__ if "_key" in vars(k))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, BaseCondition)
+            and other._family() is self._family()
+            and other._key() == self._key()
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._family(), *self._key()))
+
     # -- algebra ---------------------------------------------------------------------
     def __and__(self, other: BaseCondition) -> BaseCondition:
         if not isinstance(other, BaseCondition):
@@ -197,11 +217,8 @@ class _Constant(BaseCondition):
     def __str__(self) -> str:
         return "true" if self._value else "false"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Constant) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash((_Constant, self._value))
+    def _key(self) -> tuple[object, ...]:
+        return (self._value,)
 
 
 true: BaseCondition = _Constant(True)
@@ -276,11 +293,8 @@ class _Compound(BaseCondition):
             texts.append(f"({text})" if part.precedence < self.precedence else text)
         return f" {self.symbol} ".join(texts)
 
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.parts == self.parts
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.parts))
+    def _key(self) -> tuple[object, ...]:
+        return self.parts
 
 
 class All(_Compound):
@@ -363,8 +377,5 @@ class Not(BaseCondition):
         text = str(self.part)
         return f"~({text})" if self.part.precedence < 3 else f"~{text}"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Not) and other.part == self.part
-
-    def __hash__(self) -> int:
-        return hash((Not, self.part))
+    def _key(self) -> tuple[object, ...]:
+        return (self.part,)

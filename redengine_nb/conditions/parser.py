@@ -119,16 +119,8 @@ class CustomCondition(BaseCondition):
     def __str__(self) -> str:
         return self.text
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, CustomCondition)
-            and other.pattern == self.pattern
-            and other.func == self.func
-            and other.text == self.text
-        )
-
-    def __hash__(self) -> int:
-        return hash((CustomCondition, self.pattern, self.text))
+    def _key(self) -> tuple[object, ...]:
+        return (self.pattern, self.func, self.text)
 
 
 PhraseReader = Callable[["Cursor", Token], BaseCondition]

@@ -160,12 +160,6 @@ class HasAction(_Windowed):
     def _key(self) -> tuple[object, ...]:
         return (self.verb, self.task, self.span)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, HasAction) and other._key() == self._key()
-
-    def __hash__(self) -> int:
-        return hash((HasAction, *self._key()))
-
 
 class After(BaseCondition):
     """``after task 'x' [succeeded|failed|finished]``, ``after tasks 'a', 'b'``,
@@ -222,12 +216,6 @@ class After(BaseCondition):
     def _key(self) -> tuple[object, ...]:
         return (self.tasks, self.verb, self.any)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, After) and other._key() == self._key()
-
-    def __hash__(self) -> int:
-        return hash((After, *self._key()))
-
 
 class Running(BaseCondition):
     """``[task 'x'] is running``: a run of x (or this task) is alive."""
@@ -252,8 +240,5 @@ class Running(BaseCondition):
     def __str__(self) -> str:
         return f"{_task_prefix(self.task)}is running"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Running) and other.task == self.task
-
-    def __hash__(self) -> int:
-        return hash((Running, self.task))
+    def _key(self) -> tuple[object, ...]:
+        return (self.task,)

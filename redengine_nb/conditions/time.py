@@ -326,12 +326,6 @@ class PeriodCondition(_Windowed):
     def _key(self) -> tuple[object, ...]:
         return (self.unit, self.window, self.anchor)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PeriodCondition) and other._key() == self._key()
-
-    def __hash__(self) -> int:
-        return hash((PeriodCondition, *self._key()))
-
 
 class TimeCondition(_Windowed):
     """``time of day between 08:00 and 10:00`` and friends: only the clock decides."""
@@ -393,11 +387,8 @@ class TimeCondition(_Windowed):
         rest = format_window(self.window)
         return f"{text} {rest}" if rest else text
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TimeCondition) and other.window == self.window
-
-    def __hash__(self) -> int:
-        return hash((TimeCondition, self.window))
+    def _key(self) -> tuple[object, ...]:
+        return (self.window,)
 
 
 class Every(BaseCondition):
@@ -437,11 +428,8 @@ class Every(BaseCondition):
     def __str__(self) -> str:
         return f"every {format_duration(self.period)}"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Every) and other.seconds == self.seconds
-
-    def __hash__(self) -> int:
-        return hash((Every, self.seconds))
+    def _key(self) -> tuple[object, ...]:
+        return (self.seconds,)
 
 
 class Cron(_Windowed):
@@ -500,8 +488,5 @@ class Cron(_Windowed):
     def __str__(self) -> str:
         return f"cron {self.expression}"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Cron) and other.expression == self.expression
-
-    def __hash__(self) -> int:
-        return hash((Cron, self.expression))
+    def _key(self) -> tuple[object, ...]:
+        return (self.expression,)
