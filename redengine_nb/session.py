@@ -128,6 +128,42 @@ class _Prepared:
         self.privates = privates
 
 
+class _Reads:
+    """The history a condition is evaluated over, noting which tasks it looks at.
+
+    A condition is a pure function of its context: the clock (its ``next_due`` says when
+    that can change it), the history of the tasks it reads and which of them are
+    running. So a run that starts or ends changes only the conditions that read its task.
+    ``wild`` is set when the condition used the history in any other way.
+    """
+
+    __slots__ = ("history", "names", "running", "wild")
+
+    def __init__(self, history: Any, running: Callable[[str], bool]) -> None:
+        self.history = history
+        self.running = running
+        self.names: set[str] = set()
+        self.wild = False
+
+    def last(self, task: str, action: Any) -> float | None:
+        self.names.add(task)
+        value: float | None = self.history.last(task, action)
+        return value
+
+    def count(self, task: str, *args: Any, **kwargs: Any) -> int:
+        self.names.add(task)
+        value: int = self.history.count(task, *args, **kwargs)
+        return value
+
+    def is_running(self, task: str) -> bool:
+        self.names.add(task)
+        return self.running(task)
+
+    def __getattr__(self, name: str) -> Any:
+        self.wild = True
+        return getattr(self.history, name)
+
+
 class Session:
     """Tasks, parameters, the run log and the scheduling step of one app."""
 
@@ -153,6 +189,13 @@ class Session:
         self._wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]] = []
         self._last_runtime: dict[str, float] = {}
         self._all_dirty = True
+        # What each task's condition read at its last evaluation (see _Reads): the
+        # tasks whose runs can change it; _wild: tasks whose condition read no task, or
+        # read the history some other way, looked at again after every run event.
+        self._reads: dict[str, frozenset[str]] = {}
+        self._readers: dict[str, set[str]] = {}
+        self._wild: set[str] = set()
+        self._wild_dirty = True
         self._shut_next: float | None = None
         self._end_next: float | None = None
         self.wake = threading.Event()
@@ -533,6 +576,10 @@ class Session:
         with self._lock:
             all_dirty = self._all_dirty
             self._all_dirty = False
+            wild_dirty = self._wild_dirty
+            self._wild_dirty = False
+            wild = self._wild
+            reads = _Reads(self.runlog, self.is_task_running)
             for task in self._tasks.values():
                 name = task.name
                 if self._forced.get(name):
@@ -545,10 +592,13 @@ class Session:
                     all_dirty
                     or task._dirty
                     or (task._next_check is not None and task._next_check <= now_ts)
+                    or (wild_dirty and name in wild)
                 ):
                     continue
                 task._dirty = False
-                ctx = Context(now, self.runlog, name, self.is_task_running)
+                reads.names = set()
+                reads.wild = False
+                ctx = Context(now, reads, name, reads.is_running)
                 try:
                     if task._start_cond.is_met(ctx):
                         task._next_check = None
@@ -559,13 +609,51 @@ class Session:
                 except Exception as exc:
                     task._next_check = now_ts + _COND_ERROR_RETRY
                     self._cond_error(f"the condition of task {name!r} ({task._start_cond})", exc)
+                finally:
+                    self._note_reads(name, reads)
         due.sort(key=lambda item: -item[0].priority)
         return due
+
+    def _note_reads(self, name: str, reads: _Reads) -> None:
+        """Remember which tasks' runs can change ``name``'s condition (under the lock)."""
+        names = frozenset(reads.names)
+        if reads.wild or not names:
+            self._wild.add(name)
+        else:
+            self._wild.discard(name)
+        old = self._reads.get(name)
+        if old == names:
+            return
+        if old:
+            for other in old:
+                readers = self._readers.get(other)
+                if readers is not None:
+                    readers.discard(name)
+                    if not readers:
+                        del self._readers[other]
+        for other in names:
+            self._readers.setdefault(other, set()).add(name)
+        self._reads[name] = names
+
+    def _run_event(self, name: str) -> None:
+        """A run of ``name`` started or ended: look again at the conditions that read it
+        (under the lock)."""
+        task = self._tasks.get(name)
+        if task is not None:
+            task._dirty = True
+        for reader in self._readers.get(name, ()):
+            other = self._tasks.get(reader)
+            if other is not None:
+                other._dirty = True
+        if self._wild:
+            self._wild_dirty = True
 
     def seconds_until_wake(self, cap: float = 60.0) -> float:
         """Seconds until the next thing can be due by the clock alone (at most ``cap``)."""
         with self._lock:
             if self._all_dirty or self.stop_requested:
+                return 0.0
+            if self._wild_dirty and self._wild:
                 return 0.0
             times: list[float] = []
             for t in self._tasks.values():
@@ -776,7 +864,7 @@ class Session:
                 self._runs[run.run_id] = run
                 self._running[task.name] = self._running.get(task.name, 0) + 1
                 task._cached_status = Action.RUN
-                task._dirty = True
+                self._run_event(task.name)
                 runs.append((prepared, run))
         error: SchedulerError | None = None
         for prepared, run in runs:
@@ -846,7 +934,7 @@ class Session:
                 self._running.pop(name, None)
             run.task._cached_status = outcome.action
             self._last_runtime[name] = outcome.end - run.start
-            self._all_dirty = True
+            self._run_event(name)
             if not self._runs:
                 self._idle.notify_all()  # wait_idle() waits for no run at all
         self._emit("run_ended", name)
