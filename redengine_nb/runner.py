@@ -44,6 +44,9 @@ class Runner:
 
     def start(self) -> None:
         """Run the loop on a background daemon thread; returns at once."""
+        # Forget an old stop request here, not in the new thread: a shut_down() made
+        # between start() and the thread's first step must not be erased by it.
+        self.session.clear_stop()
         self.thread = threading.Thread(
             target=self._thread_main, name="redengine_nb scheduler", daemon=True
         )
@@ -51,7 +54,7 @@ class Runner:
 
     def _thread_main(self) -> None:
         try:
-            self.run()
+            self._run()  # not the main thread: no signal relay
         except SchedulerError as exc:
             log.error("the scheduler stopped: %s", exc)
         except BaseException as exc:
@@ -60,13 +63,13 @@ class Runner:
 
     def run(self) -> None:
         """Run the loop in this thread until shut down; raise what stopped it."""
+        self.session.clear_stop()
         with _SignalRelay(self.session.nudge):
             self._run()
 
     def _run(self) -> None:
         session = self.session
         restart_mode: str | None = None
-        session.clear_stop()
         try:
             while True:
                 self._begin()
