@@ -22,6 +22,8 @@ class Action(enum.StrEnum):
 
     @classmethod
     def parse(cls, value: str | Action) -> Action:
+        if value.__class__ is cls:  # the common case, on every run-log lookup: no Enum call
+            return value
         try:
             return cls(value)
         except ValueError:

@@ -108,17 +108,22 @@ class ThreadExecutor(Executor):
                     return  # shut down (the sentinel claimed this worker's idle slot)
                 handle, on_done = job
                 me.name = f"redengine_nb:{handle.spec.task_name}"
+                back = False  # this worker goes back to the idle ones (not if interrupted)
                 try:
                     on_done(execute(handle.spec, self.clock))
+                    back = True
                 except Exception:
                     log.exception("ending run %s of %r failed", handle.spec.run_id, me.name)
+                    back = True
                 finally:
                     handle.done = True
                     me.name = _IDLE_NAME
+                    # One lock section per run, not two: start() on the scheduler thread
+                    # takes this lock, and each time it finds it held it gives up the GIL.
                     with self._lock:
                         self._handles.discard(handle)
-                with self._lock:
-                    self._idle += 1
+                        if back:
+                            self._idle += 1
         finally:
             with self._lock:
                 self._workers -= 1

@@ -118,10 +118,21 @@ class _Queued:
         self.signal.acquire()
 
 
+_ACTIONS: dict[str, Action] = {a.value: a for a in Action}
+
+
 def _record(row: Row) -> RunRecord:
     run_id, task, action, created, start, end, exc_text, output, owner = row
     return RunRecord(
-        str(run_id), task, Action(action), created, start, end, exc_text, output, owner
+        str(run_id),
+        task,
+        _ACTIONS.get(action) or Action(action),
+        created,
+        start,
+        end,
+        exc_text,
+        output,
+        owner,
     )
 
 
