@@ -97,6 +97,9 @@ class HasAction(_Windowed):
         # segment's start), until the next opens.
         return _window_segment(self.span, now)
 
+    def _window_key(self) -> tuple[object, ...]:
+        return (HasAction, self.span)
+
     def _met_at(self, ctx: Context, ts: float) -> bool:
         name = ctx.task_name(self.task)
         last = _last(ctx.history, name, self.actions)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from datetime import datetime, timedelta, tzinfo
 
 from croniter import croniter
@@ -187,19 +189,72 @@ def _window_segment(window: TimeWindow, now: datetime) -> _Span:
     return occ.end_ts, window.next_after(now).start_ts, None, occ.start_ts
 
 
+# -- the shared segment cache ---------------------------------------------------------------
+# Many tasks often carry equal conditions (10,000 tasks ``daily``): each object's first check
+# would redo the same window arithmetic (tens of µs). A segment is a pure function of what
+# ``_compute`` reads (the window, see ``_window_key``) and the zone, valid for every ``ts``
+# in ``[lo, hi)``, so objects share them here: keyed by (window key, zone), a few recent
+# segments each, looked up by ``lo <= ts < hi`` and the zone's identity exactly as the
+# per-object cache does (another zone object, or an instant outside every cached span,
+# recomputes). LRU over keys, bounded; a lock keeps the reordering safe across threads (it
+# is only taken when an object's own cache misses).
+_SHARED_KEYS = 256  # (window, zone) pairs
+_SHARED_PER_KEY = 4  # segments per pair: the present, look-aheads, a clock that moved back
+_SHARED: OrderedDict[tuple[object, ...], list[_Segment]] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+
+
+def clear_segment_cache() -> None:
+    """Forget every shared segment (tests, benchmarks)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
+
+
+def _shared_get(key: tuple[object, ...], tz: tzinfo | None, ts: float) -> _Segment | None:
+    with _SHARED_LOCK:
+        segs = _SHARED.get(key)
+        if segs is None:
+            return None
+        for seg in segs:
+            if seg[1] <= ts < seg[2] and seg[0] is tz:
+                _SHARED.move_to_end(key)
+                return seg
+        return None
+
+
+def _shared_put(key: tuple[object, ...], seg: _Segment) -> None:
+    with _SHARED_LOCK:
+        segs = _SHARED.get(key)
+        if segs is None:
+            if len(_SHARED) >= _SHARED_KEYS:
+                _SHARED.popitem(last=False)
+            _SHARED[key] = [seg]
+            return
+        _SHARED.move_to_end(key)
+        segs.insert(0, seg)
+        del segs[_SHARED_PER_KEY:]
+
+
 class _Windowed(BaseCondition):
     """A condition with a cached segment."""
 
-    __slots__ = ("_seg", "_seg2")
+    __slots__ = ("_seg", "_seg2", "_wkey")
 
     def __init__(self) -> None:
         # Two entries: the present, and the last look-ahead (next_due asks about the next
         # occurrence, which would otherwise evict the present every time).
         self._seg: _Segment = _EMPTY
         self._seg2: _Segment = _EMPTY
+        self._wkey: tuple[object, ...] | None = None
 
     def _compute(self, now: datetime) -> _Span:
         raise NotImplementedError
+
+    def _window_key(self) -> tuple[object, ...]:
+        """Everything ``_compute`` reads, with the class that reads it: objects with equal
+        keys compute equal segments (and share them). By default the class and its value:
+        conditions are immutable values, so equal ones compute alike."""
+        return (type(self), self._key())
 
     def _segment(self, ctx: Context) -> _Segment:
         return self._segment_at(ctx, ctx.ts)
@@ -218,10 +273,22 @@ class _Windowed(BaseCondition):
         if other[1] <= ts < other[2] and other[0] is tz:
             self._seg, self._seg2 = other, seg
             return other
-        lo, hi, start, since = self._compute(ctx.now if ts == ctx.ts else _dt(ts, tz))
-        new: _Segment = (tz, lo, hi, start, since)
-        self._seg, self._seg2 = new, seg
-        return new
+        wkey = self._wkey
+        if wkey is None:
+            wkey = self._wkey = self._window_key()
+        key: tuple[object, ...] | None = (wkey, tz)
+        try:
+            got = _shared_get((wkey, tz), tz, ts)
+        except TypeError:  # a tzinfo that cannot be hashed: not shared
+            key = None
+            got = None
+        if got is None:
+            lo, hi, start, since = self._compute(ctx.now if ts == ctx.ts else _dt(ts, tz))
+            got = (tz, lo, hi, start, since)
+            if key is not None:
+                _shared_put(key, got)
+        self._seg, self._seg2 = got, seg
+        return got
 
 
 class PeriodCondition(_Windowed):
@@ -257,6 +324,9 @@ class PeriodCondition(_Windowed):
         unit_occ = self._unit_window.rollback(now)
         lo = max(lo, unit_occ.start_ts)
         return lo, min(hi, unit_occ.end_ts), lo, None
+
+    def _window_key(self) -> tuple[object, ...]:
+        return (PeriodCondition, self.unit, self.window, self.anchor)
 
     def _done(self, ctx: Context, start: float) -> bool:
         last = last_finish(ctx.history, ctx.task_name(None))
@@ -342,6 +412,9 @@ class TimeCondition(_Windowed):
         if self.window.is_whole:
             return -_INF, _INF, -_INF, None
         return _window_segment(self.window, now)
+
+    def _window_key(self) -> tuple[object, ...]:
+        return (TimeCondition, self.window)
 
     def is_met(self, ctx: Context) -> bool:
         return self._segment(ctx)[3] is not None
@@ -454,6 +527,9 @@ class Cron(_Windowed):
         lo = now.timestamp() // 60 * 60
         minute = _dt(lo, now.tzinfo)
         return lo, lo + 60, lo if croniter.match(self.expression, minute) else None, None
+
+    def _window_key(self) -> tuple[object, ...]:
+        return (Cron, self.expression)
 
     def _met_at(self, ctx: Context, ts: float) -> bool:
         start = self._segment_at(ctx, ts)[3]

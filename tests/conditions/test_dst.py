@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from redengine_nb import periods
 from redengine_nb.conditions import Context, parse
+from redengine_nb.conditions.time import clear_segment_cache
 from redengine_nb.periods import DAY, HOUR, MINUTE, TimeWindow
 from redengine_nb.records import Action
 from redengine_nb.runlog.memory import MemoryRunLog
@@ -177,8 +178,10 @@ def test_hourly_runs_again_in_the_repeated_hour_but_daily_on_does_not() -> None:
 
 @pytest.fixture
 def fresh_gap_log() -> None:
-    """Forget which gaps were logged (other tests in this process log them too)."""
+    """Forget which gaps were logged (other tests in this process log them too), and the
+    shared segments (a window served from them is not recomputed, so not logged)."""
     periods._GAP_LOGGED.clear()
+    clear_segment_cache()
 
 
 @pytest.mark.usefixtures("fresh_gap_log")
