@@ -28,7 +28,10 @@ from zoneinfo import ZoneInfo
 
 from ..runlog.base import History
 
-__all__ = ["All", "Any", "BaseCondition", "Context", "Not", "false", "true"]
+__all__ = ["OUTSIDE_RECHECK", "All", "Any", "BaseCondition", "Context", "Not", "false", "true"]
+
+#: Seconds between two looks at a condition that reads the world outside the scheduler.
+OUTSIDE_RECHECK = 1.0
 
 # A compound's next_due is found by iterating to a fixed point; this bounds the loop.
 # When it does not settle, the last candidate is returned: an early wake-up, never a late one.
@@ -141,6 +144,12 @@ class BaseCondition(ABC):
     def clock_free(self) -> bool:
         """True when the clock plays no part: ``_due_at``/``_undue_at`` answer ``ts`` or
         ``None`` for every ``ts`` alike (only events change the answer)."""
+        return False
+
+    def reads_outside(self) -> bool:
+        """True when the answer also depends on the world outside the scheduler (a custom
+        phrase reading a file, say): neither the clock nor an event announces its change,
+        so the scheduler looks again every :data:`OUTSIDE_RECHECK` seconds."""
         return False
 
     # -- value semantics -------------------------------------------------------------
@@ -276,6 +285,9 @@ class _Compound(BaseCondition):
     def clock_free(self) -> bool:
         return not self.timed
 
+    def reads_outside(self) -> bool:
+        return any(part.reads_outside() for part in self.parts)
+
     @classmethod
     def of(cls, *conds: BaseCondition) -> BaseCondition:
         flat: list[BaseCondition] = []
@@ -363,6 +375,9 @@ class Not(BaseCondition):
 
     def clock_free(self) -> bool:
         return self.part.clock_free()
+
+    def reads_outside(self) -> bool:
+        return self.part.reads_outside()
 
     def _due_at(self, ctx: Context, ts: float) -> float | None:
         return self.part._undue_at(ctx, ts)

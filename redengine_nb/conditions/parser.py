@@ -97,7 +97,10 @@ def tokenize(text: str) -> list[Token]:
 
 
 class CustomCondition(BaseCondition):
-    """A phrase added with :meth:`Grammar.add_custom`: met when ``func(**groups)`` is truthy."""
+    """A phrase added with :meth:`Grammar.add_custom`: met when ``func(**groups)`` is truthy.
+
+    Its function may read anything (a file, a service): the scheduler looks at it again
+    every ``OUTSIDE_RECHECK`` seconds as well as after events."""
 
     __slots__ = ("func", "kwargs", "pattern", "text")
 
@@ -115,6 +118,9 @@ class CustomCondition(BaseCondition):
 
     def is_met(self, ctx: _Any) -> bool:
         return bool(self.func(**self.kwargs))
+
+    def reads_outside(self) -> bool:
+        return True
 
     def __str__(self) -> str:
         return self.text

@@ -283,3 +283,12 @@ def test_print_then_parse_round_trips(cond: BaseCondition) -> None:
     text = str(cond)
     assert parse(text) == cond
     assert str(parse(text)) == text
+
+
+def test_custom_phrases_say_they_read_the_outside_world() -> None:
+    # The scheduler re-checks such conditions on its own: nothing else announces a change.
+    grammar = DEFAULT_GRAMMAR.copy()
+    grammar.add_custom("is foo", lambda: False)
+    assert parse("is foo", grammar).reads_outside()
+    assert parse("daily & (every 5 minutes | ~is foo)", grammar).reads_outside()
+    assert not parse("daily & (every 5 minutes | ~after task 'x')", grammar).reads_outside()
