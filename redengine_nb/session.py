@@ -33,7 +33,7 @@ from .config import Config
 from .errors import ConditionParseError, SchedulerError, TaskExistsError, TaskSetupError
 from .executors import Executor, RunHandle, RunOutcome, RunSpec, make_executor
 from .records import Action, RunRecord
-from .runlog.base import RunLog, start_runs
+from .runlog.base import RunLog, finish_runs, start_runs
 from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ LOG_COLUMNS = [
 ]
 _COND_ERROR_RETRY = 10.0  # seconds before a condition that raised (silenced) is tried again
 _START_BATCH = 256  # most run starts written in one run-log transaction
+_END_BATCH = 1024  # most run ends written in one run-log transaction
+_WRITER_KEEPALIVE = 5.0  # seconds the end writer waits for more ends before it exits
 
 _local = threading.local()
 
@@ -95,7 +97,17 @@ def _owner_tools() -> tuple[Callable[[], str], Callable[[str | None], bool]]:
 
 
 class _Run:
-    __slots__ = ("deadline", "handle", "privates", "reason", "run_id", "spec", "start", "task")
+    __slots__ = (
+        "deadline",
+        "handle",
+        "privates",
+        "reason",
+        "run_id",
+        "spec",
+        "start",
+        "sync",
+        "task",
+    )
 
     def __init__(self, task: BaseTask, spec: RunSpec, start: float, privates: list[str]) -> None:
         self.task = task
@@ -106,6 +118,29 @@ class _Run:
         self.handle: RunHandle | None = None
         self.reason: str | None = None
         self.privates = privates
+        # Its end is acknowledged on the thread that saw it (the scheduler's: a ``main``
+        # run, a failed start), not by the end writer.
+        self.sync = False
+
+
+class _End:
+    """A run's end, queued for the end writer."""
+
+    __slots__ = ("action", "end", "exc_text", "output", "return_value", "run")
+
+    def __init__(
+        self,
+        run: _Run,
+        outcome: RunOutcome,
+        exc_text: str | None,
+        output: str | None,
+    ) -> None:
+        self.run = run
+        self.action = outcome.action
+        self.end = outcome.end
+        self.return_value = outcome.return_value
+        self.exc_text = exc_text
+        self.output = output
 
 
 class _Prepared:
@@ -199,6 +234,10 @@ class Session:
         self._shut_next: float | None = None
         self._end_next: float | None = None
         self.wake = threading.Event()
+        # Ends waiting for the end writer (a thread started on demand; see _on_done).
+        self._ends: list[_End] = []
+        self._ends_cv = threading.Condition(threading.Lock())
+        self._writer: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self.stop_requested = False
         self.restart_requested = False
@@ -870,12 +909,14 @@ class Session:
         for prepared, run in runs:
             name = run.task.name
             self._emit("run_started", name)
+            run.sync = prepared.executor.kind == "main"
             try:
                 run.handle = prepared.executor.start(
                     run.spec, functools.partial(self._on_done, run)
                 )
             except Exception as exc:
                 text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                run.sync = True
                 self._on_done(
                     run,
                     RunOutcome(
@@ -905,7 +946,13 @@ class Session:
                     del self._forced[task.name]
 
     def _on_done(self, run: _Run, outcome: RunOutcome) -> None:
-        """A run ended (called once, from whichever thread saw it end)."""
+        """A run ended (called once, from whichever thread saw it end).
+
+        The end goes to the end writer thread, which writes the ends queued meanwhile in
+        one transaction and then acknowledges each (status, ``last()``, ``returns``, the
+        ``run_ended`` event, ``wait_idle``), so a worker is free at once. A caller on the
+        scheduler's own thread (a ``main`` run, a run that could not start) waits for its
+        end to be acknowledged, so the next step sees it: it writes the end itself."""
         exc_text, output = outcome.exc_text, outcome.output
         if outcome.action is Action.TERMINATE and run.reason:
             exc_text = run.reason if not exc_text else f"{run.reason}\n{exc_text}"
@@ -914,30 +961,74 @@ class Session:
                 exc_text = exc_text.replace(secret, "***")
             if output:
                 output = output.replace(secret, "***")
-        name = run.task.name
-        try:
-            self.runlog.finish_run(
-                run.run_id, outcome.action, end=outcome.end, exc_text=exc_text, output=output
-            )
-        except Exception:
-            log.exception(
-                "could not write the end of run %s of task %r to the run log", run.run_id, name
-            )
-        if outcome.action is Action.SUCCESS:
-            self.returns[name] = outcome.return_value
-        with self._lock:
-            self._runs.pop(run.run_id, None)
-            left = self._running.get(name, 0) - 1
-            if left > 0:
-                self._running[name] = left
+        item = _End(run, outcome, exc_text, output)
+        if run.sync:
+            self._finish([item])
+            return
+        with self._ends_cv:
+            self._ends.append(item)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_ends, name="redengine_nb:end-writer", daemon=True
+                )
+                self._writer.start()
             else:
-                self._running.pop(name, None)
-            run.task._cached_status = outcome.action
-            self._last_runtime[name] = outcome.end - run.start
-            self._run_event(name)
+                self._ends_cv.notify()
+
+    def _write_ends(self) -> None:
+        """The end writer: write queued ends in batches and acknowledge them; exit after
+        ``_WRITER_KEEPALIVE`` seconds without any (it waits without waking)."""
+        while True:
+            with self._ends_cv:
+                if not self._ends:
+                    self._ends_cv.wait(_WRITER_KEEPALIVE)
+                    if not self._ends:
+                        self._writer = None
+                        return
+                batch = self._ends[:_END_BATCH]
+                del self._ends[:_END_BATCH]
+            try:
+                self._finish(batch)
+            except Exception:  # the writer must not die: later ends still need it
+                log.exception("acknowledging %d run end(s) failed", len(batch))
+
+    def _finish(self, batch: list[_End]) -> None:
+        """Write ``batch``'s ends in one transaction, then acknowledge each, in order."""
+        ends = [(e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch]
+        try:
+            results: list[Any] = finish_runs(self.runlog, ends)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "could not write the end of run %s of task %r to the run log",
+                    item.run.run_id,
+                    item.run.task.name,
+                    exc_info=result,
+                )
+            if item.action is Action.SUCCESS:
+                self.returns[item.run.task.name] = item.return_value
+        with self._lock:
+            for item in batch:
+                run = item.run
+                name = run.task.name
+                left = self._running.get(name, 0) - 1
+                if left > 0:
+                    self._running[name] = left
+                else:
+                    self._running.pop(name, None)
+                run.task._cached_status = item.action
+                self._last_runtime[name] = item.end - run.start
+                self._run_event(name)
+        for item in batch:
+            self._emit("run_ended", item.run.task.name)
+        # Last, so that wait_idle() returns only once the run_ended events are out.
+        with self._lock:
+            for item in batch:
+                self._runs.pop(item.run.run_id, None)
             if not self._runs:
                 self._idle.notify_all()  # wait_idle() waits for no run at all
-        self._emit("run_ended", name)
 
     def _terminate_run(self, run: _Run, reason: str) -> None:
         log.info("task %r: %s", run.task.name, reason)

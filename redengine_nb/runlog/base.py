@@ -12,7 +12,10 @@ from typing import Protocol, runtime_checkable
 
 from ..records import Action, RunRecord
 
-__all__ = ["BatchRunLog", "History", "RunLog", "start_runs"]
+#: One run's end for :func:`finish_runs`: ``(run_id, action, end, exc_text, output)``.
+RunEnd = tuple[str, Action, float, str | None, str | None]
+
+__all__ = ["BatchRunLog", "History", "RunEnd", "RunLog", "finish_runs", "start_runs"]
 
 
 @runtime_checkable
@@ -117,3 +120,22 @@ def start_runs(
         records: list[RunRecord] = batch(tasks, created=created, start=start, owner=owner)
         return records
     return [log.start_run(task, created=created, start=start, owner=owner) for task in tasks]
+
+
+def finish_runs(log: RunLog, ends: Sequence[RunEnd]) -> list[RunRecord | Exception]:
+    """Close many runs, in one transaction where the store has ``finish_runs`` (both
+    stores here do), else one ``finish_run`` each. Returns, in order, each run's record or
+    the error that refused it alone (an unknown or already ended run). Raises if the
+    shared write failed (none of them is written then; with the fallback, the ones before
+    the failing one are)."""
+    batch = getattr(log, "finish_runs", None)
+    if batch is not None:
+        results: list[RunRecord | Exception] = batch(ends)
+        return results
+    out: list[RunRecord | Exception] = []
+    for run_id, action, end, exc_text, output in ends:
+        try:
+            out.append(log.finish_run(run_id, action, end=end, exc_text=exc_text, output=output))
+        except (KeyError, ValueError) as exc:
+            out.append(exc)
+    return out

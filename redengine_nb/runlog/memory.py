@@ -122,6 +122,21 @@ class MemoryRunLog:
             self._retime(record.task_name, before, record.time)
             return record
 
+    def finish_runs(
+        self, ends: Sequence[tuple[str, Action, float, str | None, str | None]]
+    ) -> list[RunRecord | Exception]:
+        """Close many runs at once (see :meth:`SQLiteRunLog.finish_runs`)."""
+        out: list[RunRecord | Exception] = []
+        with self._lock:
+            for run_id, action, end, exc_text, output in ends:
+                try:
+                    out.append(
+                        self.finish_run(run_id, action, end=end, exc_text=exc_text, output=output)
+                    )
+                except (KeyError, ValueError) as exc:
+                    out.append(exc)
+        return out
+
     def log_run(self, record: RunRecord) -> RunRecord:
         with self._lock:
             if not record.run_id or record.run_id in self._records:

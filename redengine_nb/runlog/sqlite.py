@@ -136,6 +136,13 @@ def _record(row: Row) -> RunRecord:
     )
 
 
+def _raiser(exc: Exception) -> Callable[[sqlite3.Connection], Any]:
+    def op(conn: sqlite3.Connection) -> Any:
+        raise exc
+
+    return op
+
+
 def _run_id(run_id: str) -> int:
     """The integer key of ``run_id``; a ``KeyError`` (like an unknown id) if it is not one."""
     try:
@@ -554,6 +561,47 @@ class SQLiteRunLog:
         exc_text: str | None = None,
         output: str | None = None,
     ) -> RunRecord:
+        op = self._finish_op(run_id, action, end, exc_text, output)
+        return self._group_write(f"recording the end of run {run_id}", op)
+
+    def finish_runs(
+        self, ends: Sequence[tuple[str, Action, float, str | None, str | None]]
+    ) -> list[RunRecord | Exception]:
+        """Close many runs in one transaction: ``ends`` holds ``(run_id, action, end,
+        exc_text, output)`` tuples. Returns, in order, each run's record or the error that
+        refused it alone (an unknown or already ended run); all accepted ones are durable
+        when this returns. Raises :class:`RunLogError` if the transaction failed (then
+        none of them is written)."""
+        items = []
+        for run_id, action, end, exc_text, output in ends:
+            try:
+                op = self._finish_op(run_id, action, end, exc_text, output)
+            except Exception as exc:  # refused alone, reported in order
+                op = _raiser(exc)
+            items.append(_Queued(f"recording the end of run {run_id}", op))
+        if not items:
+            return []
+        with self._lock:
+            self._commit_group(items)
+        out: list[RunRecord | Exception] = []
+        for item in items:
+            error = item.error
+            if error is not None:
+                if isinstance(error, RunLogError) or not isinstance(error, Exception):
+                    raise error  # the transaction failed: nothing was written
+                out.append(error)
+            else:
+                out.append(item.result)
+        return out
+
+    def _finish_op(
+        self,
+        run_id: str,
+        action: Action,
+        end: float,
+        exc_text: str | None,
+        output: str | None,
+    ) -> Callable[[sqlite3.Connection], RunRecord]:
         action = Action.parse(action)
         if action is Action.RUN:
             raise ValueError("finish_run() needs a final action, not 'run'")
@@ -576,7 +624,7 @@ class SQLiteRunLog:
             self._cache_note(record.task_name, action, record.time)
             return record
 
-        return self._group_write(f"recording the end of run {run_id}", op)
+        return op
 
     def log_run(self, record: RunRecord) -> RunRecord:
         """Append ``record``; it keeps its ``run_id`` if that is a free integer, else gets

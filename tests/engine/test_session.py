@@ -389,3 +389,34 @@ def test_status_table_and_log(make_app, clock, from_logs: bool) -> None:
     assert list(app.session.get_task_log(task="fails", action="fail")["action"]) == ["fail"] * 2
     assert len(app.session.get_task_log(since=clock.now())) == 2
     assert len(app.session.get_task_log(limit=1)) == 1
+
+
+def test_thread_ends_are_written_before_they_are_acknowledged(app) -> None:
+    """Ends go to the end writer: each run's record is committed before its status,
+    run_ended and wait_idle say it ended; run_started comes first; returns are kept."""
+    seen: list[tuple[str, str | None, Any]] = []
+
+    def on_event(event: str, task: str | None) -> None:
+        if event == "run_ended" and task is not None:
+            seen.append((event, task, app.session.runlog.last(task, "success")))
+        elif event == "run_started":
+            seen.append((event, task, None))
+
+    def give(n: int = 0) -> int:
+        return n
+
+    names = [f"t{i}" for i in range(40)]
+    for i, name in enumerate(names):
+        app.task("true", func=give, name=name, parameters={"n": i}, execution="thread")
+    unsubscribe = app.session.subscribe(on_event)
+    try:
+        step(app)
+    finally:
+        unsubscribe()
+    for i, name in enumerate(names):
+        events = [(e, v) for e, t, v in seen if t == name]
+        assert [e for e, _ in events] == ["run_started", "run_ended"], name
+        assert events[1][1] is not None  # committed when run_ended was emitted
+        assert app.session[name].status == "success"
+        assert app.session.returns[name] == i
+    assert not app.session.running_runs

@@ -136,6 +136,25 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
         SQLiteRunLog(path)
 
 
+def test_finish_runs_writes_a_batch_and_refuses_bad_ones_alone(tmp_path: Path) -> None:
+    with SQLiteRunLog(tmp_path / "runs.db") as log:
+        a = log.start_run("a", created=1.0, start=1.0, owner="me")
+        b = log.start_run("b", created=1.0, start=1.0, owner="me")
+        log.finish_run(b.run_id, Action.FAIL, end=1.5)
+        out = log.finish_runs(
+            [
+                (a.run_id, Action.SUCCESS, 2.0, None, "out"),
+                (b.run_id, Action.SUCCESS, 2.0, None, None),  # already ended
+                ("999", Action.SUCCESS, 2.0, None, None),  # unknown
+            ]
+        )
+        assert isinstance(out[0], RunRecord) and out[0].output == "out"
+        assert isinstance(out[1], ValueError)
+        assert isinstance(out[2], KeyError)
+        assert log.last("a", Action.SUCCESS) == 2.0
+        assert log.last("b", Action.SUCCESS) is None
+
+
 def test_empty_file_becomes_a_log(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     path.touch()
