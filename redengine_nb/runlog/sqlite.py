@@ -19,17 +19,19 @@ did not). A write that is refused on its own (an unknown or already ended run) f
 its caller. :meth:`~SQLiteRunLog.start_runs` writes a whole batch of starts (what one
 scheduler step launches) in one transaction.
 
-Lookups never scan the table. The indexes (see ``_SCHEMA``):
+Lookups never scan the table. The indexes (see ``_SCHEMA``) are few, as each costs every
+write; only one of them holds the columns a run's end changes:
 
-- ``(task_name, start)`` -- ``last(task, RUN)`` (newest start) and ``count(task, RUN, ...)``
-  (runs started in a span, whether they have ended since or not);
+- ``(task_name, start)`` -- ``last(task, RUN)`` (newest start), ``count(task, RUN, ...)``
+  (runs started in a span, whether they have ended since or not), ``count(task)`` and the
+  distinct task names (a skip scan, one probe per name);
 - ``(task_name, action, <time>)`` -- ``last`` / ``count`` of a final action, where
-  ``<time>`` is the record's time (its end once it has ended, else its start);
-- ``(task_name, <time>)`` and ``(<time>)`` -- ``count(task)`` of any action and
-  ``records(since=...)``;
-- ``(task_name, created)``, ``(task_name, action, created)``, ``(action, created)`` and
-  ``(created)`` -- ``records(...)`` in order, newest first with a limit, and ``open_runs()``
-  (the rows whose action is still ``'run'``).
+  ``<time>`` is the record's time (its end once it has ended, else its start); with
+  ``action IN (<every action>)`` also a span of any action (``count(task, None, ...)``,
+  ``records(since=...)``); and, per distinct task name, ``records(action=...)`` and
+  ``open_runs()`` (the rows whose action is still ``'run'``);
+- ``(task_name, created)`` and ``(created)`` -- ``records(...)`` in order, newest first
+  with a limit.
 
 A small in-memory cache answers ``last()`` again without a query. It is keyed by
 ``(task, action)``, bounded (``cache_size`` entries, least recently used dropped; the
@@ -40,8 +42,9 @@ to date by this process's own writes, and emptied by :meth:`SQLiteRunLog.refresh
 memory stays bounded however many runs the file holds.
 
 The file is marked as ours with ``PRAGMA application_id`` and carries the schema version
-in ``PRAGMA user_version``. A file that is not SQLite, or is another application's
-database, is refused with an error and left byte-for-byte untouched.
+in ``PRAGMA user_version``; an older version of ours is migrated when opened, in one
+transaction (version 1 had four more indexes). A file that is not SQLite, or is another
+application's database, is refused with an error and left byte-for-byte untouched.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteRunLog"]
 #: ``PRAGMA application_id`` of a redengine_nb run log (the bytes ``RENB``).
 APPLICATION_ID = 0x52454E42
 #: ``PRAGMA user_version``: the schema version this module writes and reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -85,15 +88,32 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS ix_runs_task_start ON runs (task_name, start);
 CREATE INDEX IF NOT EXISTS ix_runs_task_action_time ON runs (task_name, action, {_TIME});
-CREATE INDEX IF NOT EXISTS ix_runs_task_time ON runs (task_name, {_TIME});
 CREATE INDEX IF NOT EXISTS ix_runs_task_created ON runs (task_name, created);
-CREATE INDEX IF NOT EXISTS ix_runs_task_action_created ON runs (task_name, action, created);
 CREATE INDEX IF NOT EXISTS ix_runs_created ON runs (created);
-CREATE INDEX IF NOT EXISTS ix_runs_time ON runs ({_TIME});
-CREATE INDEX IF NOT EXISTS ix_runs_action_created ON runs (action, created);
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+#: Indexes of schema version 1 that version 2 dropped: each was updated by every end.
+_DROPPED_IN_2 = (
+    "ix_runs_task_time",
+    "ix_runs_task_action_created",
+    "ix_runs_time",
+    "ix_runs_action_created",
+)
+
+# Every action, for ``action IN (...)``: it lets a lookup of any action use the
+# (task_name, action, <time>) index with a range on <time>.
+_ANY_ACTION = "action IN (" + ", ".join(f"'{a.value}'" for a in Action) + ")"
+
+# The distinct task names, one index probe each (a skip scan over (task_name, start)).
+_NAMES = (
+    "WITH RECURSIVE names(name) AS ("
+    " SELECT MIN(task_name) FROM runs"
+    " UNION ALL"
+    " SELECT (SELECT MIN(task_name) FROM runs WHERE task_name > names.name)"
+    " FROM names WHERE names.name IS NOT NULL)"
+)
 
 _COLUMNS = 'run_id, task_name, action, created, start, "end", exc_text, output, owner'
 
@@ -244,6 +264,8 @@ class SQLiteRunLog:
             self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if not self._in_transaction("BEGIN", self._is_ours):
                 self._in_transaction("BEGIN IMMEDIATE", self._create_schema)
+            if self._scalar("PRAGMA user_version") < SCHEMA_VERSION:
+                self._in_transaction("BEGIN IMMEDIATE", self._migrate)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
 
@@ -265,6 +287,20 @@ class SQLiteRunLog:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 self._conn.execute(statement)
+        return True
+
+    def _migrate(self) -> bool:
+        """Bring an older file of ours to ``SCHEMA_VERSION``, in one transaction (looking
+        at the version again first: another process may have just done it).
+
+        1 -> 2: drop four indexes that every run's end had to update; the lookups they
+        served use the remaining ones."""
+        version = self._scalar("PRAGMA user_version")
+        if version < 2:
+            for name in _DROPPED_IN_2:
+                self._conn.execute(f"DROP INDEX IF EXISTS {name}")
+        if version < SCHEMA_VERSION:
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return True
 
     def _is_ours(self) -> bool:
@@ -511,6 +547,8 @@ class SQLiteRunLog:
             col = "start"
         elif action is None:
             sql, col = "SELECT COUNT(*) FROM runs WHERE task_name = ?", _TIME
+            if since is not None or until is not None:
+                sql += f" AND {_ANY_ACTION}"
         else:
             sql = "SELECT COUNT(*) FROM runs WHERE task_name = ? AND action = ?"
             col = _TIME
@@ -695,21 +733,29 @@ class SQLiteRunLog:
     ) -> list[RunRecord]:
         where: list[str] = []
         params: list[Any] = []
+        prefix = ""
+        source = "runs"
         if task is not None:
             where.append("task_name = ?")
             params.append(task)
+        elif action is not None or since is not None:
+            # Per task name, through the (task_name, action, <time>) index.
+            prefix = _NAMES + " "
+            source = "names JOIN runs ON runs.task_name = names.name"
         if action is not None:
             where.append("action = ?")
             params.append(Action.parse(action).value)
+        elif since is not None:
+            where.append(_ANY_ACTION)
         if since is not None:
             where.append(f"{_TIME} >= ?")
             params.append(since)
-        sql = f"SELECT {_COLUMNS} FROM runs"
+        sql = f"{prefix}SELECT {_COLUMNS} FROM {source}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        # With ``since``, ``+created`` keeps the planner from walking the ``created`` index
-        # (a scan) to avoid a sort: the span's rows are found by index and then sorted.
-        order = "+created" if since is not None else "created"
+        # ``+created`` keeps the planner from walking the ``created`` index (a scan) to
+        # avoid a sort: the rows are found by index and then sorted.
+        order = "+created" if (since is not None or action is not None) else "created"
         if limit is not None:
             if limit <= 0:
                 return []
@@ -726,21 +772,14 @@ class SQLiteRunLog:
     def open_runs(self) -> Sequence[RunRecord]:
         with self._lock, self._guard("reading"):
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM runs INDEXED BY ix_runs_action_created "
-                "WHERE action = 'run' ORDER BY run_id"
+                f"{_NAMES} SELECT {_COLUMNS} FROM names JOIN runs "
+                "ON runs.task_name = names.name WHERE action = 'run' ORDER BY run_id"
             ).fetchall()
         return [_record(row) for row in rows]
 
     def task_names(self) -> list[str]:
         # A skip scan over the (task_name, start) index: one probe per distinct name.
-        sql = (
-            "WITH RECURSIVE names(name) AS ("
-            " SELECT MIN(task_name) FROM runs"
-            " UNION ALL"
-            " SELECT (SELECT MIN(task_name) FROM runs WHERE task_name > names.name)"
-            " FROM names WHERE names.name IS NOT NULL)"
-            " SELECT name FROM names WHERE name IS NOT NULL"
-        )
+        sql = _NAMES + " SELECT name FROM names WHERE name IS NOT NULL"
         with self._lock, self._guard("reading"):
             return [row[0] for row in self._conn.execute(sql)]
 

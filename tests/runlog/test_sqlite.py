@@ -17,7 +17,7 @@ import pytest
 from redengine_nb.errors import RunLogError
 from redengine_nb.records import Action, RunRecord
 from redengine_nb.runlog import MemoryRunLog, SQLiteRunLog
-from redengine_nb.runlog.sqlite import APPLICATION_ID, SCHEMA_VERSION
+from redengine_nb.runlog.sqlite import _TIME, APPLICATION_ID, SCHEMA_VERSION
 
 
 def _files(folder: Path) -> list[str]:
@@ -134,6 +134,37 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RunLogError, match="newer"):
         SQLiteRunLog(path)
+
+
+_V1_INDEXES = f"""
+CREATE INDEX ix_runs_task_time ON runs (task_name, {_TIME});
+CREATE INDEX ix_runs_task_action_created ON runs (task_name, action, created);
+CREATE INDEX ix_runs_time ON runs ({_TIME});
+CREATE INDEX ix_runs_action_created ON runs (action, created);
+PRAGMA user_version = 1;
+"""
+
+
+def test_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with SQLiteRunLog(path) as log:
+        done = log.start_run("t", created=1.0, start=1.0, owner="me")
+        log.finish_run(done.run_id, Action.SUCCESS, end=2.0)
+        log.start_run("t", created=3.0, start=3.0, owner="me")
+    conn = sqlite3.connect(path)
+    conn.executescript(_V1_INDEXES)  # what version 1 wrote
+    conn.close()
+    with SQLiteRunLog(path) as log:
+        assert log.last("t", Action.SUCCESS) == 2.0
+        assert [r.start for r in log.open_runs()] == [3.0]
+        assert log.count("t") == 2
+    conn = sqlite3.connect(path)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    assert version == SCHEMA_VERSION == 2
+    assert not names & {"ix_runs_task_time", "ix_runs_time", "ix_runs_action_created"}
+    assert {"ix_runs_task_start", "ix_runs_task_action_time"} <= names
 
 
 def test_finish_runs_writes_a_batch_and_refuses_bad_ones_alone(tmp_path: Path) -> None:
