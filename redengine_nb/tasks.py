@@ -46,32 +46,51 @@ class CommandFailed(Exception):
 
 # Parameters per function, read once: inspect.signature() costs more than the rest of a
 # launch. Keyed weakly by the function and checked against its defaults (which may be
-# replaced); a callable that takes no weak reference is read each time.
-_SIGNATURES: weakref.WeakKeyDictionary[Any, tuple[Any, Any, list[inspect.Parameter] | None]] = (
-    weakref.WeakKeyDictionary()
-)
+# replaced); a callable that takes no weak reference is read each time. With them, what a
+# launch needs of them: the names a call may pass, and the defaults (where markers hide).
+_SIGNATURES: weakref.WeakKeyDictionary[Any, _Signature] = weakref.WeakKeyDictionary()
 
 
-def _parameters_of(func: Any) -> list[inspect.Parameter] | None:
-    """``func``'s parameters (``None`` if it has no signature)."""
+class _Signature:
+    __slots__ = ("defaults", "kwdefaults", "names", "params", "values")
+
+    def __init__(self, defaults: Any, kwdefaults: Any, params: list[inspect.Parameter] | None):
+        self.defaults = defaults
+        self.kwdefaults = kwdefaults
+        self.params = params
+        self.names: frozenset[str] | None = None  # None: any name (or no signature)
+        self.values: Mapping[str, Any] = {}
+        if params is not None:
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+                self.names = frozenset(
+                    p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY
+                )
+            self.values = {
+                p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+            }
+
+
+def _signature_of(func: Any) -> _Signature:
+    """``func``'s parameters, read once (``params`` is ``None`` if it has no signature)."""
     defaults = getattr(func, "__defaults__", None)
     kwdefaults = getattr(func, "__kwdefaults__", None)
     try:
         cached = _SIGNATURES.get(func)
     except TypeError:  # not weakly referenceable (or not hashable)
         cached = None
-    if cached is not None and cached[0] is defaults and cached[1] is kwdefaults:
-        return cached[2]
+    if cached is not None and cached.defaults is defaults and cached.kwdefaults is kwdefaults:
+        return cached
     params: list[inspect.Parameter] | None
     try:
         params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):
         params = None
+    sig = _Signature(defaults, kwdefaults, params)
     try:
-        _SIGNATURES[func] = (defaults, kwdefaults, params)
+        _SIGNATURES[func] = sig
     except TypeError:
         pass
-    return params
+    return sig
 
 
 class BaseTask:
@@ -254,12 +273,12 @@ class BaseTask:
     def description(self) -> str:
         return self.kind
 
-    def signature_names(self) -> set[str] | None:
+    def signature_names(self) -> frozenset[str] | None:
         """Parameter names the target accepts (``None``: any)."""
         return None
 
-    def marker_defaults(self) -> dict[str, Any]:
-        """Default values of the target's parameters (where markers hide)."""
+    def marker_defaults(self) -> Mapping[str, Any]:
+        """Default values of the target's parameters (where markers hide); read-only."""
         return {}
 
     def check_prerun(self) -> None:
@@ -309,23 +328,15 @@ class FuncTask(BaseTask):
             return f"{module}.{qual}()"
         return f"{self.path}:{self.func_name}()"
 
-    def signature_names(self) -> set[str] | None:
+    def signature_names(self) -> frozenset[str] | None:
         if self.func is None:
             return None
-        params = _parameters_of(self.func)
-        if params is None:
-            return None
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-            return None
-        return {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+        return _signature_of(self.func).names
 
-    def marker_defaults(self) -> dict[str, Any]:
+    def marker_defaults(self) -> Mapping[str, Any]:
         if self.func is None:
             return {}
-        params = _parameters_of(self.func)
-        if params is None:
-            return {}
-        return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        return _signature_of(self.func).values
 
     def check_prerun(self) -> None:
         if self.func is not None:
