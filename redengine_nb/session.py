@@ -609,7 +609,7 @@ class Session:
                 self._end_next = nxt.timestamp()
 
     def _due(self, now: datetime, now_ts: float) -> list[tuple[BaseTask, dict[str, Any] | None]]:
-        from .conditions.base import Context
+        from .conditions.base import OUTSIDE_RECHECK, Context
 
         due: list[tuple[BaseTask, dict[str, Any] | None]] = []
         with self._lock:
@@ -644,7 +644,12 @@ class Session:
                         due.append((task, None))
                     else:
                         nxt = task._start_cond.next_due(ctx)
-                        task._next_check = None if nxt is None else nxt.timestamp()
+                        check = None if nxt is None else nxt.timestamp()
+                        if task._start_cond.reads_outside():
+                            # A custom phrase: nothing announces its change; look again soon.
+                            soon = now_ts + OUTSIDE_RECHECK
+                            check = soon if check is None else min(check, soon)
+                        task._next_check = check
                 except Exception as exc:
                     task._next_check = now_ts + _COND_ERROR_RETRY
                     self._cond_error(f"the condition of task {name!r} ({task._start_cond})", exc)

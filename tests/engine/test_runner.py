@@ -190,3 +190,21 @@ def test_a_signal_landing_on_another_thread_is_handled_at_once(app) -> None:
         sender.join(5)
     assert handled.is_set()
     assert elapsed < 30, f"the handler waited for the sleep to end ({elapsed:.1f} s)"
+
+
+def test_a_custom_condition_that_turns_true_by_itself_is_noticed(app, clock) -> None:
+    # A custom phrase reads the world outside the scheduler: no event announces its
+    # change, so the scheduler must look at it again on its own, not only after events.
+    ready = {"file": False}
+
+    @app.cond("input is ready")
+    def input_is_ready() -> bool:
+        return ready["file"]
+
+    app.task("input is ready", func=noop, name="consume")
+    assert app.session.tick() == []
+    wait = app.session.seconds_until_wake(cap=60.0)
+    assert 0 < wait <= 1.0  # it sleeps, briefly, instead of forever or not at all
+    ready["file"] = True
+    clock.advance(wait)
+    assert app.session.tick() == ["consume"]
