@@ -12,6 +12,7 @@ in another zone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -168,29 +169,35 @@ def _unambiguous(ts: float, tz: ZoneInfo) -> bool:
     )
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.sampled_from(TEXTS),
-    st.lists(
-        st.tuples(st.integers(-3 * 24 * 60, 3 * 24 * 60), st.integers(0, 2), st.booleans()),
-        min_size=1,
-        max_size=25,
-    ),
+#: Steps around the spring-forward night in Helsinki (2024-03-31), to and fro: minutes
+#: from the base instant, which of three zones, and whether the task is running.
+STEPS = st.lists(
+    st.tuples(st.integers(-3 * 24 * 60, 3 * 24 * 60), st.integers(0, 2), st.booleans()),
+    min_size=1,
+    max_size=25,
 )
-def test_a_used_condition_answers_like_a_fresh_one(
-    text: str, steps: list[tuple[int, int, bool]]
-) -> None:
-    # Around the spring-forward night in Helsinki (2024-03-31), to and fro, in three zones.
+
+
+def contexts(steps: list[tuple[int, int, bool]]) -> Iterator[Context]:
+    """A context per step (skipping wall times a backward jump makes ambiguous)."""
     base = at("2024-03-30 09:00")
     log = history(base)
-    cond = parse(text)
     for minutes, zone, running in steps:
         tz = ZONES[zone]
         ts = base.timestamp() + minutes * 60
         if not _unambiguous(ts, tz):
             continue
         now = datetime.fromtimestamp(ts, tz)
-        ctx = Context(now, log, "t", (lambda _n: True) if running else (lambda _n: False))
+        yield Context(now, log, "t", (lambda _n: True) if running else (lambda _n: False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(TEXTS), STEPS)
+def test_a_used_condition_answers_like_a_fresh_one(
+    text: str, steps: list[tuple[int, int, bool]]
+) -> None:
+    cond = parse(text)
+    for ctx in contexts(steps):
         check_against_fresh(cond, text, ctx)
 
 
@@ -198,29 +205,14 @@ def test_a_used_condition_answers_like_a_fresh_one(
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.sampled_from(TEXTS),
-    st.lists(
-        st.tuples(st.integers(-3 * 24 * 60, 3 * 24 * 60), st.integers(0, 2), st.booleans()),
-        min_size=1,
-        max_size=25,
-    ),
-)
+@given(st.sampled_from(TEXTS), STEPS)
 def test_fresh_objects_sharing_segments_answer_like_unshared_ones(
     text: str, steps: list[tuple[int, int, bool]]
 ) -> None:
     # Each step asks a new object (served by the segments earlier objects left, computed at
     # other instants and in other zones) and one that computes everything itself.
-    base = at("2024-03-30 09:00")
-    log = history(base)
-    for minutes, zone, running in steps:
-        tz = ZONES[zone]
-        ts = base.timestamp() + minutes * 60
-        if not _unambiguous(ts, tz):
-            continue
-        now = datetime.fromtimestamp(ts, tz)
-        ctx = Context(now, log, "t", (lambda _n: True) if running else (lambda _n: False))
-        assert answers(parse(text), ctx) == unshared_answers(text, ctx), (text, now)
+    for ctx in contexts(steps):
+        assert answers(parse(text), ctx) == unshared_answers(text, ctx), (text, ctx.now)
 
 
 def test_equal_objects_share_the_window_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
