@@ -30,6 +30,14 @@ class Action(enum.StrEnum):
             allowed = ", ".join(a.value for a in cls)
             raise ValueError(f"unknown action {value!r}; expected one of {allowed}") from None
 
+    @classmethod
+    def final(cls, value: str | Action) -> Action:
+        """The action a run ends with: any action but ``RUN``."""
+        action = cls.parse(value)
+        if action is cls.RUN:
+            raise ValueError("a run ends with a final action, not 'run'")
+        return action
+
 
 #: The actions that end a run normally ("has finished" and period conditions count these).
 FINISHED: frozenset[Action] = frozenset(

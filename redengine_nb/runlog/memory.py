@@ -104,9 +104,7 @@ class MemoryRunLog:
         exc_text: str | None = None,
         output: str | None = None,
     ) -> RunRecord:
-        action = Action.parse(action)
-        if action is Action.RUN:
-            raise ValueError("finish_run() needs a final action, not 'run'")
+        action = Action.final(action)
         with self._lock:
             record = self._records[run_id]
             if record.action is not Action.RUN:

@@ -640,9 +640,7 @@ class SQLiteRunLog:
         exc_text: str | None,
         output: str | None,
     ) -> Callable[[sqlite3.Connection], RunRecord]:
-        action = Action.parse(action)
-        if action is Action.RUN:
-            raise ValueError("finish_run() needs a final action, not 'run'")
+        action = Action.final(action)
         key = _run_id(run_id)
 
         def op(conn: sqlite3.Connection) -> RunRecord:
