@@ -14,9 +14,11 @@ session parameter (``app.params(key=...)``), ``Return('x')`` the last return val
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .executors.base import RunFlag
 
 __all__ = [
     "Arg",
@@ -39,7 +41,7 @@ class ResolveContext:
 
     session: Any
     task: Any
-    flag: threading.Event
+    flag: RunFlag
 
 
 class Argument:
@@ -138,7 +140,7 @@ class TerminationFlag(Argument):
     __slots__ = ()
 
     def resolve(self, ctx: ResolveContext) -> Any:
-        return ctx.flag
+        return ctx.flag.event()
 
     def __repr__(self) -> str:
         return "TerminationFlag()"

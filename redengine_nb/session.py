@@ -31,7 +31,7 @@ from .args import TerminationFlag as _TerminationFlagMarker
 from .clock import Clock, get_zone
 from .config import Config
 from .errors import ConditionParseError, SchedulerError, TaskExistsError, TaskSetupError
-from .executors import Executor, RunHandle, RunOutcome, RunSpec, make_executor
+from .executors import Executor, RunFlag, RunHandle, RunOutcome, RunSpec, make_executor
 from .records import Action, RunRecord
 from .runlog.base import RunLog, finish_runs, start_runs
 from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
@@ -153,7 +153,7 @@ class _Prepared:
         task: BaseTask,
         executor: Executor,
         target: Callable[[], Any],
-        flag: threading.Event,
+        flag: RunFlag,
         privates: list[str],
     ) -> None:
         self.task = task
@@ -183,6 +183,15 @@ class _Reads:
     def last(self, task: str, action: Any) -> float | None:
         self.names.add(task)
         value: float | None = self.history.last(task, action)
+        return value
+
+    def last_of(self, task: str, actions: Any) -> float | None:
+        self.names.add(task)
+        last_of = getattr(self.history, "last_of", None)
+        if last_of is None:
+            times = [t for t in (self.history.last(task, a) for a in actions) if t is not None]
+            return max(times) if times else None
+        value: float | None = last_of(task, actions)
         return value
 
     def count(self, task: str, *args: Any, **kwargs: Any) -> int:
@@ -731,7 +740,7 @@ class Session:
         return executor
 
     def _resolve(
-        self, task: BaseTask, params: dict[str, Any], process: bool, flag: threading.Event
+        self, task: BaseTask, params: dict[str, Any], process: bool, flag: RunFlag
     ) -> tuple[dict[str, Any], list[str]]:
         names = task.signature_names()
         kwargs: dict[str, Any] = {}
@@ -764,7 +773,7 @@ class Session:
                         "or 'main'."
                     )
                 if isinstance(value, _TerminationFlagMarker):
-                    value = flag
+                    value = flag.event()
                 else:
                     try:
                         value = value.resolve(ctx)
@@ -875,7 +884,7 @@ class Session:
             if capacity <= 0:
                 return None  # due tasks wait for a free slot; a run ending wakes us
         self._pop_forced(task, params)
-        flag = threading.Event()
+        flag = RunFlag()
         try:
             task.check_prerun()
             kwargs, privates = self._resolve(task, params or {}, process, flag)

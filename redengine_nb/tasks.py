@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -35,6 +34,7 @@ from .records import Action
 
 if TYPE_CHECKING:
     from .conditions.base import BaseCondition
+    from .executors.base import RunFlag
     from .session import Session
 
 __all__ = ["BaseTask", "CodeTask", "CommandFailed", "CommandTask", "FuncTask"]
@@ -285,7 +285,7 @@ class BaseTask:
         """Raise :class:`TaskSetupError` when a run cannot start (missing file, ...)."""
 
     def build_target(
-        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+        self, kwargs: dict[str, Any], *, process: bool, flag: RunFlag | None
     ) -> Callable[[], Any]:
         raise NotImplementedError
 
@@ -318,7 +318,27 @@ class FuncTask(BaseTask):
         self.func = func
         self.path = None if path is None else str(path)
         self.func_name = func_name
+        # Read now, not at the first launch: a burst of first runs would pay it all at once.
+        self._sig: tuple[Any, _Signature] | None = None
+        if func is not None:
+            self._signature()
         super().__init__(session, name, **kwargs)
+
+    def _signature(self) -> _Signature:
+        """The signature of ``self.func``, kept on the task (read again if the function
+        or its defaults were replaced)."""
+        func = self.func
+        kept = self._sig
+        if (
+            kept is not None
+            and kept[0] is func
+            and kept[1].defaults is getattr(func, "__defaults__", None)
+            and kept[1].kwdefaults is getattr(func, "__kwdefaults__", None)
+        ):
+            return kept[1]
+        sig = _signature_of(func)
+        self._sig = (func, sig)
+        return sig
 
     @property
     def description(self) -> str:
@@ -331,12 +351,12 @@ class FuncTask(BaseTask):
     def signature_names(self) -> frozenset[str] | None:
         if self.func is None:
             return None
-        return _signature_of(self.func).names
+        return self._signature().names
 
     def marker_defaults(self) -> Mapping[str, Any]:
         if self.func is None:
             return {}
-        return _signature_of(self.func).values
+        return self._signature().values
 
     def check_prerun(self) -> None:
         if self.func is not None:
@@ -352,7 +372,7 @@ class FuncTask(BaseTask):
             )
 
     def build_target(
-        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+        self, kwargs: dict[str, Any], *, process: bool, flag: RunFlag | None
     ) -> Callable[[], Any]:
         if self.func is not None:
             return functools.partial(self.func, **kwargs)
@@ -392,7 +412,7 @@ class CommandTask(BaseTask):
             )
 
     def build_target(
-        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+        self, kwargs: dict[str, Any], *, process: bool, flag: RunFlag | None
     ) -> Callable[[], Any]:
         return functools.partial(run_command, self.command, kwargs, flag)
 
@@ -432,7 +452,7 @@ class CodeTask(BaseTask):
         return first if len(first) <= 60 else first[:57] + "..."
 
     def build_target(
-        self, kwargs: dict[str, Any], *, process: bool, flag: threading.Event | None
+        self, kwargs: dict[str, Any], *, process: bool, flag: RunFlag | None
     ) -> Callable[[], Any]:
         if self.namespace is not None and not process:
             return functools.partial(run_code, self.code, self._name, kwargs, self.namespace)
@@ -505,9 +525,7 @@ def _command_args(kwargs: Mapping[str, Any]) -> list[str]:
     return args
 
 
-def run_command(
-    command: str | list[str], kwargs: dict[str, Any], flag: threading.Event | None
-) -> int:
+def run_command(command: str | list[str], kwargs: dict[str, Any], flag: RunFlag | None) -> int:
     """Run a command, echo its output into this run's capture, fail on non-zero exit."""
     extra = _command_args(kwargs)
     if isinstance(command, str):

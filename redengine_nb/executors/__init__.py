@@ -7,9 +7,17 @@ executor is imported only when a process run is asked for.
 from __future__ import annotations
 
 from ..clock import Clock
-from .base import Executor, RunHandle, RunOutcome, RunSpec
+from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
 
-__all__ = ["EXECUTIONS", "Executor", "RunHandle", "RunOutcome", "RunSpec", "make_executor"]
+__all__ = [
+    "EXECUTIONS",
+    "Executor",
+    "RunFlag",
+    "RunHandle",
+    "RunOutcome",
+    "RunSpec",
+    "make_executor",
+]
 
 EXECUTIONS = ("process", "thread", "main")
 

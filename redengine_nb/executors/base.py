@@ -17,7 +17,69 @@ from typing import Any
 
 from ..records import Action
 
-__all__ = ["Executor", "RunHandle", "RunOutcome", "RunSpec"]
+__all__ = ["Executor", "RunFlag", "RunHandle", "RunOutcome", "RunSpec"]
+
+_EVENT_LOCK = threading.Lock()
+
+
+class RunFlag:
+    """A run's stop flag: :meth:`set` asks the run to stop, :meth:`is_set` reads it.
+
+    The ``threading.Event`` a task gets as its ``TerminationFlag()`` argument is made only
+    when asked for (:meth:`event`): most runs never look at it, and an Event (a Condition,
+    a lock, a deque) costs more to make than the rest of a launch. ``on_set`` hooks run
+    once, when the flag is set (at once if it is set already).
+    """
+
+    __slots__ = ("_event", "_hooks", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+        self._hooks: list[Callable[[], None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        with _EVENT_LOCK:
+            if self._set:
+                return
+            self._set = True
+            event, hooks = self._event, self._hooks
+        if event is not None:
+            event.set()
+        for hook in hooks or ():
+            hook()
+
+    def event(self) -> threading.Event:
+        """The flag as a ``threading.Event`` (made on the first call, set with the flag)."""
+        with _EVENT_LOCK:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._set:
+                    self._event.set()
+            return self._event
+
+    def made_event(self) -> threading.Event | None:
+        """The Event if :meth:`event` made one, else ``None``."""
+        return self._event
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.event().wait(timeout)
+
+    def on_set(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` (no arguments) when the flag is set; now, if it is set already."""
+        with _EVENT_LOCK:
+            if not self._set:
+                if self._hooks is None:
+                    self._hooks = []
+                self._hooks.append(hook)
+                return
+        hook()
+
+    def __repr__(self) -> str:
+        return f"RunFlag({'set' if self._set else 'clear'})"
 
 
 @dataclass(slots=True)
@@ -36,7 +98,7 @@ class RunSpec:
     timeout: float | None = None
     #: Set when the run should stop (timeout, end_cond, terminate()); passed to the task
     #: as its ``TerminationFlag()`` argument for main/thread runs.
-    flag: threading.Event = field(default_factory=threading.Event)
+    flag: RunFlag = field(default_factory=RunFlag)
     #: Largest number of characters of captured output kept (the tail).
     output_limit: int = 64_000
 

@@ -70,7 +70,7 @@ from ..capture import TRUNCATED
 from ..clock import Clock
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
-from .base import Executor, RunHandle, RunOutcome, RunSpec
+from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
 
 __all__ = ["DEFAULT_GRACE", "ProcessExecutor", "child_termination_flag", "default_start_method"]
 
@@ -97,19 +97,20 @@ def default_start_method() -> str:
 class _TargetPickler(cloudpickle.CloudPickler):  # type: ignore[misc]
     """cloudpickle, with the run's flag replaced by a reference the child resolves."""
 
-    def __init__(self, file: io.BytesIO, flag: threading.Event) -> None:
+    def __init__(self, file: io.BytesIO, flag: RunFlag) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._flag = flag
+        self._event = flag.made_event()  # what TerminationFlag() gave the target, if used
         self.uses_flag = False
 
     def persistent_id(self, obj: Any) -> str | None:
-        if obj is self._flag:
+        if obj is self._flag or (self._event is not None and obj is self._event):
             self.uses_flag = True
             return _FLAG_ID
         return None
 
 
-def _dumps(obj: Any, flag: threading.Event) -> tuple[bytes, bool]:
+def _dumps(obj: Any, flag: RunFlag) -> tuple[bytes, bool]:
     buffer = io.BytesIO()
     pickler = _TargetPickler(buffer, flag)
     pickler.dump(obj)
@@ -153,7 +154,7 @@ def _parts(obj: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
         yield "the bound object", bound_self
 
 
-def _culprit(obj: Any, flag: threading.Event, depth: int = 0) -> str | None:
+def _culprit(obj: Any, flag: RunFlag, depth: int = 0) -> str | None:
     """Name the innermost part of ``obj`` that cannot be pickled, if one can be found."""
     for label, part in _parts(obj, depth):
         try:
@@ -461,10 +462,10 @@ class ProcessExecutor(Executor):
                     target=self._watch, name="redengine-nb process watcher", daemon=True
                 )
                 self._watcher.start()
-        self._hook_flag(handle)
         if spec.flag.is_set():
             self._request_terminate(handle, "terminated: its flag was set before it started")
         else:
+            self._hook_flag(handle)  # a set() from now on terminates it (at once if it was)
             self._wake()
         return handle
 
@@ -500,17 +501,14 @@ class ProcessExecutor(Executor):
 
     def _hook_flag(self, handle: _ProcessHandle) -> None:
         """Make ``spec.flag.set()`` wake the watcher, which then terminates the run."""
-        flag = handle.spec.flag
-        original = flag.set
         executor = weakref.ref(self)
 
-        def set_and_terminate() -> None:
-            original()
+        def terminate() -> None:
             owner = executor()
             if owner is not None and handle.is_alive():
                 owner._request_terminate(handle, "terminated: its flag was set")
 
-        setattr(flag, "set", set_and_terminate)  # noqa: B010 - instance attribute on purpose
+        handle.spec.flag.on_set(terminate)
 
     def _request_terminate(self, handle: _ProcessHandle, reason: str) -> None:
         with self._lock:

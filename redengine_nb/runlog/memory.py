@@ -38,6 +38,12 @@ class MemoryRunLog:
     def last(self, task: str, action: Action) -> float | None:
         return self._last.get((task, action))
 
+    def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
+        """The newest of ``last(task, a)`` over ``actions``."""
+        get = self._last.get
+        times = [t for t in (get((task, a)) for a in actions) if t is not None]
+        return max(times) if times else None
+
     def count(
         self,
         task: str,

@@ -191,6 +191,11 @@ class SQLiteRunLog:
         self._queue_lock = threading.Lock()
         self._leading = False  # a writer is committing the queue (under _queue_lock)
         self._cache: OrderedDict[tuple[str, Action], float | None] = OrderedDict()
+        # Every (task, action) the file may hold a record of: a superset, loaded at the
+        # first cache miss (one skip scan) and grown by our writes. A miss for a pair not
+        # in it is answered None without a query (a new task's first look at its
+        # history). Only kept with the cache on; dropped with it when others write.
+        self._present: set[tuple[str, Action]] | None = None
         self._closed = False
         if not self._memory:
             self._check_file(Path(path))
@@ -484,12 +489,6 @@ class SQLiteRunLog:
         if self.cache_size > 0:
             self.cache_size = max(self.cache_size, len(Action) * tasks)
 
-    def _cache_get(self, key: tuple[str, Action]) -> tuple[bool, float | None]:
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return True, self._cache[key]
-        return False, None
-
     def _cache_put(self, key: tuple[str, Action], value: float | None) -> None:
         if self.cache_size <= 0:
             return
@@ -501,21 +500,42 @@ class SQLiteRunLog:
     def _cache_note(self, task: str, action: Action, when: float | None) -> None:
         """Our own write made a record of ``action`` at ``when``: keep a cached answer true."""
         key = (task, action)
+        if self._present is not None:
+            self._present.add(key)
         if when is None or key not in self._cache:
             return
         old = self._cache[key]
         if old is None or when > old:
             self._cache[key] = when
 
+    def _known_pairs(self) -> set[tuple[str, Action]]:
+        """``_present``, loaded if it is not (under the lock)."""
+        if self._present is None:
+            present: set[tuple[str, Action]] = set()
+            # A skip scan of the (task_name, action, <time>) index: one probe per pair.
+            for task, action in self._conn.execute("SELECT DISTINCT task_name, action FROM runs"):
+                try:
+                    present.add((task, Action(action)))
+                except ValueError:
+                    continue  # not an action of ours: last() never asks for it
+                present.add((task, Action.RUN))  # may have a start (a superset is safe)
+            self._present = present
+        return self._present
+
     # -- History ---------------------------------------------------------------------
     def last(self, task: str, action: Action) -> float | None:
-        action = Action.parse(action)
+        if action.__class__ is not Action:
+            action = Action.parse(action)
         key = (task, action)
         with self._lock:
-            hit, value = self._cache_get(key)
-            if hit:
-                return value
+            cache = self._cache
+            if key in cache:  # the common case, once per condition look: kept lean
+                cache.move_to_end(key)
+                return cache[key]
             with self._guard("reading"):
+                if self.cache_size > 0 and key not in self._known_pairs():
+                    self._cache_put(key, None)
+                    return None
                 if action is Action.RUN:
                     value = self._scalar(
                         "SELECT start FROM runs WHERE task_name = ? AND start IS NOT NULL "
@@ -531,6 +551,22 @@ class SQLiteRunLog:
             result = None if value is None else float(value)
             self._cache_put(key, result)
             return result
+
+    def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
+        """The newest of ``last(task, a)`` over ``actions`` (one lock for all of them)."""
+        best: float | None = None
+        with self._lock:
+            cache = self._cache
+            for action in actions:
+                key = (task, action)
+                if key in cache:
+                    cache.move_to_end(key)
+                    t = cache[key]
+                else:
+                    t = self.last(task, action)
+                if t is not None and (best is None or t > best):
+                    best = t
+        return best
 
     def count(
         self,
@@ -788,6 +824,7 @@ class SQLiteRunLog:
             if version != self._data_version:
                 self._data_version = version
                 self._cache.clear()
+                self._present = None
 
     def close(self) -> None:
         with self._lock:

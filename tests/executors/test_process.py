@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from redengine_nb.errors import TaskInaction, TaskSetupError
-from redengine_nb.executors.base import RunOutcome, RunSpec
+from redengine_nb.executors.base import RunFlag, RunOutcome, RunSpec
 from redengine_nb.executors.process import ProcessExecutor
 from redengine_nb.records import Action
 from redengine_nb.testing import FakeClock
@@ -300,8 +300,8 @@ def test_setting_the_flag_terminates(executor: ProcessExecutor, fifo: Path) -> N
 def test_termination_flag_in_the_child_is_set_by_sigterm(
     executor: ProcessExecutor, fifo: Path
 ) -> None:
-    flag = threading.Event()
-    target = functools.partial(graceful, flag, str(fifo))
+    flag = RunFlag()
+    target = functools.partial(graceful, flag.event(), str(fifo))  # as TerminationFlag() binds
     waiter = Waiter()
     handle = executor.start(RunSpec("polite", "r1", target, flag=flag), waiter)
     wait_fifo(fifo)

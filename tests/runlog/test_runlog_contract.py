@@ -188,3 +188,16 @@ def test_refresh_and_close_are_safe(runlog: RunLog) -> None:
     assert runlog.last("t", Action.RUN) == 1.0
     runlog.close()
     runlog.close()  # idempotent
+
+
+def test_last_of_is_the_newest_over_the_actions(runlog: RunLog) -> None:
+    last_of = runlog.last_of  # type: ignore[attr-defined]
+    finished = (Action.SUCCESS, Action.FAIL, Action.TERMINATE, Action.INACTION)
+    assert last_of("t", finished) is None
+    runlog.log_run(RunRecord("", "t", Action.SUCCESS, 1.0, 1.0, 2.0))
+    runlog.log_run(RunRecord("", "t", Action.FAIL, 3.0, 3.0, 4.0))
+    runlog.log_run(RunRecord("", "other", Action.SUCCESS, 9.0, 9.0, 10.0))
+    assert last_of("t", finished) == 4.0
+    assert last_of("t", (Action.SUCCESS,)) == 2.0
+    assert last_of("t", (Action.CRASH, Action.TERMINATE)) is None
+    assert last_of("other", finished) == 10.0

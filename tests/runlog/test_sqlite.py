@@ -487,3 +487,57 @@ def test_answers_match_memory_on_the_same_records(big_log: SQLiteRunLog) -> None
             assert mem.count(task, action) == big_log.count(task, action)
             if action is not None:
                 assert mem.last(task, action) == big_log.last(task, action), (task, action)
+
+
+def _statements(log: SQLiteRunLog) -> list[str]:
+    seen: list[str] = []
+    log._conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_first_look_at_a_new_task_reads_nothing(tmp_path: Path) -> None:
+    """The pairs the file holds are read once (one skip scan); a task without records is
+    then answered from memory, however many actions are asked for."""
+    with SQLiteRunLog(tmp_path / "runs.db") as log:
+        rec = log.start_run("old", created=1.0, start=1.0, owner="me")
+        log.finish_run(rec.run_id, Action.SUCCESS, end=2.0)
+    with SQLiteRunLog(tmp_path / "runs.db") as log:
+        seen = _statements(log)
+        assert log.last("new-0", Action.SUCCESS) is None
+        assert len(seen) == 1 and "DISTINCT" in seen[0]
+        for i in range(50):
+            for action in Action:
+                assert log.last(f"new-{i}", action) is None
+        assert log.last_of("new-51", tuple(Action)) is None
+        assert len(seen) == 1
+        # A pair the file holds is read from it.
+        assert log.last("old", Action.SUCCESS) == 2.0
+        assert log.last("old", Action.RUN) == 1.0
+        assert log.last("old", Action.FAIL) is None
+        assert len(seen) == 3  # SUCCESS and RUN queried; FAIL known absent
+
+
+def test_own_writes_and_refresh_keep_new_tasks_visible(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    mine, theirs = SQLiteRunLog(path, cache_size=4), SQLiteRunLog(path)
+    try:
+        assert mine.last("a", Action.SUCCESS) is None  # pairs loaded: the file is empty
+        for i in range(20):  # more than the cache holds: answers come back from the file
+            rec = mine.start_run(f"t{i}", created=i, start=i, owner="me")
+            mine.finish_run(rec.run_id, Action.FAIL, end=i + 0.5)
+        mine.log_run(RunRecord("", "a", Action.SUCCESS, 30.0, 30.0, 31.0))
+        assert [mine.last(f"t{i}", Action.FAIL) for i in range(20)] == [i + 0.5 for i in range(20)]
+        assert mine.last("t3", Action.RUN) == 3.0
+        assert mine.last("a", Action.SUCCESS) == 31.0
+        rec = mine.start_run("c", created=40.0, start=40.0, owner="me")
+        mine.mark_crashed([rec.run_id], end=41.0)
+        assert mine.last("c", Action.CRASH) == 41.0
+        # Another connection's new task: seen after refresh(), like every cached answer.
+        assert mine.last("b", Action.SUCCESS) is None
+        theirs.log_run(RunRecord("", "b", Action.SUCCESS, 50.0, 50.0, 51.0))
+        mine.refresh()
+        assert mine.last("b", Action.SUCCESS) == 51.0
+        assert mine.last("b", Action.RUN) == 50.0
+    finally:
+        mine.close()
+        theirs.close()
