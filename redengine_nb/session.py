@@ -163,6 +163,38 @@ class _Prepared:
         self.privates = privates
 
 
+class _InTask:
+    """A main/thread run's target: calls it with the session's run wrappers entered and
+    the current task set for this thread (one object, where a closure would be six)."""
+
+    __slots__ = ("run_id", "target", "task", "wrappers")
+
+    def __init__(
+        self,
+        task: BaseTask,
+        run_id: str,
+        target: Callable[[], Any],
+        wrappers: tuple[Callable[[BaseTask, str], AbstractContextManager[Any]], ...],
+    ) -> None:
+        self.task = task
+        self.run_id = run_id
+        self.target = target
+        self.wrappers = wrappers
+
+    def __call__(self) -> Any:
+        previous = getattr(_local, "task", None)
+        _local.task = self.task
+        try:
+            if not self.wrappers:
+                return self.target()
+            with ExitStack() as stack:
+                for factory in self.wrappers:
+                    stack.enter_context(factory(self.task, self.run_id))
+                return self.target()
+        finally:
+            _local.task = previous
+
+
 class _Reads:
     """The history a condition is evaluated over, noting which tasks it looks at.
 
@@ -669,14 +701,14 @@ class Session:
 
     def _note_reads(self, name: str, reads: _Reads) -> None:
         """Remember which tasks' runs can change ``name``'s condition (under the lock)."""
-        names = frozenset(reads.names)
-        if reads.wild or not names:
+        if reads.wild or not reads.names:
             self._wild.add(name)
         else:
             self._wild.discard(name)
         old = self._reads.get(name)
-        if old == names:
-            return
+        if old is not None and len(old) == len(reads.names) and old.issuperset(reads.names):
+            return  # the usual case: what it read last time (no new set)
+        names = frozenset(reads.names)
         if old:
             for other in old:
                 readers = self._readers.get(other)
@@ -743,8 +775,16 @@ class Session:
         self, task: BaseTask, params: dict[str, Any], process: bool, flag: RunFlag
     ) -> tuple[dict[str, Any], list[str]]:
         names = task.signature_names()
+        defaults = task.marker_defaults()
+        if (
+            not defaults
+            and not params
+            and not task.parameters
+            and (names is None or not self.parameters or names.isdisjoint(self.parameters))
+        ):
+            return {}, []  # the usual run: nothing to pass, nothing to resolve
         kwargs: dict[str, Any] = {}
-        for key, default in task.marker_defaults().items():
+        for key, default in defaults.items():
             if isinstance(default, Argument | Private):
                 kwargs[key] = default
         if names is not None:
@@ -788,20 +828,7 @@ class Session:
         return kwargs, privates
 
     def _wrap(self, task: BaseTask, run_id: str, target: Callable[[], Any]) -> Callable[[], Any]:
-        wrappers = list(self._wrappers)
-
-        def run_with_wrappers() -> Any:
-            previous = getattr(_local, "task", None)
-            _local.task = task
-            try:
-                with ExitStack() as stack:
-                    for factory in wrappers:
-                        stack.enter_context(factory(task, run_id))
-                    return target()
-            finally:
-                _local.task = previous
-
-        return run_with_wrappers
+        return _InTask(task, run_id, target, tuple(self._wrappers))
 
     def _prerun_failed(self, task: BaseTask, exc: BaseException, now_ts: float) -> None:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()

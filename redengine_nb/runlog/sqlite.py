@@ -141,6 +141,26 @@ class _Queued:
 _ACTIONS: dict[str, Action] = {a.value: a for a in Action}
 
 
+class _Guard:
+    """``with log._guard(doing):`` turns an ``sqlite3.Error`` into a :class:`RunLogError`
+    (a class, not a generator: it is on every lookup)."""
+
+    __slots__ = ("doing", "log")
+
+    def __init__(self, log: SQLiteRunLog, doing: str) -> None:
+        self.log = log
+        self.doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise self.log._error(self.doing, exc) from exc
+
+
 def _record(row: Row) -> RunRecord:
     run_id, task, action, created, start, end, exc_text, output, owner = row
     return RunRecord(
@@ -351,12 +371,8 @@ class SQLiteRunLog:
             hint = "check the disk (space, permissions) or pass another logs= path."
         return RunLogError(f"run log {self.location!r}: {doing} failed: {text}; {hint}")
 
-    @contextmanager
-    def _guard(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise self._error(doing, exc) from exc
+    def _guard(self, doing: str) -> _Guard:
+        return _Guard(self, doing)
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self._conn.execute(sql, params).fetchone()
@@ -613,7 +629,22 @@ class SQLiteRunLog:
             return []
         doing = f"recording the start of {len(tasks)} run(s) ({tasks[0]!r}, ...)"
         with self._write(doing) as conn:
-            return [self._insert_start(conn, task, created, start, owner) for task in tasks]
+            # One statement for the batch: the ids are ours to give, as this transaction
+            # holds the write lock (no other writer can take the next ones meanwhile).
+            first = int(conn.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM runs").fetchone()[0])
+            conn.executemany(
+                "INSERT INTO runs (run_id, task_name, action, created, start, owner) "
+                "VALUES (?, ?, 'run', ?, ?, ?)",
+                [(first + i, task, created, start, owner) for i, task in enumerate(tasks)],
+            )
+            note = self._cache_note
+            for task in tasks:
+                note(task, Action.RUN, start)
+            run = Action.RUN
+            return [
+                RunRecord(str(first + i), task, run, created, start, owner=owner)
+                for i, task in enumerate(tasks)
+            ]
 
     def _insert_start(
         self, conn: sqlite3.Connection, task: str, created: float, start: float, owner: str
