@@ -33,7 +33,7 @@ from .config import Config
 from .errors import ConditionParseError, SchedulerError, TaskExistsError, TaskSetupError
 from .executors import Executor, RunFlag, RunHandle, RunOutcome, RunSpec, make_executor
 from .records import Action, RunRecord
-from .runlog.base import RunLog, finish_runs, start_runs
+from .runlog.base import RunLog, end_runs, start_runs
 from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
 
 if TYPE_CHECKING:
@@ -1035,9 +1035,11 @@ class Session:
 
     def _finish(self, batch: list[_End]) -> None:
         """Write ``batch``'s ends in one transaction, then acknowledge each, in order."""
-        ends = [(e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch]
+        ends = [
+            (e.run.task.name, e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch
+        ]
         try:
-            results: list[Any] = finish_runs(self.runlog, ends)
+            results: list[Any] = end_runs(self.runlog, ends)
         except Exception as exc:
             results = [exc] * len(batch)
         for item, result in zip(batch, results, strict=True):

@@ -14,8 +14,19 @@ from ..records import Action, RunRecord
 
 #: One run's end for :func:`finish_runs`: ``(run_id, action, end, exc_text, output)``.
 RunEnd = tuple[str, Action, float, str | None, str | None]
+#: One run's end for :func:`end_runs`: its task's name, then as :data:`RunEnd`.
+TaskRunEnd = tuple[str, str, Action, float, str | None, str | None]
 
-__all__ = ["BatchRunLog", "History", "RunEnd", "RunLog", "finish_runs", "start_runs"]
+__all__ = [
+    "BatchRunLog",
+    "History",
+    "RunEnd",
+    "RunLog",
+    "TaskRunEnd",
+    "end_runs",
+    "finish_runs",
+    "start_runs",
+]
 
 
 @runtime_checkable
@@ -139,3 +150,16 @@ def finish_runs(log: RunLog, ends: Sequence[RunEnd]) -> list[RunRecord | Excepti
         except (KeyError, ValueError) as exc:
             out.append(exc)
     return out
+
+
+def end_runs(log: RunLog, ends: Sequence[TaskRunEnd]) -> list[Exception | None]:
+    """Close many runs when the caller needs no records back (the session's end writer):
+    ``log.end_runs(...)`` where the store has it (one statement for the batch), else
+    :func:`finish_runs`. Returns, in order, ``None`` or the error that refused a run alone;
+    raises as :func:`finish_runs` does."""
+    batch = getattr(log, "end_runs", None)
+    if batch is not None:
+        results: list[Exception | None] = batch(ends)
+        return results
+    done = finish_runs(log, [end[1:] for end in ends])
+    return [r if isinstance(r, Exception) else None for r in done]

@@ -699,6 +699,55 @@ class SQLiteRunLog:
                 out.append(item.result)
         return out
 
+    def end_runs(
+        self, ends: Sequence[tuple[str, str, Action, float, str | None, str | None]]
+    ) -> list[Exception | None]:
+        """:meth:`finish_runs` without the records: ``ends`` holds ``(task, run_id,
+        action, end, exc_text, output)``. One statement closes the batch; only if one of
+        them is refused (unknown or already ended) is the batch done again one by one, to
+        say which. Returns ``None`` or that error per run, in order."""
+        if not ends:
+            return []
+        rows: list[tuple[str, float, str | None, str | None, int]] = []
+        try:
+            for _task, run_id, action, end, exc_text, output in ends:
+                rows.append((Action.final(action).value, end, exc_text, output, _run_id(run_id)))
+        except (KeyError, ValueError):
+            rows = []  # a bad id or action: the one-by-one path names it
+        with self._lock:
+            if rows and self._end_all(rows):
+                for task, _run_id_, action, end, _exc, _out in ends:
+                    self._cache_note(task, Action.parse(action), end)
+                return [None] * len(ends)
+        done = self.finish_runs([end[1:] for end in ends])
+        return [r if isinstance(r, Exception) else None for r in done]
+
+    def _end_all(self, rows: list[tuple[str, float, str | None, str | None, int]]) -> bool:
+        """Close every run of ``rows`` in one transaction, or none (False) if any of them
+        is not open (the caller holds ``self._lock``)."""
+        conn = self._conn
+        with self._guard(f"recording the end of {len(rows)} run(s)"):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(
+                    'UPDATE runs SET action = ?, "end" = ?, exc_text = ?, output = ? '
+                    "WHERE run_id = ? AND action = 'run'",
+                    rows,
+                )
+                if conn.total_changes - before != len(rows):
+                    conn.execute("ROLLBACK")
+                    return False
+                conn.execute("COMMIT")
+                return True
+            except BaseException:
+                if self._in_tx():
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the original error says more
+                raise
+
     def _finish_op(
         self,
         run_id: str,

@@ -201,3 +201,35 @@ def test_last_of_is_the_newest_over_the_actions(runlog: RunLog) -> None:
     assert last_of("t", (Action.SUCCESS,)) == 2.0
     assert last_of("t", (Action.CRASH, Action.TERMINATE)) is None
     assert last_of("other", finished) == 10.0
+
+
+def test_end_runs_closes_a_batch_and_refuses_bad_ones_alone(runlog: RunLog) -> None:
+    from redengine_nb.runlog.base import end_runs
+
+    a, b, c = (runlog.start_run(t, created=1.0, start=1.0, owner="me") for t in "abc")
+    assert runlog.last("a", Action.SUCCESS) is None  # cached (where a store caches)
+    good = end_runs(
+        runlog,
+        [
+            ("a", a.run_id, Action.SUCCESS, 2.0, None, "out"),
+            ("b", b.run_id, Action.FAIL, 3.0, "boom", None),
+        ],
+    )
+    assert good == [None, None]
+    assert runlog.last("a", Action.SUCCESS) == 2.0 and runlog.last("b", Action.FAIL) == 3.0
+    mixed = end_runs(
+        runlog,
+        [
+            ("c", c.run_id, Action.TERMINATE, 4.0, None, None),
+            ("a", a.run_id, Action.SUCCESS, 5.0, None, None),  # already ended
+            ("z", "999999", Action.SUCCESS, 5.0, None, None),  # no such run
+        ],
+    )
+    assert mixed[0] is None
+    assert isinstance(mixed[1], ValueError) and "already ended" in str(mixed[1])
+    assert isinstance(mixed[2], KeyError)
+    assert runlog.last("c", Action.TERMINATE) == 4.0
+    assert runlog.last("a", Action.SUCCESS) == 2.0  # the refused end changed nothing
+    assert list(runlog.open_runs()) == []
+    (rec_a,) = runlog.records(task="a")
+    assert (rec_a.action, rec_a.end, rec_a.output) == (Action.SUCCESS, 2.0, "out")
