@@ -716,7 +716,7 @@ class SQLiteRunLog:
             rows = []  # a bad id or action: the one-by-one path names it
         with self._lock:
             if rows and self._end_all(rows):
-                for task, _run_id_, action, end, _exc, _out in ends:
+                for task, _id, action, end, _exc, _out in ends:
                     self._cache_note(task, Action.parse(action), end)
                 return [None] * len(ends)
         done = self.finish_runs([end[1:] for end in ends])
