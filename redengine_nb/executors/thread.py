@@ -3,20 +3,25 @@
 A thread cannot be killed: ``terminate()`` (timeout, end_cond, asked to) sets the run's
 ``TerminationFlag`` and the run is logged ``terminate`` when its function returns.
 
-Threads are reused, never shared: a run goes to an idle worker thread if there is one,
-else a new worker is started for it, so a run never waits for another to end (one that
-never returns cannot starve the rest) and nothing bounds the count but the runs alive at
-once. Starting a thread costs a hand-over with the new thread, which under load (many
-threads wanting the GIL) is far dearer than the run of a trivial task; reuse avoids it.
-A worker that has been idle for ``keepalive`` seconds ends (idle workers wait without
-waking). While it runs a task a worker is named ``redengine_nb:<task name>``; per run,
-its output capture and the session's notion of the current task are set and restored.
-Thread-local data a task sets itself may be seen by a later run on the same worker.
+Workers are reused and never shared: a run goes to an idle worker if there is one, else to
+a new worker while there are fewer than ``eager`` of them (a few per core), else it waits
+in the backlog for the first worker that comes back. A run that never returns cannot
+starve the rest: a watcher thread, awake only while the backlog is not empty, starts more
+workers whenever no worker has taken a run for ``patience`` seconds (1, then 2, 4, ...
+at a time while that lasts), so a run waits for a worker a few milliseconds at most, and
+nothing bounds the workers but the runs alive at once. Without that, a burst of trivial
+runs started a thread per run whenever the workers could not get the GIL back quickly
+enough to count themselves idle (a new thread costs more than such a run). A worker idle
+for ``keepalive`` seconds ends; idle workers and the idle watcher wait without waking.
+While it runs a task a worker is named ``redengine_nb:<task name>``; per run, its output
+capture and the session's notion of the current task are set and restored. Thread-local
+data a task sets itself may be seen by a later run on the same worker.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -49,20 +54,34 @@ class _ThreadHandle(RunHandle):
 
 
 class ThreadExecutor(Executor):
-    """Runs each run on a daemon worker thread: an idle one, or a new one if none is."""
+    """Runs each run on a worker thread: an idle one, a new one, or the first one back."""
 
     kind = "thread"
 
-    def __init__(self, clock: Clock, *, keepalive: float = 60.0) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        keepalive: float = 60.0,
+        eager: int | None = None,
+        patience: float = 0.002,
+    ) -> None:
         self.clock = clock
         self.keepalive = keepalive
+        self.eager = max(1, eager if eager is not None else 2 * (os.cpu_count() or 1) + 2)
+        self.patience = patience
         self._handles: set[_ThreadHandle] = set()
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # Idle workers not yet claimed by a queued job (under _lock): a start that claims
-        # one leaves its job to the idle workers; a start that finds none starts a worker.
+        # Every queued job has one worker bound to take it (under _lock): an idle worker
+        # it claimed, a worker started for it, or -- for the ``_backlog`` ones -- the
+        # first worker to finish its run (or one the watcher starts).
         self._idle = 0
+        self._backlog = 0
         self._workers = 0
+        self._taken = 0  # jobs taken off the queue so far: the watcher's sign of progress
+        self._backlog_cv = threading.Condition(self._lock)
+        self._watcher: threading.Thread | None = None
 
     @property
     def worker_count(self) -> int:
@@ -71,19 +90,26 @@ class ThreadExecutor(Executor):
 
     def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
         handle = _ThreadHandle(spec)
+        spawn = False
         with self._lock:
             self._handles.add(handle)
-            claimed = self._idle > 0
-            if claimed:
+            if self._idle > 0:
                 self._idle -= 1
-            else:
+            elif self._workers < self.eager:
                 self._workers += 1
-        if not claimed:
-            thread = threading.Thread(
-                target=self._work, name=f"redengine_nb:{spec.task_name}", daemon=True
-            )
+                spawn = True
+            else:
+                self._backlog += 1
+                if self._watcher is None:
+                    self._watcher = threading.Thread(
+                        target=self._watch, name="redengine_nb:thread-watcher", daemon=True
+                    )
+                    self._watcher.start()
+                elif self._backlog == 1:
+                    self._backlog_cv.notify()
+        if spawn:
             try:
-                thread.start()  # it waits for a job: ours, or another queued meanwhile
+                self._spawn(spec.task_name)
             except BaseException:
                 with self._lock:
                     self._workers -= 1
@@ -91,6 +117,44 @@ class ThreadExecutor(Executor):
                 raise
         self._jobs.put((handle, on_done))
         return handle
+
+    def _spawn(self, name: str) -> None:
+        """Start a worker (counted in ``_workers`` already); it takes the next queued job."""
+        threading.Thread(target=self._work, name=f"redengine_nb:{name}", daemon=True).start()
+
+    def _watch(self) -> None:
+        """While runs wait in the backlog, add workers whenever none was taken for
+        ``patience`` seconds; ends after ``keepalive`` seconds without a backlog."""
+        burst = 1
+        with self._lock:
+            while True:
+                if self._backlog == 0:
+                    burst = 1
+                    if not self._backlog_cv.wait(self.keepalive) and self._backlog == 0:
+                        break
+                    continue
+                taken = self._taken
+                self._backlog_cv.wait(self.patience)
+                if self._backlog == 0 or self._taken != taken:
+                    burst = 1  # the workers keep up
+                    continue
+                extra = min(self._backlog, burst)
+                burst *= 2
+                self._backlog -= extra
+                self._workers += extra
+                self._lock.release()
+                try:
+                    for _ in range(extra):
+                        try:
+                            self._spawn("started-for-backlog")
+                        except Exception:  # cannot start a thread now: try again later
+                            log.exception("could not start a worker thread")
+                            with self._lock:
+                                self._backlog += 1
+                                self._workers -= 1
+                finally:
+                    self._lock.acquire()
+            self._watcher = None
 
     def _work(self) -> None:
         me = threading.current_thread()
@@ -106,6 +170,7 @@ class ThreadExecutor(Executor):
                     continue  # a job was queued for an idle worker: take it
                 if job is None:
                     return  # shut down (the sentinel claimed this worker's idle slot)
+                self._taken += 1  # only the watcher reads it, as a sign of life (GIL-safe)
                 handle, on_done = job
                 me.name = f"redengine_nb:{handle.spec.task_name}"
                 back = False  # this worker goes back to the idle ones (not if interrupted)
@@ -123,7 +188,13 @@ class ThreadExecutor(Executor):
                     with self._lock:
                         self._handles.discard(handle)
                         if back:
-                            self._idle += 1
+                            if self._backlog > 0:
+                                self._backlog -= 1  # bound to a waiting job: take it
+                            else:
+                                self._idle += 1
+                        elif self._backlog > 0:
+                            # This worker ends (interrupted): the backlog needs another.
+                            self._backlog_cv.notify()
         finally:
             with self._lock:
                 self._workers -= 1
@@ -137,5 +208,6 @@ class ThreadExecutor(Executor):
         # Idle workers end now; busy ones once their run has ended and keepalive passed.
         with self._lock:
             idle, self._idle = self._idle, 0
+            self._backlog_cv.notify()  # a watcher waiting for nothing looks again
         for _ in range(idle):
             self._jobs.put(None)

@@ -112,3 +112,31 @@ def test_an_idle_worker_ends_after_keepalive() -> None:
     assert _run(executor, "twice", lambda: workers.append(threading.current_thread())).wait(GUARD)
     assert workers[1] is not workers[0]
     executor.shutdown(terminate=False)
+
+
+def test_a_burst_waits_for_the_few_eager_workers() -> None:
+    """Past ``eager`` workers, trivial runs queue for the first worker back instead of each
+    starting a thread (patience is huge here, so the watcher adds none)."""
+    executor = ThreadExecutor(SystemClock(), eager=2, patience=3600.0)
+    try:
+        ended = [_run(executor, f"burst{i}", lambda i=i: i) for i in range(200)]
+        assert all(e.wait(GUARD) for e in ended)
+        assert executor.worker_count == 2
+        assert [outcomes[f"burst{i}"].return_value for i in range(200)] == list(range(200))
+        _until(lambda: executor._idle == 2 and executor._backlog == 0)
+    finally:
+        executor.shutdown(terminate=True)
+
+
+def test_runs_that_never_return_get_a_worker_each() -> None:
+    """Five runs that can only end together (a barrier of five) on an executor that starts
+    one worker eagerly: the watcher must add a worker per waiting run."""
+    executor = ThreadExecutor(SystemClock(), eager=1, patience=0.001)
+    barrier = threading.Barrier(5, timeout=GUARD)
+    try:
+        ended = [_run(executor, f"meet{i}", barrier.wait) for i in range(5)]
+        assert all(e.wait(GUARD) for e in ended)
+        assert all(outcomes[f"meet{i}"].action is Action.SUCCESS for i in range(5))
+        assert executor.worker_count == 5
+    finally:
+        executor.shutdown(terminate=True)
