@@ -109,7 +109,7 @@ class ThreadExecutor(Executor):
                     self._backlog_cv.notify()
         if spawn:
             try:
-                self._spawn(spec.task_name)
+                self._spawn()
             except BaseException:
                 with self._lock:
                     self._workers -= 1
@@ -118,9 +118,10 @@ class ThreadExecutor(Executor):
         self._jobs.put((handle, on_done))
         return handle
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self) -> None:
         """Start a worker (counted in ``_workers`` already); it takes the next queued job."""
-        threading.Thread(target=self._work, name=f"redengine_nb:{name}", daemon=True).start()
+        # Named idle until it takes a job: another worker may take the one it was started for.
+        threading.Thread(target=self._work, name=_IDLE_NAME, daemon=True).start()
 
     def _watch(self) -> None:
         """While runs wait in the backlog, add workers whenever none was taken for
@@ -146,7 +147,7 @@ class ThreadExecutor(Executor):
                 try:
                     for _ in range(extra):
                         try:
-                            self._spawn("started-for-backlog")
+                            self._spawn()
                         except Exception:  # cannot start a thread now: try again later
                             log.exception("could not start a worker thread")
                             with self._lock:
