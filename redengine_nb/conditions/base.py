@@ -59,6 +59,11 @@ def to_datetime(ts: float, tz: tzinfo | None) -> datetime:
     return got
 
 
+# The last ``now`` a Context converted and its epoch seconds. The datetime is kept alive
+# here, so an identical object cannot be a new one with the same id.
+_LAST_NOW: tuple[datetime | None, float] = (None, 0.0)
+
+
 def _never_running(_task: str) -> bool:
     return False
 
@@ -74,9 +79,16 @@ class Context:
     ts: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.now.tzinfo is None:
+        global _LAST_NOW
+        now = self.now
+        last = _LAST_NOW
+        if now is last[0]:  # one step builds a context per task at the same instant
+            self.ts = last[1]
+            return
+        if now.tzinfo is None:
             raise ValueError("Context.now must be timezone-aware")
-        self.ts = self.now.timestamp()
+        self.ts = now.timestamp()
+        _LAST_NOW = (now, self.ts)  # one assignment: safe across threads
 
     @property
     def tz(self) -> ZoneInfo:
