@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import importlib.util
 import inspect
 import os
@@ -504,6 +503,8 @@ def top_level_names(file: Path) -> set[str]:
 def call_from_path(path: str, func_name: str, kwargs: dict[str, Any]) -> Any:
     """Import ``path`` afresh and call its ``func_name`` with ``kwargs``."""
     file = resolve_path(path)
+    import hashlib  # here: it loads OpenSSL (~3.5 MiB), and only path tasks need it
+
     digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
     module_name = f"_redengine_nb_task_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, file)

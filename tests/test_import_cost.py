@@ -50,3 +50,9 @@ def test_importing_the_package_does_not_import_pandas() -> None:
 def test_the_extension_entry_point_loads_ipython_only_when_called() -> None:
     loaded = loaded_after("from redengine_nb import load_ipython_extension")
     assert "IPython" not in loaded
+
+
+def test_an_engine_does_not_load_openssl() -> None:
+    # hashlib maps OpenSSL (~2-3 MiB of RSS); only tasks imported from a file use it.
+    loaded = loaded_after("from redengine_nb import RedEngine; RedEngine(logs=':memory:')")
+    assert "hashlib" not in loaded
