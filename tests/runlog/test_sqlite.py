@@ -541,3 +541,30 @@ def test_own_writes_and_refresh_keep_new_tasks_visible(tmp_path: Path) -> None:
     finally:
         mine.close()
         theirs.close()
+
+
+def test_refresh_if_free_skips_while_the_connection_is_busy(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    mine, theirs = SQLiteRunLog(path), SQLiteRunLog(path)
+    try:
+        assert mine.last("t", Action.RUN) is None
+        theirs.start_run("t", created=5.0, start=5.0, owner="them")
+        busy, done = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with mine._lock:  # as our end writer does while it commits
+                busy.set()
+                done.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert busy.wait(30)
+        assert mine.refresh_if_free() is False  # did not wait for the lock
+        done.set()
+        holder.join(30)
+        assert mine.last("t", Action.RUN) is None  # not refreshed yet
+        assert mine.refresh_if_free() is True
+        assert mine.last("t", Action.RUN) == 5.0
+    finally:
+        mine.close()
+        theirs.close()
