@@ -126,10 +126,13 @@ OPTIONS: dict[str, _Option] = {
 class Config:
     """Validated configuration; reads like a mapping too (``dict(config)`` works)."""
 
-    __slots__ = ("_cond_check", "_listeners", "_values")
+    # Every option is also a slot (see _put): reading one is a plain attribute lookup.
+    __slots__ = ("_cond_check", "_listeners", "_values", *OPTIONS)
 
     def __init__(self, values: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        object.__setattr__(self, "_values", {k: o.default() for k, o in OPTIONS.items()})
+        object.__setattr__(self, "_values", {})
+        for k, o in OPTIONS.items():
+            self._put(k, o.default())
         object.__setattr__(self, "_listeners", [])
         object.__setattr__(self, "_cond_check", None)
         merged = {**(values or {}), **kwargs}
@@ -147,7 +150,7 @@ class Config:
         """Install the parser that validates ``shut_cond`` (text → condition)."""
         object.__setattr__(self, "_cond_check", check)
         if self._values["shut_cond"] is not None:
-            self._values["shut_cond"] = self._checked_shut_cond(self._values["shut_cond"])
+            self._put("shut_cond", self._checked_shut_cond(self._values["shut_cond"]))
 
     def on_change(self, callback: Callable[[str, Any], None]) -> None:
         self._listeners.append(callback)
@@ -178,7 +181,7 @@ class Config:
         if in_kernel and restarting != "recall":
             if key == "in_kernel":
                 restarting = "recall"
-                self._values["restarting"] = "recall"
+                self._put("restarting", "recall")
             else:
                 raise ConfigError(
                     f"restarting={restarting!r} is not possible inside a Jupyter kernel: "
@@ -186,11 +189,17 @@ class Config:
                     "it. Only 'recall' (stop and start the scheduler thread) keeps the "
                     "kernel alive."
                 )
-        self._values[key] = value
+        self._put(key, value)
         for listener in list(self._listeners):
             listener(key, value)
 
-    def __getattr__(self, key: str) -> Any:
+    def _put(self, key: str, value: Any) -> None:
+        """Store an option; also as a plain attribute, so that reading ``config.timeout``
+        (on every launch) is an attribute lookup, not a failed one and ``__getattr__``."""
+        self._values[key] = value
+        object.__setattr__(self, key, value)
+
+    def __getattr__(self, key: str) -> Any:  # only for names that are not options (aliases)
         if key.startswith("_"):
             raise AttributeError(key)
         return self._values[self._key(key)]
