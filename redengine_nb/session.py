@@ -271,7 +271,7 @@ class Session:
         # What each task's condition read at its last evaluation (see _Reads): the
         # tasks whose runs can change it; _wild: tasks whose condition read no task, or
         # read the history some other way, looked at again after every run event.
-        self._reads: dict[str, frozenset[str]] = {}
+        self._reads: dict[str, tuple[str, ...]] = {}
         self._readers: dict[str, set[str]] = {}
         self._wild: set[str] = set()
         self._wild_dirty = True
@@ -508,6 +508,13 @@ class Session:
             task = self[key]
             del self._tasks[key]
             self._forced.pop(key, None)
+            for other in self._reads.pop(key, ()):  # it no longer reads anything
+                readers = self._readers.get(other)
+                if readers is not None:
+                    readers.discard(key)
+                    if not readers:
+                        del self._readers[other]
+            self._wild.discard(key)
             task._deleted = True
         self._emit("task_deleted", key)
 
@@ -683,7 +690,7 @@ class Session:
                 ):
                     continue
                 task._dirty = False
-                reads.names = set()
+                reads.names.clear()
                 reads.wild = False
                 ctx = Context(now, reads, name, reads.is_running)
                 try:
@@ -707,25 +714,27 @@ class Session:
         return due
 
     def _note_reads(self, name: str, reads: _Reads) -> None:
-        """Remember which tasks' runs can change ``name``'s condition (under the lock)."""
-        if reads.wild or not reads.names:
+        """Remember which other tasks' runs can change ``name``'s condition (under the
+        lock; its own runs always do, see :meth:`_run_event`)."""
+        names = reads.names
+        if reads.wild or not names:
             self._wild.add(name)
         else:
             self._wild.discard(name)
         old = self._reads.get(name)
-        if old is not None and len(old) == len(reads.names) and old.issuperset(reads.names):
-            return  # the usual case: what it read last time (no new set)
-        names = frozenset(reads.names)
-        if old:
-            for other in old:
-                readers = self._readers.get(other)
-                if readers is not None:
-                    readers.discard(name)
-                    if not readers:
-                        del self._readers[other]
-        for other in names:
+        others = len(names) - (name in names)
+        if old is not None and len(old) == others and all(o in names for o in old):
+            return  # the usual case: what it read last time
+        new = tuple(o for o in names if o != name)  # a tuple of str: no GC tracking
+        for other in old or ():
+            readers = self._readers.get(other)
+            if readers is not None:
+                readers.discard(name)
+                if not readers:
+                    del self._readers[other]
+        for other in new:
             self._readers.setdefault(other, set()).add(name)
-        self._reads[name] = names
+        self._reads[name] = new
 
     def _run_event(self, name: str) -> None:
         """A run of ``name`` started or ended: look again at the conditions that read it

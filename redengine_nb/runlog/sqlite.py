@@ -33,13 +33,16 @@ write; only one of them holds the columns a run's end changes:
 - ``(task_name, created)`` and ``(created)`` -- ``records(...)`` in order, newest first
   with a limit.
 
-A small in-memory cache answers ``last()`` again without a query. It is keyed by
-``(task, action)``, bounded (``cache_size`` entries, least recently used dropped; the
-session grows it with :meth:`SQLiteRunLog.fit_cache` to hold every action of every task,
-so that a scheduler step does not evict what it reads), kept up
-to date by this process's own writes, and emptied by :meth:`SQLiteRunLog.refresh` when
-``PRAGMA data_version`` says another connection has written. Nothing else is cached, so
-memory stays bounded however many runs the file holds.
+A small in-memory cache answers ``last()`` again without a query. It holds, per task, the
+answer for each action; it is bounded (``cache_size`` answers, i.e. that many tasks' worth
+divided by the number of actions, least recently used task dropped; the session grows it
+with :meth:`SQLiteRunLog.fit_cache` to hold every task, so that a scheduler step does not
+evict what it reads), kept up to date by this process's own writes, and emptied by
+:meth:`SQLiteRunLog.refresh` when ``PRAGMA data_version`` says another connection has
+written. Beside it, which actions each task has records of (loaded with one skip scan at
+the first miss, grown by our writes), so that a task's first look at an action it has
+never logged costs no query. Nothing else is cached, so memory stays bounded however many
+runs the file holds.
 
 The file is marked as ours with ``PRAGMA application_id`` and carries the schema version
 in ``PRAGMA user_version``; an older version of ours is migrated when opened, in one
@@ -141,6 +144,13 @@ class _Queued:
 _ACTIONS: dict[str, Action] = {a.value: a for a in Action}
 
 
+_UNKNOWN: Any = object()  # a cache slot not looked up yet
+_N_ACTIONS = len(Action)
+_INDEX = {action: i for i, action in enumerate(Action)}
+_INDEX_OF_VALUE = {action.value: i for i, action in enumerate(Action)}
+_BIT_RUN = 1 << _INDEX[Action.RUN]
+
+
 class _Guard:
     """``with log._guard(doing):`` turns an ``sqlite3.Error`` into a :class:`RunLogError`
     (a class, not a generator: it is on every lookup)."""
@@ -210,12 +220,12 @@ class SQLiteRunLog:
         self._queue: list[_Queued] = []
         self._queue_lock = threading.Lock()
         self._leading = False  # a writer is committing the queue (under _queue_lock)
-        self._cache: OrderedDict[tuple[str, Action], float | None] = OrderedDict()
+        self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         # Every (task, action) the file may hold a record of: a superset, loaded at the
         # first cache miss (one skip scan) and grown by our writes. A miss for a pair not
         # in it is answered None without a query (a new task's first look at its
         # history). Only kept with the cache on; dropped with it when others write.
-        self._present: set[tuple[str, Action]] | None = None
+        self._present: dict[str, int] | None = None
         self._closed = False
         if not self._memory:
             self._check_file(Path(path))
@@ -498,6 +508,10 @@ class SQLiteRunLog:
                 item.done = True
 
     # -- the last() cache ------------------------------------------------------------
+    # One entry per task: a list of answers by action (_UNKNOWN where not looked up yet),
+    # least recently used task dropped first. The pairs the file holds are a bit mask per
+    # task. Per task, that is one tracked object rather than a dozen tuples: ten thousand
+    # tasks' caches are then a small part of what each full garbage collection walks.
     def fit_cache(self, tasks: int) -> None:
         """Grow the ``last()`` cache (never shrink it, never turn it on) to hold every
         action of ``tasks`` tasks: a cache smaller than what one scheduler step reads is
@@ -505,81 +519,94 @@ class SQLiteRunLog:
         if self.cache_size > 0:
             self.cache_size = max(self.cache_size, len(Action) * tasks)
 
-    def _cache_put(self, key: tuple[str, Action], value: float | None) -> None:
+    def _entry(self, task: str) -> list[Any] | None:
+        """``task``'s cache entry, made (and the oldest dropped) if it has none; ``None``
+        with the cache off (under the lock)."""
+        cache = self._cache
+        entry = cache.get(task)
+        if entry is not None:
+            cache.move_to_end(task)
+            return entry
         if self.cache_size <= 0:
-            return
-        self._cache[key] = value
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            return None
+        entry = cache[task] = [_UNKNOWN] * _N_ACTIONS
+        limit = max(1, self.cache_size // _N_ACTIONS)
+        while len(cache) > limit:
+            cache.popitem(last=False)
+        return entry
 
     def _cache_note(self, task: str, action: Action, when: float | None) -> None:
         """Our own write made a record of ``action`` at ``when``: keep a cached answer true."""
-        key = (task, action)
-        if self._present is not None:
-            self._present.add(key)
-        if when is None or key not in self._cache:
+        index = _INDEX[action]
+        present = self._present
+        if present is not None:
+            present[task] = present.get(task, 0) | _BIT_RUN | (1 << index)
+        entry = self._cache.get(task)
+        if when is None or entry is None:
             return
-        old = self._cache[key]
-        if old is None or when > old:
-            self._cache[key] = when
+        old = entry[index]
+        if old is not _UNKNOWN and (old is None or when > old):
+            entry[index] = when
 
-    def _known_pairs(self) -> set[tuple[str, Action]]:
+    def _known_pairs(self) -> dict[str, int]:
         """``_present``, loaded if it is not (under the lock)."""
         if self._present is None:
-            present: set[tuple[str, Action]] = set()
+            present: dict[str, int] = {}
             # A skip scan of the (task_name, action, <time>) index: one probe per pair.
             for task, action in self._conn.execute("SELECT DISTINCT task_name, action FROM runs"):
-                try:
-                    present.add((task, Action(action)))
-                except ValueError:
+                index = _INDEX_OF_VALUE.get(action)
+                if index is None:
                     continue  # not an action of ours: last() never asks for it
-                present.add((task, Action.RUN))  # may have a start (a superset is safe)
+                # It may have a start, too (a superset is safe).
+                present[task] = present.get(task, 0) | _BIT_RUN | (1 << index)
             self._present = present
         return self._present
+
+    def _lookup(self, task: str, action: Action, entry: list[Any] | None) -> float | None:
+        """A cache miss: answer ``last(task, action)`` from the file (under the lock)."""
+        index = _INDEX[action]
+        with self._guard("reading"):
+            if entry is not None and not self._known_pairs().get(task, 0) & (1 << index):
+                entry[index] = None
+                return None
+            if action is Action.RUN:
+                value = self._scalar(
+                    "SELECT start FROM runs WHERE task_name = ? AND start IS NOT NULL "
+                    "ORDER BY start DESC LIMIT 1",
+                    (task,),
+                )
+            else:
+                value = self._scalar(
+                    f"SELECT {_TIME} FROM runs WHERE task_name = ? AND action = ? "
+                    f"ORDER BY {_TIME} DESC LIMIT 1",
+                    (task, action.value),
+                )
+        result = None if value is None else float(value)
+        if entry is not None:
+            entry[index] = result
+        return result
 
     # -- History ---------------------------------------------------------------------
     def last(self, task: str, action: Action) -> float | None:
         if action.__class__ is not Action:
             action = Action.parse(action)
-        key = (task, action)
         with self._lock:
-            cache = self._cache
-            if key in cache:  # the common case, once per condition look: kept lean
-                cache.move_to_end(key)
-                return cache[key]
-            with self._guard("reading"):
-                if self.cache_size > 0 and key not in self._known_pairs():
-                    self._cache_put(key, None)
-                    return None
-                if action is Action.RUN:
-                    value = self._scalar(
-                        "SELECT start FROM runs WHERE task_name = ? AND start IS NOT NULL "
-                        "ORDER BY start DESC LIMIT 1",
-                        (task,),
-                    )
-                else:
-                    value = self._scalar(
-                        f"SELECT {_TIME} FROM runs WHERE task_name = ? AND action = ? "
-                        f"ORDER BY {_TIME} DESC LIMIT 1",
-                        (task, action.value),
-                    )
-            result = None if value is None else float(value)
-            self._cache_put(key, result)
-            return result
+            entry = self._entry(task)
+            if entry is not None:
+                value = entry[_INDEX[action]]
+                if value is not _UNKNOWN:  # the common case, once per condition look
+                    return value  # type: ignore[no-any-return]
+            return self._lookup(task, action, entry)
 
     def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
         """The newest of ``last(task, a)`` over ``actions`` (one lock for all of them)."""
         best: float | None = None
         with self._lock:
-            cache = self._cache
+            entry = self._entry(task)
             for action in actions:
-                key = (task, action)
-                if key in cache:
-                    cache.move_to_end(key)
-                    t = cache[key]
-                else:
-                    t = self.last(task, action)
+                t = _UNKNOWN if entry is None else entry[_INDEX[action]]
+                if t is _UNKNOWN:
+                    t = self._lookup(task, action, entry)
                 if t is not None and (best is None or t > best):
                     best = t
         return best
