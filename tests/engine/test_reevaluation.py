@@ -3,10 +3,10 @@ that task: its own, and those of the tasks that named it (on the fake clock, no 
 
 from __future__ import annotations
 
+from engine_helpers import step
+
 from redengine_nb import RedEngine
 from redengine_nb.testing import FakeClock
-
-from engine_helpers import step
 
 
 def test_a_run_of_a_makes_its_readers_due_without_the_clock_moving(
