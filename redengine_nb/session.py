@@ -268,6 +268,7 @@ class Session:
         self._wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]] = []
         self._last_runtime: dict[str, float] = {}
         self._all_dirty = True
+        self._slot_wait: set[str] = set()  # due, waiting for an executor slot (a run end)
         # What each task's condition read at its last evaluation (see _Reads): the
         # tasks whose runs can change it; _wild: tasks whose condition read no task, or
         # read the history some other way, looked at again after every run event.
@@ -760,8 +761,8 @@ class Session:
             for t in self._tasks.values():
                 # A running task is looked at again when its run ends (an event), a
                 # disabled one when it is enabled or forced: neither can be due before.
-                if self._running.get(t.name):
-                    continue
+                if self._running.get(t.name) or t.name in self._slot_wait:
+                    continue  # (a task waiting for a slot is looked at when a run ends)
                 if self._forced.get(t.name):
                     return 0.0
                 if t._disabled:
@@ -925,7 +926,9 @@ class Session:
         if capacity is not None:
             capacity -= sum(1 for p in pending if p.executor is executor)
             if capacity <= 0:
-                return None  # due tasks wait for a free slot; a run ending wakes us
+                with self._lock:  # looked at again when a run ends (not before: no spin)
+                    self._slot_wait.add(task.name)
+                return None
         self._pop_forced(task, params)
         flag = RunFlag()
         try:
@@ -1080,6 +1083,11 @@ class Session:
                 run.task._cached_status = item.action
                 self._last_runtime[name] = item.end - run.start
                 self._run_event(name)
+            for name in self._slot_wait:  # a slot may be free now
+                waiting = self._tasks.get(name)
+                if waiting is not None:
+                    waiting._dirty = True
+            self._slot_wait.clear()
         for item in batch:
             self._emit("run_ended", item.run.task.name)
         # Last, so that wait_idle() returns only once the run_ended events are out.

@@ -3,9 +3,12 @@ that task: its own, and those of the tasks that named it (on the fake clock, no 
 
 from __future__ import annotations
 
+import threading
+
 from engine_helpers import step
 
 from redengine_nb import RedEngine
+from redengine_nb.executors.thread import ThreadExecutor
 from redengine_nb.testing import FakeClock
 
 
@@ -33,3 +36,31 @@ def test_a_deleted_reader_is_forgotten(app: RedEngine, clock: FakeClock) -> None
     assert app.session._readers == {} and "b" not in app.session._reads
     clock.advance("1 day")
     assert step(app) == ["a"]
+
+
+class _OneSlot(ThreadExecutor):
+    """A thread executor with room for one run at a time (as max_process_count=1)."""
+
+    def capacity(self) -> int | None:
+        return 1 - len(self._handles)
+
+
+def test_a_task_waiting_for_a_slot_is_started_when_a_run_ends_and_never_spins(
+    app: RedEngine,
+) -> None:
+    release = threading.Event()
+    app.session._executors["thread"] = _OneSlot(app.session.clock)
+    app.task("daily", func=lambda: release.wait(30), name="a", priority=2)
+    app.task("daily", func=lambda: None, name="b")
+    app.task("false", func=lambda: None, name="c").run()  # a forced run waits too
+    assert app.session.tick() == ["a"]
+    # b and c are due but there is no slot: nothing to do until a run ends (no spin).
+    assert app.session.seconds_until_wake() == 60.0
+    assert app.session.tick() == []
+    assert app.session.seconds_until_wake() == 60.0
+    release.set()
+    assert app.session.wait_idle(30)
+    assert app.session.seconds_until_wake() == 0.0  # a's end frees the slot
+    assert app.session.tick() == ["b"]  # one slot: b, then c
+    assert app.session.wait_idle(30)
+    assert app.session.tick() == ["c"]
