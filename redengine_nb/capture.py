@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["RoutingStream", "TailBuffer", "capture_output", "ensure_installed"]
+__all__ = [
+    "RoutingStream",
+    "TailBuffer",
+    "begin_capture",
+    "capture_output",
+    "end_capture",
+    "ensure_installed",
+]
 
 TRUNCATED = "[... earlier output truncated ...]\n"
 
@@ -29,9 +36,11 @@ _install_lock = threading.Lock()
 class TailBuffer:
     """Text written to it, of which at most the last ``limit`` characters are kept."""
 
+    __slots__ = ("_chunks", "_lock", "_size", "limit", "truncated")
+
     def __init__(self, limit: int = 64_000) -> None:
         self.limit = max(1, limit)
-        self._chunks: deque[str] = deque()
+        self._chunks: deque[str] | None = None  # made at the first write: most runs print nothing
         self._size = 0
         self._lock = threading.Lock()
         self.truncated = False
@@ -40,14 +49,19 @@ class TailBuffer:
         if not text:
             return 0
         with self._lock:
-            self._chunks.append(text)
+            chunks = self._chunks
+            if chunks is None:
+                chunks = self._chunks = deque()
+            chunks.append(text)
             self._size += len(text)
-            while self._chunks and self._size - len(self._chunks[0]) >= self.limit:
-                self._size -= len(self._chunks.popleft())
+            while chunks and self._size - len(chunks[0]) >= self.limit:
+                self._size -= len(chunks.popleft())
                 self.truncated = True
         return len(text)
 
     def getvalue(self) -> str:
+        if self._chunks is None:
+            return ""
         with self._lock:
             text = "".join(self._chunks)
         if len(text) > self.limit:
@@ -108,18 +122,31 @@ def ensure_installed() -> None:
             sys.stderr = RoutingStream(sys.stderr)
 
 
-@contextmanager
-def capture_output(limit: int = 64_000) -> Iterator[TailBuffer]:
-    """Capture what the current thread prints, into a bounded buffer, for the block."""
-    ensure_installed()
+def begin_capture(limit: int = 64_000) -> tuple[TailBuffer, int, TailBuffer | None]:
+    """Route what the current thread prints to a new bounded buffer; returns it, and what
+    :func:`end_capture` needs to put the previous route back (a run's hot path: no
+    generator, unlike :func:`capture_output`)."""
+    if not (isinstance(sys.stdout, RoutingStream) and isinstance(sys.stderr, RoutingStream)):
+        ensure_installed()
     ident = threading.get_ident()
     buffer = TailBuffer(limit)
     previous = _routes.get(ident)
     _routes[ident] = buffer
+    return buffer, ident, previous
+
+
+def end_capture(ident: int, previous: TailBuffer | None) -> None:
+    if previous is None:
+        _routes.pop(ident, None)
+    else:
+        _routes[ident] = previous
+
+
+@contextmanager
+def capture_output(limit: int = 64_000) -> Iterator[TailBuffer]:
+    """Capture what the current thread prints, into a bounded buffer, for the block."""
+    buffer, ident, previous = begin_capture(limit)
     try:
         yield buffer
     finally:
-        if previous is None:
-            _routes.pop(ident, None)
-        else:
-            _routes[ident] = previous
+        end_capture(ident, previous)

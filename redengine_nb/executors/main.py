@@ -11,7 +11,7 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from ..capture import capture_output
+from ..capture import begin_capture, end_capture
 from ..clock import Clock
 from ..errors import TaskInaction
 from ..records import Action
@@ -24,17 +24,19 @@ def execute(spec: RunSpec, clock: Clock) -> RunOutcome:
     """Call ``spec.target`` in this thread with its output captured; say how it ended."""
     value: object = None
     exc_text: str | None = None
-    with capture_output(spec.output_limit) as buffer:
-        try:
-            value = spec.target()
-            action = Action.SUCCESS
-        except TaskInaction:
-            action = Action.INACTION
-        except BaseException as exc:  # a task's SystemExit must not end the scheduler
-            action = Action.FAIL
-            exc_text = traceback.format_exc()
-            if isinstance(exc, KeyboardInterrupt):
-                exc_text += "(interrupted)\n"
+    buffer, ident, previous = begin_capture(spec.output_limit)
+    try:
+        value = spec.target()
+        action = Action.SUCCESS
+    except TaskInaction:
+        action = Action.INACTION
+    except BaseException as exc:  # a task's SystemExit must not end the scheduler
+        action = Action.FAIL
+        exc_text = traceback.format_exc()
+        if isinstance(exc, KeyboardInterrupt):
+            exc_text += "(interrupted)\n"
+    finally:
+        end_capture(ident, previous)
     if spec.flag.is_set() and action is not Action.INACTION:
         # Asked to stop (timeout, end_cond, terminate()): the run is a termination
         # whatever it returned; an exception it raised on the way out is kept.
