@@ -115,22 +115,37 @@ class BatchRunLog(RunLog, Protocol):
     """
 
     def start_runs(
-        self, tasks: Sequence[str], *, created: float, start: float, owner: str
+        self,
+        tasks: Sequence[str],
+        *,
+        created: float,
+        start: float | Sequence[float],
+        owner: str,
     ) -> list[RunRecord]:
         """Record one started run per name in ``tasks`` (in order), all in one transaction:
-        all are durable when this returns, or none is written and it raises."""
+        all are durable when this returns, or none is written and it raises. ``start`` is
+        one time for all of them or one per task."""
         ...
 
 
 def start_runs(
-    log: RunLog, tasks: Sequence[str], *, created: float, start: float, owner: str
+    log: RunLog,
+    tasks: Sequence[str],
+    *,
+    created: float,
+    start: float | Sequence[float],
+    owner: str,
 ) -> list[RunRecord]:
     """``log.start_runs(...)`` where the store has it, else one ``start_run`` per task."""
     batch = getattr(log, "start_runs", None)
     if batch is not None:
         records: list[RunRecord] = batch(tasks, created=created, start=start, owner=owner)
         return records
-    return [log.start_run(task, created=created, start=start, owner=owner) for task in tasks]
+    starts = [start] * len(tasks) if isinstance(start, int | float) else list(start)
+    return [
+        log.start_run(task, created=created, start=at, owner=owner)
+        for task, at in zip(tasks, starts, strict=True)
+    ]
 
 
 def finish_runs(log: RunLog, ends: Sequence[RunEnd]) -> list[RunRecord | Exception]:

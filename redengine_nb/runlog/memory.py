@@ -94,11 +94,21 @@ class MemoryRunLog:
             return record
 
     def start_runs(
-        self, tasks: Sequence[str], *, created: float, start: float, owner: str
+        self,
+        tasks: Sequence[str],
+        *,
+        created: float,
+        start: float | Sequence[float],
+        owner: str,
     ) -> list[RunRecord]:
+        """One started run per name in ``tasks`` (``start``: one time, or one per task)."""
+        starts = [float(start)] * len(tasks) if isinstance(start, int | float) else start
+        if len(starts) != len(tasks):
+            raise ValueError(f"start_runs: {len(starts)} start times for {len(tasks)} tasks")
         with self._lock:
             return [
-                self.start_run(task, created=created, start=start, owner=owner) for task in tasks
+                self.start_run(task, created=created, start=at, owner=owner)
+                for task, at in zip(tasks, starts, strict=True)
             ]
 
     def finish_run(

@@ -151,6 +151,15 @@ _INDEX_OF_VALUE = {action.value: i for i, action in enumerate(Action)}
 _BIT_RUN = 1 << _INDEX[Action.RUN]
 
 
+def _per_task(start: float | Sequence[float], tasks: Sequence[str]) -> Sequence[float]:
+    """``start_runs``' start times, one per task."""
+    if isinstance(start, int | float):
+        return [float(start)] * len(tasks)
+    if len(start) != len(tasks):
+        raise ValueError(f"start_runs: {len(start)} start times for {len(tasks)} tasks")
+    return start
+
+
 class _Guard:
     """``with log._guard(doing):`` turns an ``sqlite3.Error`` into a :class:`RunLogError`
     (a class, not a generator: it is on every lookup)."""
@@ -649,11 +658,18 @@ class SQLiteRunLog:
         return self._group_write(f"recording the start of {task!r}", op)
 
     def start_runs(
-        self, tasks: Sequence[str], *, created: float, start: float, owner: str
+        self,
+        tasks: Sequence[str],
+        *,
+        created: float,
+        start: float | Sequence[float],
+        owner: str,
     ) -> list[RunRecord]:
-        """Record one started run per name in ``tasks``, all in one transaction."""
+        """Record one started run per name in ``tasks``, all in one transaction (``start``:
+        one time for all, or one per task)."""
         if not tasks:
             return []
+        starts = _per_task(start, tasks)
         doing = f"recording the start of {len(tasks)} run(s) ({tasks[0]!r}, ...)"
         with self._write(doing) as conn:
             # One statement for the batch: the ids are ours to give, as this transaction
@@ -662,15 +678,18 @@ class SQLiteRunLog:
             conn.executemany(
                 "INSERT INTO runs (run_id, task_name, action, created, start, owner) "
                 "VALUES (?, ?, 'run', ?, ?, ?)",
-                [(first + i, task, created, start, owner) for i, task in enumerate(tasks)],
+                [
+                    (first + i, task, created, at, owner)
+                    for i, (task, at) in enumerate(zip(tasks, starts, strict=True))
+                ],
             )
             note = self._cache_note
-            for task in tasks:
-                note(task, Action.RUN, start)
+            for task, at in zip(tasks, starts, strict=True):
+                note(task, Action.RUN, at)
             run = Action.RUN
             return [
-                RunRecord(str(first + i), task, run, created, start, owner=owner)
-                for i, task in enumerate(tasks)
+                RunRecord(str(first + i), task, run, created, at, owner=owner)
+                for i, (task, at) in enumerate(zip(tasks, starts, strict=True))
             ]
 
     def _insert_start(

@@ -3,15 +3,17 @@ starts, in which order, or what a start error does."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from engine_helpers import log_of, step
 
-from redengine_nb import SchedulerError
+from redengine_nb import RedEngine, SchedulerError
 from redengine_nb.records import Action
 from redengine_nb.session import _START_BATCH
+from redengine_nb.testing import FakeClock
 
 GUARD = 30.0
 
@@ -94,3 +96,33 @@ def test_a_failed_start_write_starts_nothing_and_is_not_retried(app) -> None:
     assert calls == [_START_BATCH]  # the step stops there; the batch is not tried again
     assert app.session.running_runs == 0
     assert app.session.runlog.records() == []
+
+
+class _SlowStepClock(FakeClock):
+    """A fake clock that moves 1 ms each time it is read: a step that takes time."""
+
+    def time(self) -> float:
+        self.advance(0.001)
+        return super().time()
+
+
+def test_each_run_records_when_it_was_made_ready_and_is_due_again_on_its_own() -> None:
+    clock = _SlowStepClock("2024-03-11 09:00", tz="Europe/Helsinki")
+    app = RedEngine({"task_execution": "thread"}, logs=":memory:", clock=clock)
+    try:
+        for i in range(3):
+            app.task("every 1 minute", func=noop, name=f"t{i}")
+        assert step(app) == ["t0", "t1", "t2"]
+        records = sorted(app.session.runlog.records(), key=lambda r: r.task_name)
+        created = {r.created for r in records}
+        starts = [r.start for r in records]
+        assert len(created) == 1  # when the step found them due
+        assert starts == sorted(starts) and len(set(starts)) == 3  # each its own start
+        assert all(s is not None and s > records[0].created for s in starts)
+        # A minute after t0's start only t0 is due; the others follow their own starts.
+        clock.set(datetime.fromtimestamp(starts[0] + 60 - 0.0005, clock.tz))
+        assert step(app) == ["t0"]
+    finally:
+        app.shut_down(timeout=5)
+        app.session.wait_idle(5)
+        app.session.close_executors(terminate=True)

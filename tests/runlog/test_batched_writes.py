@@ -181,3 +181,15 @@ def test_many_threads_finishing_at_once_lose_nothing(tmp_path: Path) -> None:
         records = again.records()
         assert len(records) == threads_n * per_thread
         assert {r.action for r in records} == {Action.SUCCESS}
+
+
+def test_start_runs_takes_one_start_time_per_task(runlog: BatchRunLog) -> None:
+    records = runlog.start_runs(["a", "b"], created=5.0, start=[5.5, 6.5], owner="me")
+    assert [(r.task_name, r.created, r.start) for r in records] == [
+        ("a", 5.0, 5.5),
+        ("b", 5.0, 6.5),
+    ]
+    assert runlog.last("b", Action.RUN) == 6.5
+    with pytest.raises(ValueError, match="1 start times for 2 tasks"):
+        runlog.start_runs(["a", "b"], created=5.0, start=[5.5], owner="me")
+    assert runlog.count("a") == 1  # the refused batch wrote nothing
