@@ -48,6 +48,9 @@ class Metric:
     label: str
     higher_is_better: bool = False
     ratio: bool = True
+    # A key of the result holding the figure's own noise: when ours and the peer's are
+    # both within it, the ratio of two noises means nothing and the row says "level".
+    noise_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "foreground",
         {"tasks": 100, "iterations": 3000, "settle": 1.0},
         {"tasks": 100, "iterations": 200, "settle": 0.2},
-        (Metric("extra_p99_ms", "foreground 1 ms loop: extra p99, ms"),),
+        (Metric("extra_p99_ms", "foreground 1 ms loop: extra p99, ms", noise_key="noise_ms"),),
     ),
 )
 
@@ -209,6 +212,10 @@ def ratio_text(ours: dict[str, Any] | None, peer: dict[str, Any] | None, m: Metr
     a, b = ours.get(m.key), peer.get(m.key)
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return ""
+    if m.noise_key is not None:
+        noise = max(float(ours.get(m.noise_key, 0.0)), float(peer.get(m.noise_key, 0.0)))
+        if abs(a) <= noise and abs(b) <= noise:
+            return f"level (both within ±{fmt(noise)})"
     if b <= 0 or a < 0 or math.isnan(a) or math.isnan(b):
         return ""
     r = a / b
