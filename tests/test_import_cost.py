@@ -56,3 +56,9 @@ def test_an_engine_does_not_load_openssl() -> None:
     # hashlib maps OpenSSL (~2-3 MiB of RSS); only tasks imported from a file use it.
     loaded = loaded_after("from redengine_nb import RedEngine; RedEngine(logs=':memory:')")
     assert "hashlib" not in loaded
+
+
+def test_croniter_is_imported_by_the_first_cron_phrase_only() -> None:
+    engine = "from redengine_nb import RedEngine; app = RedEngine(logs=':memory:')"
+    assert "croniter" not in loaded_after(engine + "; app.task('daily', func=print)")
+    assert "croniter" in loaded_after(engine + "; app.task('cron */5 * * * *', func=print)")
