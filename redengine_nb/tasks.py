@@ -17,10 +17,6 @@ import functools
 import importlib.util
 import inspect
 import os
-import shlex
-import shutil
-import signal
-import subprocess
 import sys
 import weakref
 from collections.abc import Callable, Mapping
@@ -401,9 +397,13 @@ class CommandTask(BaseTask):
     def description(self) -> str:
         if isinstance(self.command, str):
             return self.command
+        import shlex
+
         return shlex.join(self.command)
 
     def check_prerun(self) -> None:
+        import shutil
+
         if isinstance(self.command, list) and shutil.which(self.command[0]) is None:
             raise TaskSetupError(
                 f"task {self.name!r}: command {self.command[0]!r} not found "
@@ -413,6 +413,8 @@ class CommandTask(BaseTask):
     def build_target(
         self, kwargs: dict[str, Any], *, process: bool, flag: RunFlag | None
     ) -> Callable[[], Any]:
+        from .commands import run_command
+
         return functools.partial(run_command, self.command, kwargs, flag)
 
 
@@ -517,78 +519,6 @@ def call_from_path(path: str, func_name: str, kwargs: dict[str, Any]) -> Any:
     if func is None or not callable(func):
         raise TaskSetupError(f"{str(file)!r} has no function {func_name!r}")
     return func(**kwargs)
-
-
-def _command_args(kwargs: Mapping[str, Any]) -> list[str]:
-    args: list[str] = []
-    for key, value in kwargs.items():
-        args += [f"--{key}", str(value.get_value() if hasattr(value, "get_value") else value)]
-    return args
-
-
-def run_command(command: str | list[str], kwargs: dict[str, Any], flag: RunFlag | None) -> int:
-    """Run a command, echo its output into this run's capture, fail on non-zero exit."""
-    extra = _command_args(kwargs)
-    if isinstance(command, str):
-        argv: str | list[str] = command + "".join(" " + shlex.quote(a) for a in extra)
-        shell = True
-    else:
-        argv = [*command, *extra]
-        shell = False
-    # Its own session (process group): stopping the run stops everything the command
-    # started, not only the shell in front of it.
-    proc = subprocess.Popen(
-        argv,
-        shell=shell,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        start_new_session=os.name == "posix",
-    )
-    out, err = "", ""
-    while True:
-        try:
-            out, err = proc.communicate(timeout=None if flag is None else 0.25)
-            break
-        except subprocess.TimeoutExpired:
-            if flag is not None and flag.is_set():
-                out, err = _stop_command(proc)
-                break
-    if out:
-        sys.stdout.write(out)
-    if err:
-        sys.stderr.write(err)
-    if flag is not None and flag.is_set():
-        return proc.returncode
-    if proc.returncode != 0:
-        tail = "\n".join(err.rstrip().splitlines()[-20:])
-        shown = command if isinstance(command, str) else shlex.join(command)
-        raise CommandFailed(
-            f"command {shown!r} exited with status {proc.returncode}"
-            + (f"; stderr (tail):\n{tail}" if tail else "")
-        )
-    return proc.returncode
-
-
-def _stop_command(proc: subprocess.Popen[str], grace: float = 2.0) -> tuple[str, str]:
-    """Stop a command's whole process group: TERM, then KILL after ``grace`` seconds."""
-
-    def signal_group(sig: int) -> None:
-        try:
-            if os.name == "posix":
-                os.killpg(proc.pid, sig)
-            else:
-                proc.kill()
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    signal_group(signal.SIGTERM)
-    try:
-        return proc.communicate(timeout=grace)
-    except subprocess.TimeoutExpired:
-        signal_group(signal.SIGKILL)
-        return proc.communicate()
 
 
 def run_code(code: str, name: str, kwargs: dict[str, Any], namespace: dict[str, Any] | None) -> Any:
