@@ -600,11 +600,15 @@ class SQLiteRunLog:
         if action.__class__ is not Action:
             action = Action.parse(action)
         with self._lock:
-            entry = self._entry(task)
-            if entry is not None:
+            cache = self._cache
+            entry = cache.get(task)
+            if entry is not None:  # the common case, once per condition look: kept lean
+                cache.move_to_end(task)
                 value = entry[_INDEX[action]]
-                if value is not _UNKNOWN:  # the common case, once per condition look
+                if value is not _UNKNOWN:
                     return value  # type: ignore[no-any-return]
+            else:
+                entry = self._entry(task)
             return self._lookup(task, action, entry)
 
     def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
