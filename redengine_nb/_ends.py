@@ -1,0 +1,184 @@
+"""The end writer: the part of :class:`~redengine_nb.session.Session` that ends runs.
+
+An executor reports a run's end to ``_EndWriter._on_done``, from whichever thread saw it.
+The end is queued for the end writer, a thread started on demand, which writes the ends
+queued meanwhile in one run-log transaction and then acknowledges each (``_finish``): the
+task's status and runtime, ``returns``, the ``run_ended`` event, ``wait_idle``. A run on
+the scheduler's own thread has its end written and acknowledged there, at once. Here too
+is the termination of runs (a timeout, an end condition, a request): it sets the run's
+flag and asks its handle to stop; the end then comes the usual way.
+
+``_EndWriter`` is a mixin without state of its own: ``Session.__init__`` creates all it
+uses (declared under ``TYPE_CHECKING`` in its class body, for the type checker only).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .records import Action
+from .runlog.base import end_runs
+
+if TYPE_CHECKING:
+    from ._launch import _Run
+    from .executors import RunOutcome
+    from .runlog.base import RunLog
+    from .tasks import BaseTask
+
+log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
+
+_END_BATCH = 1024  # most run ends written in one run-log transaction
+# Seconds the end writer waits for more ends before it exits: as long as an idle worker
+# lives, so that a task every few seconds does not start (and end) a thread per run; an
+# exiting thread costs ~0.2 ms of CPU, a waiting one nothing.
+_WRITER_KEEPALIVE = 60.0
+
+
+class _End:
+    """A run's end, queued for the end writer."""
+
+    __slots__ = ("action", "end", "exc_text", "output", "return_value", "run")
+
+    def __init__(
+        self,
+        run: _Run,
+        outcome: RunOutcome,
+        exc_text: str | None,
+        output: str | None,
+    ) -> None:
+        self.run = run
+        self.action = outcome.action
+        self.end = outcome.end
+        self.return_value = outcome.return_value
+        self.exc_text = exc_text
+        self.output = output
+
+
+class _EndWriter:
+    """Ending the runs of a :class:`~redengine_nb.session.Session` (a mixin)."""
+
+    if TYPE_CHECKING:
+        # Made by Session.__init__, or defined by the session and its other parts.
+        runlog: RunLog
+        returns: dict[str, Any]
+        _lock: threading.RLock
+        _idle: threading.Condition
+        _tasks: dict[str, BaseTask]
+        _runs: dict[str, _Run]
+        _running: dict[str, int]
+        _last_runtime: dict[str, float]
+        _slot_wait: set[str]
+        _ends: list[_End]
+        _ends_cv: threading.Condition
+        _writer: threading.Thread | None
+
+        def _emit(self, event: str, task: str | None = None) -> None: ...
+        def _run_event(self, name: str) -> None: ...
+
+    def _on_done(self, run: _Run, outcome: RunOutcome) -> None:
+        """A run ended (called once, from whichever thread saw it end).
+
+        The end goes to the end writer thread, which writes the ends queued meanwhile in
+        one transaction and then acknowledges each (status, ``last()``, ``returns``, the
+        ``run_ended`` event, ``wait_idle``), so a worker is free at once. A caller on the
+        scheduler's own thread (a ``main`` run, a run that could not start) waits for its
+        end to be acknowledged, so the next step sees it: it writes the end itself."""
+        exc_text, output = outcome.exc_text, outcome.output
+        if outcome.action is Action.TERMINATE and run.reason:
+            exc_text = run.reason if not exc_text else f"{run.reason}\n{exc_text}"
+        for secret in run.privates:
+            if exc_text:
+                exc_text = exc_text.replace(secret, "***")
+            if output:
+                output = output.replace(secret, "***")
+        item = _End(run, outcome, exc_text, output)
+        if run.sync:
+            self._finish([item])
+            return
+        with self._ends_cv:
+            self._ends.append(item)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_ends, name="redengine_nb:end-writer", daemon=True
+                )
+                self._writer.start()
+            else:
+                self._ends_cv.notify()
+
+    def _write_ends(self) -> None:
+        """The end writer: write queued ends in batches and acknowledge them; exit after
+        ``_WRITER_KEEPALIVE`` seconds without any (it waits without waking)."""
+        while True:
+            with self._ends_cv:
+                if not self._ends:
+                    self._ends_cv.wait(_WRITER_KEEPALIVE)
+                    if not self._ends:
+                        self._writer = None
+                        return
+                batch = self._ends[:_END_BATCH]
+                del self._ends[:_END_BATCH]
+            try:
+                self._finish(batch)
+            except Exception:  # the writer must not die: later ends still need it
+                log.exception("acknowledging %d run end(s) failed", len(batch))
+
+    def _finish(self, batch: list[_End]) -> None:
+        """Write ``batch``'s ends in one transaction, then acknowledge each, in order."""
+        ends = [
+            (e.run.task.name, e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch
+        ]
+        try:
+            results: list[Any] = end_runs(self.runlog, ends)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "could not write the end of run %s of task %r to the run log",
+                    item.run.run_id,
+                    item.run.task.name,
+                    exc_info=result,
+                )
+            if item.action is Action.SUCCESS:
+                self.returns[item.run.task.name] = item.return_value
+        with self._lock:
+            for item in batch:
+                run = item.run
+                name = run.task.name
+                left = self._running.get(name, 0) - 1
+                if left > 0:
+                    self._running[name] = left
+                else:
+                    self._running.pop(name, None)
+                run.task._cached_status = item.action
+                self._last_runtime[name] = item.end - run.start
+                self._run_event(name)
+            for name in self._slot_wait:  # a slot may be free now
+                waiting = self._tasks.get(name)
+                if waiting is not None:
+                    waiting._dirty = True
+            self._slot_wait.clear()
+        for item in batch:
+            self._emit("run_ended", item.run.task.name)
+        # Last, so that wait_idle() returns only once the run_ended events are out.
+        with self._lock:
+            for item in batch:
+                self._runs.pop(item.run.run_id, None)
+            if not self._runs:
+                self._idle.notify_all()  # wait_idle() waits for no run at all
+
+    def _terminate_run(self, run: _Run, reason: str) -> None:
+        log.info("task %r: %s", run.task.name, reason)
+        if run.reason is None:
+            run.reason = reason
+        run.spec.flag.set()
+        if run.handle is not None:
+            run.handle.terminate()
+
+    def _terminate_task(self, name: str, reason: str) -> None:
+        with self._lock:
+            runs = [r for r in self._runs.values() if r.task.name == name]
+        for run in runs:
+            self._terminate_run(run, reason)
