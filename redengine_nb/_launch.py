@@ -15,7 +15,6 @@ uses (declared under ``TYPE_CHECKING`` in its class body, for the type checker o
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import traceback
@@ -48,8 +47,12 @@ _local = threading.local()  # .task: the task of the main/thread run on this thr
 
 
 class _Run:
+    """A run in flight. Called with its outcome when it ends (it is its executor's
+    ``on_done``: one object per run rather than a run and a partial)."""
+
     __slots__ = (
         "deadline",
+        "ended",
         "handle",
         "privates",
         "reason",
@@ -60,7 +63,15 @@ class _Run:
         "task",
     )
 
-    def __init__(self, task: BaseTask, spec: RunSpec, start: float, privates: list[str]) -> None:
+    def __init__(
+        self,
+        task: BaseTask,
+        spec: RunSpec,
+        start: float,
+        privates: list[str],
+        ended: Callable[[_Run, RunOutcome], None],
+    ) -> None:
+        self.ended = ended  # the session's _on_done (one bound method for all runs)
         self.task = task
         self.spec = spec
         self.run_id = spec.run_id
@@ -72,6 +83,9 @@ class _Run:
         # Its end is acknowledged on the thread that saw it (the scheduler's: a ``main``
         # run, a failed start), not by the end writer.
         self.sync = False
+
+    def __call__(self, outcome: RunOutcome) -> None:
+        self.ended(self, outcome)
 
 
 class _Prepared:
@@ -142,6 +156,7 @@ class _Launcher:
         _executors: dict[str, Executor]
         _wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]]
         _runs: dict[str, _Run]
+        _ended: Callable[[_Run, RunOutcome], None]
         _running: dict[str, int]
         _forced: dict[str, deque[dict[str, Any]]]
         _all_dirty: bool
@@ -334,7 +349,7 @@ class _Launcher:
                 if prepared.executor.kind != "process":
                     target = self._wrap(task, record.run_id, target)
                 spec = RunSpec(task.name, record.run_id, target, task.timeout, prepared.flag)
-                run = _Run(task, spec, prepared.at, prepared.privates)
+                run = _Run(task, spec, prepared.at, prepared.privates, self._ended)
                 self._runs[run.run_id] = run
                 self._running[task.name] = self._running.get(task.name, 0) + 1
                 task._cached_status = Action.RUN
@@ -346,9 +361,7 @@ class _Launcher:
             self._emit("run_started", name)
             run.sync = prepared.executor.kind == "main"
             try:
-                run.handle = prepared.executor.start(
-                    run.spec, functools.partial(self._on_done, run)
-                )
+                run.handle = prepared.executor.start(run.spec, run)
             except Exception as exc:
                 text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 run.sync = True

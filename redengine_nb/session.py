@@ -117,6 +117,7 @@ class Session(_Step, _Launcher, _EndWriter):
         self._tick_lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._runs: dict[str, _Run] = {}
+        self._ended = self._on_done  # one bound method, kept by every run (see _Run)
         self._running: dict[str, int] = {}
         self._forced: dict[str, deque[dict[str, Any]]] = {}
         self._executors: dict[str, Executor] = {}

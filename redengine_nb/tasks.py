@@ -370,6 +370,8 @@ class FuncTask(BaseTask):
         self, kwargs: dict[str, Any], *, process: bool, flag: RunFlag | None
     ) -> Callable[[], Any]:
         if self.func is not None:
+            if not kwargs:
+                return self.func  # nothing to bind: no partial (one object less per run)
             return functools.partial(self.func, **kwargs)
         assert self.path is not None and self.func_name is not None
         return functools.partial(call_from_path, self.path, self.func_name, kwargs)

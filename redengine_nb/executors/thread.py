@@ -36,14 +36,13 @@ log = logging.getLogger("redengine_nb.executors.thread")
 
 _IDLE_NAME = "redengine_nb:idle"
 
-_Job = tuple["_ThreadHandle", Callable[[RunOutcome], None]]
-
 
 class _ThreadHandle(RunHandle):
-    __slots__ = ("done", "spec")
+    __slots__ = ("done", "on_done", "spec")
 
-    def __init__(self, spec: RunSpec) -> None:
+    def __init__(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> None:
         self.spec = spec
+        self.on_done: Callable[[RunOutcome], None] | None = on_done
         self.done = False  # set once, by the worker, when on_done has returned
 
     def is_alive(self) -> bool:
@@ -72,7 +71,7 @@ class ThreadExecutor(Executor):
         self.patience = patience
         self._handles: set[_ThreadHandle] = set()
         self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_ThreadHandle | None] = queue.SimpleQueue()
         # Every queued job has one worker bound to take it (under _lock): an idle worker
         # it claimed, a worker started for it, or -- for the ``_backlog`` ones -- the
         # first worker to finish its run (or one the watcher starts).
@@ -89,7 +88,7 @@ class ThreadExecutor(Executor):
         return self._workers
 
     def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
-        handle = _ThreadHandle(spec)
+        handle = _ThreadHandle(spec, on_done)
         spawn = False
         with self._lock:
             self._handles.add(handle)
@@ -115,7 +114,7 @@ class ThreadExecutor(Executor):
                     self._workers -= 1
                     self._handles.discard(handle)
                 raise
-        self._jobs.put((handle, on_done))
+        self._jobs.put(handle)
         return handle
 
     def _spawn(self) -> None:
@@ -172,7 +171,9 @@ class ThreadExecutor(Executor):
                 if job is None:
                     return  # shut down (the sentinel claimed this worker's idle slot)
                 self._taken += 1  # only the watcher reads it, as a sign of life (GIL-safe)
-                handle, on_done = job
+                handle = job
+                on_done = handle.on_done
+                assert on_done is not None  # cleared only once it has been called
                 me.name = f"redengine_nb:{handle.spec.task_name}"
                 back = False  # this worker goes back to the idle ones (not if interrupted)
                 try:
@@ -182,6 +183,7 @@ class ThreadExecutor(Executor):
                     log.exception("ending run %s of %r failed", handle.spec.run_id, me.name)
                     back = True
                 finally:
+                    handle.on_done = None  # the run holds its handle: no cycle left behind
                     handle.done = True
                     me.name = _IDLE_NAME
                     # One lock section per run, not two: start() on the scheduler thread
