@@ -146,6 +146,7 @@ _ACTIONS: dict[str, Action] = {a.value: a for a in Action}
 
 _UNKNOWN: Any = object()  # a cache slot not looked up yet
 _N_ACTIONS = len(Action)
+_ALL = range(_N_ACTIONS)
 _INDEX = {action: i for i, action in enumerate(Action)}
 _INDEX_OF_VALUE = {action.value: i for i, action in enumerate(Action)}
 _BIT_RUN = 1 << _INDEX[Action.RUN]
@@ -538,7 +539,15 @@ class SQLiteRunLog:
             return entry
         if self.cache_size <= 0:
             return None
-        entry = cache[task] = [_UNKNOWN] * _N_ACTIONS
+        if self._present is None:
+            with self._guard("reading"):
+                self._known_pairs()
+        assert self._present is not None
+        # What the file holds no record of is known now: None, not a lookup to make.
+        mask = self._present.get(task, 0)
+        entry = cache[task] = (
+            [None] * _N_ACTIONS if not mask else [_UNKNOWN if mask >> i & 1 else None for i in _ALL]
+        )
         limit = max(1, self.cache_size // _N_ACTIONS)
         while len(cache) > limit:
             cache.popitem(last=False)
