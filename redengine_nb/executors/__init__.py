@@ -9,6 +9,12 @@ from __future__ import annotations
 from ..clock import Clock
 from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
 
+# Imported with the package (stdlib only, a few ms), not at the first run: that would
+# delay the first runs after a start by as much. The process executor (multiprocessing,
+# cloudpickle) stays lazy.
+from .main import MainExecutor
+from .thread import ThreadExecutor
+
 __all__ = [
     "EXECUTIONS",
     "Executor",
@@ -25,12 +31,8 @@ EXECUTIONS = ("process", "thread", "main")
 def make_executor(kind: str, clock: Clock, *, max_processes: int = 1) -> Executor:
     """An executor of ``kind`` (one of :data:`EXECUTIONS`)."""
     if kind == "main":
-        from .main import MainExecutor
-
         return MainExecutor(clock)
     if kind == "thread":
-        from .thread import ThreadExecutor
-
         return ThreadExecutor(clock)
     if kind == "process":
         from .process import ProcessExecutor  # type: ignore[import-not-found,unused-ignore]
