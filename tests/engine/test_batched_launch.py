@@ -11,6 +11,7 @@ import pytest
 from engine_helpers import log_of, step
 
 from redengine_nb import RedEngine, SchedulerError
+from redengine_nb._launch import _FIRST_START_BATCH
 from redengine_nb.records import Action
 from redengine_nb.session import _START_BATCH
 from redengine_nb.testing import FakeClock
@@ -37,12 +38,19 @@ def _count_batches(app: Any) -> list[int]:
 
 def test_many_due_tasks_start_in_few_transactions(app) -> None:
     count = 2 * _START_BATCH + 10
+    # The first batch is small (its runs begin sooner), each next one 4x, up to the cap.
+    expected, left, size = [], count, _FIRST_START_BATCH
+    while left > 0:
+        expected.append(min(size, left))
+        left -= expected[-1]
+        size = min(4 * size, _START_BATCH)
+    assert expected[0] == _FIRST_START_BATCH < _START_BATCH and _START_BATCH in expected
     for i in range(count):
         app.task("true", func=noop, name=f"t{i:04d}")
     sizes = _count_batches(app)
     started = step(app)
     assert sorted(started) == sorted(f"t{i:04d}" for i in range(count))
-    assert sizes == [_START_BATCH, _START_BATCH, 10]
+    assert sizes == expected
     records = app.session.runlog.records()
     assert len(records) == count
     assert {r.action for r in records} == {Action.SUCCESS}
@@ -93,7 +101,7 @@ def test_a_failed_start_write_starts_nothing_and_is_not_retried(app) -> None:
     app.session.runlog.start_runs = broken
     with pytest.raises(RunLogError, match="disk full"):
         app.session.tick()
-    assert calls == [_START_BATCH]  # the step stops there; the batch is not tried again
+    assert calls == [_FIRST_START_BATCH]  # the step stops there; not tried again
     assert app.session.running_runs == 0
     assert app.session.runlog.records() == []
 
