@@ -118,6 +118,20 @@ _NAMES = (
     " FROM names WHERE names.name IS NOT NULL)"
 )
 
+# Every (task, action) pair the file holds, by a skip scan of the (task_name, action,
+# <time>) index: one probe per name, then one per pair -- bounded by the pairs, not the
+# rows, whether or not the planner has statistics (a plain DISTINCT may scan the index).
+_PAIRS = (
+    _NAMES + ", pairs(name, action) AS ("
+    " SELECT name, (SELECT MIN(action) FROM runs WHERE task_name = names.name)"
+    " FROM names WHERE names.name IS NOT NULL"
+    " UNION ALL"
+    " SELECT name, (SELECT MIN(action) FROM runs"
+    " WHERE task_name = pairs.name AND action > pairs.action)"
+    " FROM pairs WHERE pairs.action IS NOT NULL)"
+    " SELECT name, action FROM pairs WHERE action IS NOT NULL"
+)
+
 _COLUMNS = 'run_id, task_name, action, created, start, "end", exc_text, output, owner'
 
 Row = tuple[Any, ...]
@@ -570,8 +584,7 @@ class SQLiteRunLog:
         """``_present``, loaded if it is not (under the lock)."""
         if self._present is None:
             present: dict[str, int] = {}
-            # A skip scan of the (task_name, action, <time>) index: one probe per pair.
-            for task, action in self._conn.execute("SELECT DISTINCT task_name, action FROM runs"):
+            for task, action in self._conn.execute(_PAIRS):
                 index = _INDEX_OF_VALUE.get(action)
                 if index is None:
                     continue  # not an action of ours: last() never asks for it

@@ -504,7 +504,7 @@ def test_first_look_at_a_new_task_reads_nothing(tmp_path: Path) -> None:
     with SQLiteRunLog(tmp_path / "runs.db") as log:
         seen = _statements(log)
         assert log.last("new-0", Action.SUCCESS) is None
-        assert len(seen) == 1 and "DISTINCT" in seen[0]
+        assert len(seen) == 1 and "pairs" in seen[0]
         for i in range(50):
             for action in Action:
                 assert log.last(f"new-{i}", action) is None
