@@ -41,8 +41,12 @@ class MemoryRunLog:
     def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
         """The newest of ``last(task, a)`` over ``actions``."""
         get = self._last.get
-        times = [t for t in (get((task, a)) for a in actions) if t is not None]
-        return max(times) if times else None
+        best: float | None = None
+        for action in actions:
+            t = get((task, action))
+            if t is not None and (best is None or t > best):
+                best = t
+        return best
 
     def count(
         self,
