@@ -318,6 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         "are only honest one at a time)",
     )
     ap.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    ap.add_argument(
+        "--rest",
+        type=float,
+        default=None,
+        help="seconds to wait before each cell, so that one cell's load (a core spun, "
+        "pages written back) does not land in the next (default: 2, or 0 with --quick)",
+    )
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)
 
@@ -348,8 +355,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 cells.append((lib, sc))
 
+    rest = args.rest if args.rest is not None else (0.0 if args.quick else 2.0)
+
     def work(cell: tuple[str, Scenario]) -> None:
         lib, sc = cell
+        time.sleep(rest)
         print(f"[{time.strftime('%H:%M:%S')}] {sc.name:<11} {lib}", file=sys.stderr, flush=True)
         results[(lib, sc.name)] = run_cell(lib, sc, args.quick, timeout)
 
