@@ -126,11 +126,10 @@ OPTIONS: dict[str, _Option] = {
 class Config:
     """Validated configuration; reads like a mapping too (``dict(config)`` works)."""
 
-    # Every option is also a slot (see _put): reading one is a plain attribute lookup.
-    __slots__ = ("_cond_check", "_listeners", "_values", *OPTIONS)
+    # Every option is a slot: reading one (on every launch) is a plain attribute lookup.
+    __slots__ = ("_cond_check", "_listeners", *OPTIONS)
 
     def __init__(self, values: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        object.__setattr__(self, "_values", {})
         for k, o in OPTIONS.items():
             self._put(k, o.default())
         object.__setattr__(self, "_listeners", [])
@@ -149,8 +148,8 @@ class Config:
     def set_condition_checker(self, check: Callable[[Any], Any]) -> None:
         """Install the parser that validates ``shut_cond`` (text → condition)."""
         object.__setattr__(self, "_cond_check", check)
-        if self._values["shut_cond"] is not None:
-            self._put("shut_cond", self._checked_shut_cond(self._values["shut_cond"]))
+        if self.shut_cond is not None:
+            self._put("shut_cond", self._checked_shut_cond(self.shut_cond))
 
     def on_change(self, callback: Callable[[str, Any], None]) -> None:
         self._listeners.append(callback)
@@ -176,8 +175,8 @@ class Config:
         value = OPTIONS[key].check(key, value)
         if key == "shut_cond" and value is not None and self._cond_check is not None:
             value = self._checked_shut_cond(value)
-        in_kernel = value if key == "in_kernel" else self._values["in_kernel"]
-        restarting = value if key == "restarting" else self._values["restarting"]
+        in_kernel = value if key == "in_kernel" else self.in_kernel
+        restarting = value if key == "restarting" else self.restarting
         if in_kernel and restarting != "recall":
             if key == "in_kernel":
                 restarting = "recall"
@@ -194,21 +193,18 @@ class Config:
             listener(key, value)
 
     def _put(self, key: str, value: Any) -> None:
-        """Store an option; also as a plain attribute, so that reading ``config.timeout``
-        (on every launch) is an attribute lookup, not a failed one and ``__getattr__``."""
-        self._values[key] = value
         object.__setattr__(self, key, value)
 
-    def __getattr__(self, key: str) -> Any:  # only for names that are not options (aliases)
+    def __getattr__(self, key: str) -> Any:  # reached only for a name that is no option
         if key.startswith("_"):
             raise AttributeError(key)
-        return self._values[self._key(key)]
+        return getattr(self, self._key(key))
 
     def __setattr__(self, key: str, value: Any) -> None:
         self._set(key, value)
 
     def __getitem__(self, key: str) -> Any:
-        return self._values[self._key(key)]
+        return getattr(self, self._key(key))
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._set(key, value)
@@ -218,17 +214,17 @@ class Config:
             self._set(key, value)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._values))
+        return iter(list(OPTIONS))
 
     def keys(self) -> list[str]:
-        return list(self._values)
+        return list(OPTIONS)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self._values)
+        return {key: getattr(self, key) for key in OPTIONS}
 
     def __dir__(self) -> list[str]:
         return [*OPTIONS, "as_dict", "keys", "update"]
 
     def __repr__(self) -> str:
-        body = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        body = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"Config({body})"
