@@ -26,6 +26,7 @@ __all__ = [
     "end_runs",
     "finish_runs",
     "start_runs",
+    "start_times",
 ]
 
 
@@ -128,6 +129,15 @@ class BatchRunLog(RunLog, Protocol):
         ...
 
 
+def start_times(start: float | Sequence[float], tasks: Sequence[str]) -> Sequence[float]:
+    """``start_runs``' ``start``, one time per task (``ValueError`` if the counts differ)."""
+    if isinstance(start, int | float):
+        return [float(start)] * len(tasks)
+    if len(start) != len(tasks):
+        raise ValueError(f"start_runs: {len(start)} start times for {len(tasks)} tasks")
+    return start
+
+
 def start_runs(
     log: RunLog,
     tasks: Sequence[str],
@@ -141,7 +151,7 @@ def start_runs(
     if batch is not None:
         records: list[RunRecord] = batch(tasks, created=created, start=start, owner=owner)
         return records
-    starts = [start] * len(tasks) if isinstance(start, int | float) else list(start)
+    starts = start_times(start, tasks)
     return [
         log.start_run(task, created=created, start=at, owner=owner)
         for task, at in zip(tasks, starts, strict=True)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from ..records import Action, RunRecord
+from .base import start_times
 
 __all__ = ["MemoryRunLog"]
 
@@ -106,9 +107,7 @@ class MemoryRunLog:
         owner: str,
     ) -> list[RunRecord]:
         """One started run per name in ``tasks`` (``start``: one time, or one per task)."""
-        starts = [float(start)] * len(tasks) if isinstance(start, int | float) else start
-        if len(starts) != len(tasks):
-            raise ValueError(f"start_runs: {len(starts)} start times for {len(tasks)} tasks")
+        starts = start_times(start, tasks)
         with self._lock:
             return [
                 self.start_run(task, created=created, start=at, owner=owner)

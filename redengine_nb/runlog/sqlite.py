@@ -63,6 +63,7 @@ from typing import Any, TypeVar
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
+from .base import start_times
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteRunLog"]
 
@@ -164,15 +165,6 @@ _ALL = range(_N_ACTIONS)
 _INDEX = {action: i for i, action in enumerate(Action)}
 _INDEX_OF_VALUE = {action.value: i for i, action in enumerate(Action)}
 _BIT_RUN = 1 << _INDEX[Action.RUN]
-
-
-def _per_task(start: float | Sequence[float], tasks: Sequence[str]) -> Sequence[float]:
-    """``start_runs``' start times, one per task."""
-    if isinstance(start, int | float):
-        return [float(start)] * len(tasks)
-    if len(start) != len(tasks):
-        raise ValueError(f"start_runs: {len(start)} start times for {len(tasks)} tasks")
-    return start
 
 
 class _Guard:
@@ -695,7 +687,7 @@ class SQLiteRunLog:
         one time for all, or one per task)."""
         if not tasks:
             return []
-        starts = _per_task(start, tasks)
+        starts = start_times(start, tasks)
         doing = f"recording the start of {len(tasks)} run(s) ({tasks[0]!r}, ...)"
         with self._write(doing) as conn:
             # One statement for the batch: the ids are ours to give, as this transaction
