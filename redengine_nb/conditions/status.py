@@ -164,7 +164,23 @@ class HasAction(_Windowed):
         return (self.verb, self.task, self.span)
 
 
-class After(BaseCondition):
+class _EventOnly(BaseCondition):
+    """A condition only run events change: as true (or false) at any later instant as
+    now, so due now if met, else not before an event."""
+
+    __slots__ = ()
+
+    def clock_free(self) -> bool:
+        return True
+
+    def _due_at(self, ctx: Context, ts: float) -> float | None:
+        return ts if self.is_met(ctx) else None
+
+    def _undue_at(self, ctx: Context, ts: float) -> float | None:
+        return None if self.is_met(ctx) else ts
+
+
+class After(_EventOnly):
     """``after task 'x' [succeeded|failed|finished]``, ``after tasks 'a', 'b'``,
     ``after any tasks 'a', 'b'``: their last such record is newer than this task's last
     start (or this task never started)."""
@@ -198,16 +214,6 @@ class After(BaseCondition):
                 return False
         return not self.any
 
-    # The clock plays no part: as true (or false) at any later instant as now.
-    def clock_free(self) -> bool:
-        return True
-
-    def _due_at(self, ctx: Context, ts: float) -> float | None:
-        return ts if self.is_met(ctx) else None
-
-    def _undue_at(self, ctx: Context, ts: float) -> float | None:
-        return None if self.is_met(ctx) else ts
-
     def __str__(self) -> str:
         if len(self.tasks) == 1:
             text = f"after task {quote_name(self.tasks[0])}"
@@ -220,7 +226,7 @@ class After(BaseCondition):
         return (self.tasks, self.verb, self.any)
 
 
-class Running(BaseCondition):
+class Running(_EventOnly):
     """``[task 'x'] is running``: a run of x (or this task) is alive."""
 
     __slots__ = ("task",)
@@ -230,15 +236,6 @@ class Running(BaseCondition):
 
     def is_met(self, ctx: Context) -> bool:
         return ctx.is_running(ctx.task_name(self.task))
-
-    def clock_free(self) -> bool:
-        return True
-
-    def _due_at(self, ctx: Context, ts: float) -> float | None:
-        return ts if self.is_met(ctx) else None
-
-    def _undue_at(self, ctx: Context, ts: float) -> float | None:
-        return None if self.is_met(ctx) else ts
 
     def __str__(self) -> str:
         return f"{_task_prefix(self.task)}is running"
