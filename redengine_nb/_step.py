@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import SchedulerError
+from .runlog.base import last_of
 
 if TYPE_CHECKING:
     import threading
@@ -63,12 +64,7 @@ class _Reads:
 
     def last_of(self, task: str, actions: Any) -> float | None:
         self.names.add(task)
-        last_of = getattr(self.history, "last_of", None)
-        if last_of is None:
-            times = [t for t in (self.history.last(task, a) for a in actions) if t is not None]
-            return max(times) if times else None
-        value: float | None = last_of(task, actions)
-        return value
+        return last_of(self.history, task, actions)
 
     def count(self, task: str, *args: Any, **kwargs: Any) -> int:
         self.names.add(task)

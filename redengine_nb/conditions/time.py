@@ -17,7 +17,7 @@ from typing import Any
 
 from ..periods import DAY, HOUR, MINUTE, MONTH, WEEK, Interval, TimeWindow, Unit
 from ..records import FINISHED, Action
-from ..runlog.base import History
+from ..runlog.base import History, last_of
 from ..timetext import (
     WEEKDAYS,
     format_clock_time,
@@ -150,16 +150,7 @@ def format_window(window: TimeWindow) -> str:
 
 def last_finish(history: History, task: str) -> float | None:
     """The newest end of a run of ``task`` that finished (success, fail, terminate, inaction)."""
-    last_of = getattr(history, "last_of", None)
-    if last_of is not None:  # one call for the four (a store's lock taken once)
-        found: float | None = last_of(task, _FINISHED)
-        return found
-    best: float | None = None
-    for action in _FINISHED:
-        t = history.last(task, action)
-        if t is not None and (best is None or t > best):
-            best = t
-    return best
+    return last_of(history, task, _FINISHED)
 
 
 def _dt(ts: float, tz: tzinfo | None) -> datetime:

@@ -25,6 +25,7 @@ __all__ = [
     "TaskRunEnd",
     "end_runs",
     "finish_runs",
+    "last_of",
     "start_runs",
     "start_times",
 ]
@@ -127,6 +128,21 @@ class BatchRunLog(RunLog, Protocol):
         all are durable when this returns, or none is written and it raises. ``start`` is
         one time for all of them or one per task."""
         ...
+
+
+def last_of(history: History, task: str, actions: Iterable[Action]) -> float | None:
+    """The newest of ``history.last(task, a)`` over ``actions``: one call where the store
+    has ``last_of`` (its lock taken once), else one ``last`` per action."""
+    batch = getattr(history, "last_of", None)
+    if batch is not None:
+        found: float | None = batch(task, actions)
+        return found
+    best: float | None = None
+    for action in actions:
+        t = history.last(task, action)
+        if t is not None and (best is None or t > best):
+            best = t
+    return best
 
 
 def start_times(start: float | Sequence[float], tasks: Sequence[str]) -> Sequence[float]:
