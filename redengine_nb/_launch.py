@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .args import Argument, Private, ResolveContext
 from .args import TerminationFlag as _TerminationFlagMarker
 from .errors import SchedulerError, TaskSetupError
-from .executors import RunFlag, RunOutcome, RunSpec, make_executor
+from .executors import SEPARATE_MEMORY, RunFlag, RunOutcome, RunSpec, make_executor
 from .records import Action, RunRecord
 from .runlog.base import start_runs
 
@@ -174,7 +174,9 @@ class _Launcher:
     def _executor(self, kind: str) -> Executor:
         executor = self._executors.get(kind)
         if executor is None:
-            executor = make_executor(kind, self.clock, max_processes=self.config.max_process_count)
+            executor = make_executor(
+                kind, self.clock, max_processes=self.config.max_process_count, config=self.config
+            )
             self._executors[kind] = executor
         return executor
 
@@ -307,7 +309,7 @@ class _Launcher:
         """Everything of a launch before its start is written: ``None`` if it waits for
         a slot or could not start (that is logged; it raises unless silenced)."""
         execution = task.execution
-        process = execution == "process"
+        process = execution in SEPARATE_MEMORY
         try:
             executor = self._executor(execution)
         except Exception as exc:
@@ -352,7 +354,7 @@ class _Launcher:
             for prepared, record in zip(batch, records, strict=True):
                 task = prepared.task
                 target = prepared.target
-                if prepared.executor.kind != "process":
+                if prepared.executor.kind not in SEPARATE_MEMORY:
                     target = self._wrap(task, record.run_id, target)
                 spec = RunSpec(task.name, record.run_id, target, task.timeout, prepared.flag)
                 run = _Run(task, spec, prepared.at, prepared.privates, self._ended)
