@@ -524,6 +524,12 @@ class Session(_Step, _Launcher, _EndWriter):
             except Exception:
                 log.exception("shutting down the %s executor failed", executor.kind)
 
+    def dask_cluster(self) -> dict[str, Any] | None:
+        """The Dask cluster of this session's ``dask`` runs, for panels: ``{'address',
+        'workers', 'dashboard'}`` (``None`` until a dask run has connected). No round trip."""
+        info = getattr(self._executors.get("dask"), "cluster_info", None)
+        return None if info is None else info()  # type: ignore[no-any-return]
+
     @property
     def running_runs(self) -> int:
         return len(self._runs)
