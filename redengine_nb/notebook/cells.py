@@ -21,7 +21,7 @@ __all__ = [
     "task_line_help",
 ]
 
-EXECUTIONS = ("thread", "process", "main")
+EXECUTIONS = ("thread", "process", "main", "dask")
 
 
 class TaskCellError(ValueError):

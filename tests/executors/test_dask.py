@@ -34,7 +34,9 @@ dask = pytest.importorskip("dask")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses FIFOs and POSIX signals")
 
 
-GUARD = float(os.environ.get("DASK_TEST_GUARD", "60"))  # seconds: a guard against hangs, never the mechanism
+GUARD = float(
+    os.environ.get("DASK_TEST_GUARD", "60")
+)  # seconds: a guard against hangs, never the mechanism
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
