@@ -528,7 +528,7 @@ class Session(_Step, _Launcher, _EndWriter):
         """The Dask cluster of this session's ``dask`` runs, for panels: ``{'address',
         'workers', 'dashboard'}`` (``None`` until a dask run has connected). No round trip."""
         info = getattr(self._executors.get("dask"), "cluster_info", None)
-        return None if info is None else info()  # type: ignore[no-any-return]
+        return None if info is None else info()
 
     @property
     def running_runs(self) -> int:

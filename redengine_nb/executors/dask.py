@@ -58,6 +58,7 @@ __all__ = ["DaskExecutor", "run_on_worker"]
 
 log = logging.getLogger(__name__)
 
+_DASK_WORKER_NAME = "Dask Worker process"  # how a Nanny names the process it starts
 _WORKER_CLOCK = SystemClock("UTC")  # only its time() is read: the end comes from the session
 
 
@@ -293,6 +294,13 @@ class DaskExecutor(Executor):
                 "scheduler_kwargs": {"allowed_failures": 0},
             }
             kwargs.update(self._cluster_kwargs)
+            # Its worker processes must not re-run a script's main module (one without
+            # an `if __name__ == "__main__":` guard would start a scheduler in each).
+            from .process import SKIP_MAIN_PREFIXES, _skip_main_in_children
+
+            if _DASK_WORKER_NAME not in SKIP_MAIN_PREFIXES:
+                SKIP_MAIN_PREFIXES.append(_DASK_WORKER_NAME)
+            _skip_main_in_children()
             cluster_class: Any = distributed.LocalCluster
             self._cluster = cluster_class(**kwargs)
         return client_class(self._cluster, set_as_default=False)

@@ -25,7 +25,6 @@ from redengine_nb import RedEngine
 from redengine_nb.args import Return, Session, TerminationFlag
 from redengine_nb.errors import TaskInaction
 from redengine_nb.executors.dask import DaskExecutor
-from redengine_nb.records import Action
 from redengine_nb.testing import FakeClock
 
 distributed = pytest.importorskip("distributed")
@@ -543,3 +542,35 @@ def test_lost_worker_and_lost_scheduler(
     record = last(app, "after")
     assert record.action == "fail"
     assert "could not be reached" in record.exc_text
+
+
+def test_a_script_without_a_main_guard_is_not_rerun_by_the_local_cluster_workers(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(
+        "from redengine_nb import RedEngine\n"
+        "print('MAIN RAN', flush=True)\n"
+        "app = RedEngine(config={'task_execution': 'dask',\n"
+        "    'shut_cond': \"task 'hello' has succeeded\"}, logs=':memory:')\n"
+        "@app.task('true')\n"
+        "def hello():\n"
+        "    return 1\n"
+        "app.run()\n"
+        "print(list(app.session.get_task_log().action))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("MAIN RAN") == 1
+    assert "['success']" in done.stdout
