@@ -143,6 +143,10 @@ class DaskExecutor(Executor):
         self._closer: threading.Thread | None = None
         self._gone = threading.Event()  # client and cluster closed after shutdown
         self._idle = threading.Event()  # set when the last run ends (wakes the closer)
+        # Touched on the client's event loop only: finished runs whose results are to be
+        # fetched, and whether a gather is under way.
+        self._ready: list[tuple[_DaskHandle, Any]] = []
+        self._gathering = False
         _EXECUTORS.add(self)
 
     # -- the Executor interface ------------------------------------------------------
@@ -338,9 +342,41 @@ class DaskExecutor(Executor):
         client.loop.add_callback(self._await_end, handle, future)
 
     async def _await_end(self, handle: _DaskHandle, future: Any) -> None:
-        """On the client's event loop: wait for the run's end, then report it."""
+        """On the client's event loop: wait for the run's end, then report it. A finished
+        run's result is fetched together with those of the runs that finished meanwhile
+        (one gather for them all, not a round trip each)."""
+        await future._state.wait()
+        if future.status == "finished":
+            self._ready.append((handle, future))
+            if not self._gathering:
+                self._gathering = True
+                try:
+                    await self._gather_ready(future.client)
+                finally:
+                    self._gathering = False
+            return
+        result = await future._result(raiseit=False)  # no data to fetch: the reason
+        if future.status == "cancelled":
+            self._finish(handle, Action.FAIL, exc_text=_cancel_reason(result))
+        else:  # "error": Dask's own (a worker died, the graph could not be loaded, ...)
+            error = result[1] if isinstance(result, tuple) and len(result) == 3 else result
+            self._finish(handle, Action.FAIL, exc_text=_error_text(error))
+
+    async def _gather_ready(self, client: Any) -> None:
+        while self._ready:
+            batch, self._ready = self._ready, []
+            try:
+                results = await client._gather([future for _, future in batch])
+            except BaseException:  # one result could not come back: take them one by one
+                for handle, future in batch:
+                    await self._gather_one(handle, future)
+                continue
+            for (handle, _), (action, value, exc_text, output) in zip(batch, results, strict=True):
+                self._finish(handle, Action(action), value, exc_text, output)
+
+    async def _gather_one(self, handle: _DaskHandle, future: Any) -> None:
         try:
-            result = await future._result(raiseit=False)
+            action, value, exc_text, output = await future._result()
         except BaseException as exc:  # the result could not be fetched (or unpickled)
             if isinstance(exc, asyncio.CancelledError) and not future.cancelled():
                 raise
@@ -351,15 +387,7 @@ class DaskExecutor(Executor):
                 exc_text=f"the run's result could not be brought back from the worker: {text}",
             )
             return
-        status = future.status
-        if status == "finished":
-            action, value, exc_text, output = result
-            self._finish(handle, Action(action), value, exc_text, output)
-        elif status == "cancelled":
-            self._finish(handle, Action.FAIL, exc_text=_cancel_reason(future, result))
-        else:  # "error": Dask's own (a worker died, the result could not be serialised)
-            error = result[1] if isinstance(result, tuple) and len(result) == 3 else result
-            self._finish(handle, Action.FAIL, exc_text=_error_text(error))
+        self._finish(handle, Action(action), value, exc_text, output)
 
     def _finish(
         self,
@@ -446,7 +474,7 @@ def _submit_error(spec: RunSpec, exc: Exception) -> TaskSetupError:
     )
 
 
-def _cancel_reason(future: Any, result: Any) -> str:
+def _cancel_reason(result: Any) -> str:
     text = str(result) if result is not None else ""
     if "scheduler-connection-lost" in text or "lost the connection" in text:
         return f"the run was lost: the Dask client lost the connection to the scheduler ({text})"
