@@ -19,11 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._engine.runner import Runner
+from ._engine.session import Session
 from .clock import Clock, SystemClock
 from .config import Config
 from .runlog.base import RunLog
-from .runner import Runner
-from .session import Session
 
 __all__ = ["RedEngine"]
 

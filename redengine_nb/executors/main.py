@@ -11,11 +11,11 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from ..capture import begin_capture, end_capture
 from ..clock import Clock
 from ..errors import TaskInaction
 from ..records import Action
 from .base import Executor, RunHandle, RunOutcome, RunSpec
+from .capture import begin_capture, end_capture
 
 __all__ = ["MainExecutor", "execute"]
 

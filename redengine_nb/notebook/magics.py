@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from .cells import TaskCellError, default_task_name, parse_task_line, task_line_help
 
 if TYPE_CHECKING:
+    from .._engine.tasks import BaseTask as Task
     from ..app import RedEngine
-    from ..tasks import BaseTask as Task
 
 __all__ = [
     "cell_task_names",

@@ -1,4 +1,4 @@
-"""The end writer: the part of :class:`~redengine_nb.session.Session` that ends runs.
+"""The end writer: the part of :class:`~redengine_nb._engine.session.Session` that ends runs.
 
 An executor reports a run's end to ``_EndWriter._on_done``, from whichever thread saw it.
 The end is queued for the end writer, a thread started on demand, which writes the ends
@@ -18,13 +18,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .records import Action
-from .runlog.base import end_runs
+from ..records import Action
+from ..runlog.base import end_runs
 
 if TYPE_CHECKING:
-    from ._launch import _Run
-    from .executors import RunOutcome
-    from .runlog.base import RunLog
+    from ..executors import RunOutcome
+    from ..runlog.base import RunLog
+    from .launch import _Run
     from .tasks import BaseTask
 
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
@@ -57,7 +57,7 @@ class _End:
 
 
 class _EndWriter:
-    """Ending the runs of a :class:`~redengine_nb.session.Session` (a mixin)."""
+    """Ending the runs of a :class:`~redengine_nb._engine.session.Session` (a mixin)."""
 
     if TYPE_CHECKING:
         # Made by Session.__init__, or defined by the session and its other parts.

@@ -12,10 +12,10 @@ the clock was set, the config changed). Everything is guarded by one re-entrant 
 is never held while a task runs.
 
 :class:`Session` is assembled from parts that share its state, all of it created in
-``Session.__init__``: the scheduler step (``_step.py``: ``tick()``, the checks of
+``Session.__init__``: the scheduler step (``step.py``: ``tick()``, the checks of
 timeouts, end conditions and ``shut_cond``, and which conditions to look at again),
-launching (``_launch.py``: preparing the due runs and writing their starts in batches)
-and the end writer (``_ends.py``: writing and acknowledging run ends, terminating runs).
+launching (``launch.py``: preparing the due runs and writing their starts in batches)
+and the end writer (``ends.py``: writing and acknowledging run ends, terminating runs).
 This module holds the class itself: the task registry, events and run wrappers, what a
 task asks about its own state, the stop and restart requests the runner acts on, and the
 status and log tables.
@@ -33,22 +33,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from ._ends import _End, _EndWriter
-from ._launch import _START_BATCH as _START_BATCH  # the tests read it from here
-from ._launch import _Launcher, _local, _Run
-from ._step import _Step
-from .clock import Clock, get_zone
-from .config import Config
-from .errors import ConditionParseError, TaskExistsError, TaskSetupError
-from .executors import Executor
-from .records import Action
-from .runlog.base import RunLog
+from ..clock import Clock, get_zone
+from ..config import Config
+from ..errors import ConditionParseError, TaskExistsError, TaskSetupError
+from ..executors import Executor
+from ..records import Action
+from ..runlog.base import RunLog
+from .ends import _End, _EndWriter
+from .launch import _Launcher, _local, _Run
+from .step import _Step
 from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .conditions.base import BaseCondition, Context
+    from ..conditions.base import BaseCondition, Context
 
 __all__ = ["Session"]
 
@@ -94,7 +93,7 @@ LOG_COLUMNS = [
 
 
 def _owner_tools() -> tuple[Callable[[], str], Callable[[str | None], bool]]:
-    from .runlog.owner import current_owner, owner_alive
+    from ..runlog.owner import current_owner, owner_alive
 
     return current_owner, owner_alive
 
@@ -163,20 +162,20 @@ class Session(_Step, _Launcher, _EndWriter):
         return None if ts is None else datetime.fromtimestamp(ts, self.tz)
 
     def _context(self, task: str | None, now: datetime | None = None) -> Context:
-        from .conditions.base import Context
+        from ..conditions.base import Context
 
         return Context(now or self.now(), self.runlog, task, self.is_task_running)
 
     # -- conditions --------------------------------------------------------------------
     def parse_condition(self, value: Any) -> BaseCondition:
         """A condition object from text (parsed with this app's grammar) or an object."""
-        from .conditions.base import BaseCondition
+        from ..conditions.base import BaseCondition
 
         if isinstance(value, BaseCondition):
             return value
         if isinstance(value, str):
             try:
-                from .conditions import parse  # type: ignore[attr-defined,unused-ignore]
+                from ..conditions import parse  # type: ignore[attr-defined,unused-ignore]
             except ImportError as exc:  # the parser is another layer; say so plainly
                 raise ConditionParseError(f"condition text needs the parser: {exc}", value) from exc
             if self.grammar is None:
@@ -276,7 +275,7 @@ class Session(_Step, _Launcher, _EndWriter):
         namespace: dict[str, Any] | None = None,
     ) -> BaseTask:
         """Create a task (see ``app.task``); returns it (the old one under ``'ignore'``)."""
-        from .conditions.base import false
+        from ..conditions.base import false
 
         kinds = [
             k
@@ -585,7 +584,7 @@ class Session(_Step, _Launcher, _EndWriter):
         """Run records as a DataFrame, newest last."""
         import pandas as pd
 
-        from .timetext import parse_datetime
+        from ..timetext import parse_datetime
 
         act = None if action is None else Action.parse(action)
         since_ts: float | None

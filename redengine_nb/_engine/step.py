@@ -1,9 +1,9 @@
-"""The scheduler step: the part of :class:`~redengine_nb.session.Session` that decides.
+"""The scheduler step: the part of :class:`~redengine_nb._engine.session.Session` that decides.
 
 ``_Step.tick()`` refreshes the run log (when statuses come from it), terminates the runs
 past their timeout or whose end condition became true, evaluates the start conditions of
 the tasks that may have changed, looks at ``shut_cond`` and hands what is due to the
-launcher (``_launch.py``). While a condition is evaluated, ``_Reads`` notes which tasks'
+launcher (``launch.py``). While a condition is evaluated, ``_Reads`` notes which tasks'
 history it read, so that a run starting or ending makes only the conditions that read its
 task be looked at again. ``seconds_until_wake`` tells the runner how long nothing can be
 due.
@@ -19,8 +19,8 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import SchedulerError
-from .runlog.base import last_of
+from ..errors import SchedulerError
+from ..runlog.base import last_of
 
 if TYPE_CHECKING:
     import threading
@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from zoneinfo import ZoneInfo
 
-    from ._launch import _Run
-    from .clock import Clock
-    from .conditions.base import BaseCondition, Context
-    from .config import Config
-    from .runlog.base import RunLog
+    from ..clock import Clock
+    from ..conditions.base import BaseCondition, Context
+    from ..config import Config
+    from ..runlog.base import RunLog
+    from .launch import _Run
     from .tasks import BaseTask
 
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
@@ -81,7 +81,7 @@ class _Reads:
 
 
 class _Step:
-    """The scheduler step of a :class:`~redengine_nb.session.Session` (a mixin)."""
+    """The scheduler step of a :class:`~redengine_nb._engine.session.Session` (a mixin)."""
 
     if TYPE_CHECKING:
         # Made by Session.__init__, or defined by the session and its other parts.
@@ -198,7 +198,7 @@ class _Step:
                 self._end_next = nxt.timestamp()
 
     def _due(self, now: datetime, now_ts: float) -> list[tuple[BaseTask, dict[str, Any] | None]]:
-        from .conditions.base import OUTSIDE_RECHECK, Context
+        from ..conditions.base import OUTSIDE_RECHECK, Context
 
         due: list[tuple[BaseTask, dict[str, Any] | None]] = []
         with self._lock:

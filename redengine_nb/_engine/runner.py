@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import SchedulerError
+from ..errors import SchedulerError
 
 if TYPE_CHECKING:
     from .session import Session

@@ -24,19 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import TaskSetupError
-from .records import Action
+from ..errors import TaskSetupError
+from ..records import Action
 
 if TYPE_CHECKING:
-    from .conditions.base import BaseCondition
-    from .executors.base import RunFlag
+    from ..conditions.base import BaseCondition
+    from ..executors.base import RunFlag
     from .session import Session
 
-__all__ = ["BaseTask", "CodeTask", "CommandFailed", "CommandTask", "FuncTask"]
-
-
-class CommandFailed(Exception):
-    """A command exited with a non-zero status (the message has the stderr tail)."""
+__all__ = ["BaseTask", "CodeTask", "CommandTask", "FuncTask"]
 
 
 # Parameters per function, read once: inspect.signature() costs more than the rest of a
@@ -546,7 +542,7 @@ def check_execution(value: str | None) -> str | None:
 def check_timeout(value: Any) -> float | None:
     if value is None:
         return None
-    from .timetext import to_timedelta
+    from ..timetext import to_timedelta
 
     seconds = to_timedelta(value).total_seconds()
     if seconds <= 0:

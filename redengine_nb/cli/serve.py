@@ -32,14 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import ConditionParseError, ConfigError, RedEngineError, RunLogError
-from .records import Action, RunRecord
-from .timetext import parse_duration
+from ..errors import ConditionParseError, ConfigError, RedEngineError, RunLogError
+from ..records import Action, RunRecord
+from ..timetext import parse_duration
 
 if TYPE_CHECKING:
-    from .app import RedEngine
-    from .notebook.nbfile import NotebookCell
-    from .runlog.base import RunLog
+    from ..app import RedEngine
+    from ..notebook.nbfile import NotebookCell
+    from ..runlog.base import RunLog
 
 __all__ = ["ServeError", "format_run_line", "log_status_rows", "main", "parse_config_pairs"]
 
@@ -138,7 +138,7 @@ def _positive_duration(text: str) -> float:
 
 
 def _logs_arg(logs: str | None) -> str:
-    from .runlog import DEFAULT_LOG_FILE
+    from ..runlog import DEFAULT_LOG_FILE
 
     text = logs if logs is not None else DEFAULT_LOG_FILE
     if text == ":memory:" or "://" in text:
@@ -147,7 +147,7 @@ def _logs_arg(logs: str | None) -> str:
 
 
 def _open_existing_log(logs: str | None) -> RunLog:
-    from .runlog import open_runlog
+    from ..runlog import open_runlog
 
     location = _logs_arg(logs)
     if location != ":memory:" and "://" not in location and not Path(location).exists():
@@ -272,7 +272,7 @@ def _install_app(app: RedEngine) -> Callable[[], None]:
 
     Returns a function that undoes it (for in-process callers such as tests).
     """
-    from .notebook import set_app
+    from ..notebook import set_app
 
     previous = set_app(app)
 
@@ -292,9 +292,9 @@ def run_setup(
     """
     import builtins
 
-    from .notebook.cells import TaskCellError
-    from .notebook.magics import register_cell_task
-    from .notebook.nbfile import HeadlessShell, NotebookError, to_python
+    from ..notebook.cells import TaskCellError
+    from ..notebook.magics import register_cell_task
+    from ..notebook.nbfile import HeadlessShell, NotebookError, to_python
 
     namespace: dict[str, Any] = {
         "__name__": "__main__",
@@ -396,7 +396,7 @@ def _canonical_argv(args: argparse.Namespace, notebook: Path, logs: str) -> None
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from .notebook.nbfile import NotebookError, read_notebook
+    from ..notebook.nbfile import NotebookError, read_notebook
 
     notebook = Path(args.notebook).expanduser().resolve()
     try:
@@ -409,7 +409,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         _canonical_argv(args, notebook, logs)
     deadline = _deadline(notebook, args.duration, carry=args.rewrite_argv)
 
-    from .app import RedEngine
+    from ..app import RedEngine
 
     try:
         app = RedEngine(config={**SERVE_DEFAULTS, **overrides}, logs=logs)
@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deploy a scheduling notebook headless, and read its run log.",
         epilog="See 'redengine-nb COMMAND --help' and docs/serve.md.",
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"redengine-nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,4 +1,4 @@
-"""Launching: the part of :class:`~redengine_nb.session.Session` that starts due runs.
+"""Launching: the part of :class:`~redengine_nb._engine.session.Session` that starts due runs.
 
 For each task the step found due, in priority order, ``_Launcher._prepare`` does all of a
 launch that comes before its start is written: it picks the executor and checks for a
@@ -6,7 +6,7 @@ free slot, takes a forced run off its queue, resolves the parameters and argumen
 and builds the target. The starts are then written in batches (a small first one, so that
 its runs begin while the rest are prepared, then larger ones up to ``_START_BATCH``), one
 run-log transaction each (``_start_batch``), and each run is handed to its executor,
-which reports its end to the end writer (``_ends.py``). A ``_Run`` is a run as the
+which reports its end to the end writer (``ends.py``). A ``_Run`` is a run as the
 session tracks it, from its start until its end is acknowledged; ``_InTask`` calls a
 main/thread run's target inside the session's run wrappers.
 
@@ -22,22 +22,22 @@ import traceback
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from .args import Argument, Private, ResolveContext
-from .args import TerminationFlag as _TerminationFlagMarker
-from .errors import SchedulerError, TaskSetupError
-from .executors import RunFlag, RunOutcome, RunSpec, make_executor
-from .records import Action, RunRecord
-from .runlog.base import start_runs
+from ..args import Argument, Private, ResolveContext
+from ..args import TerminationFlag as _TerminationFlagMarker
+from ..errors import SchedulerError, TaskSetupError
+from ..executors import RunFlag, RunOutcome, RunSpec, make_executor
+from ..records import Action, RunRecord
+from ..runlog.base import start_runs
 
 if TYPE_CHECKING:
     from collections import deque
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-    from .clock import Clock
-    from .config import Config
-    from .executors import Executor, RunHandle
-    from .runlog.base import RunLog
+    from ..clock import Clock
+    from ..config import Config
+    from ..executors import Executor, RunHandle
+    from ..runlog.base import RunLog
     from .tasks import BaseTask
 
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
@@ -147,7 +147,7 @@ class _InTask:
 
 
 class _Launcher:
-    """Starting the due runs of a :class:`~redengine_nb.session.Session` (a mixin)."""
+    """Starting the due runs of a :class:`~redengine_nb._engine.session.Session` (a mixin)."""
 
     if TYPE_CHECKING:
         # Made by Session.__init__, or defined by the session and its other parts.

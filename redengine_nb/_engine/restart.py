@@ -34,7 +34,7 @@ import subprocess
 import sys
 from typing import NoReturn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "PROCESS_MODES",
