@@ -102,9 +102,7 @@ class Runner:
     def _begin(self) -> None:
         session = self.session
         session.runner = self
-        session.mark_crashed_runs()
-        session._all_dirty = True
-        session._emit("scheduler_started", None)
+        session.begin()
 
     def _loop(self) -> None:
         session = self.session

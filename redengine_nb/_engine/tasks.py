@@ -111,11 +111,6 @@ class BaseTask:
         self._priority = int(priority)
         self._disabled = bool(disabled)
         self.parameters: dict[str, Any] = dict(parameters or {})
-        # Scheduler bookkeeping (owned by the session, under its lock).
-        self._next_check: float | None = None
-        self._dirty = True
-        self._cached_status: Action | None = None
-        self._deleted = False
 
     # -- definition ------------------------------------------------------------------
     @property
@@ -133,7 +128,8 @@ class BaseTask:
     @start_cond.setter
     def start_cond(self, value: str | BaseCondition) -> None:
         cond = self._session.parse_condition(value)
-        self._session._update_task(self, "_start_cond", cond)
+        with self._session._changing(self):
+            self._start_cond = cond
 
     @property
     def end_cond(self) -> BaseCondition | None:
@@ -142,7 +138,8 @@ class BaseTask:
     @end_cond.setter
     def end_cond(self, value: str | BaseCondition | None) -> None:
         cond = None if value is None else self._session.parse_condition(value)
-        self._session._update_task(self, "_end_cond", cond)
+        with self._session._changing(self):
+            self._end_cond = cond
 
     @property
     def execution(self) -> str:
@@ -150,7 +147,9 @@ class BaseTask:
 
     @execution.setter
     def execution(self, value: str | None) -> None:
-        self._session._update_task(self, "_execution", check_execution(value))
+        execution = check_execution(value)
+        with self._session._changing(self):
+            self._execution = execution
 
     @property
     def timeout(self) -> float | None:
@@ -162,7 +161,9 @@ class BaseTask:
 
     @timeout.setter
     def timeout(self, value: Any) -> None:
-        self._session._update_task(self, "_timeout", check_timeout(value))
+        timeout = check_timeout(value)
+        with self._session._changing(self):
+            self._timeout = timeout
 
     @property
     def priority(self) -> int:
@@ -172,7 +173,8 @@ class BaseTask:
     def priority(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"priority must be an integer; got {value!r}")
-        self._session._update_task(self, "_priority", value)
+        with self._session._changing(self):
+            self._priority = value
 
     @property
     def disabled(self) -> bool:
@@ -180,7 +182,8 @@ class BaseTask:
 
     @disabled.setter
     def disabled(self, value: bool) -> None:
-        self._session._update_task(self, "_disabled", bool(value))
+        with self._session._changing(self):
+            self._disabled = bool(value)
 
     # Red Engine's spelling: ``task.disable = True``.
     disable = disabled
@@ -254,7 +257,7 @@ class BaseTask:
 
     def terminate(self) -> None:
         """Ask the running run(s) of this task to stop."""
-        self._session._terminate_task(self._name, reason="terminated on request")
+        self._session.ends.terminate_task(self._name, reason="terminated on request")
 
     def delete(self) -> None:
         self._session.delete_task(self._name)
