@@ -409,8 +409,8 @@ class ProcessExecutor(Executor):
                 f"start_method {method!r} is not allowed; use 'forkserver' or 'spawn' "
                 "(forking the threaded scheduler process can deadlock the child)"
             )
+        super().__init__(clock)
         self.max_processes = max_processes
-        self.clock = clock
         self.grace = grace
         self.start_method = method
         # typeshed types get_context() as BaseContext, which lacks .Process
