@@ -1,12 +1,10 @@
-"""``redengine-nb``: deploy a notebook headless and read its run log.
+"""``redengine-nb serve``: deploy a notebook headless.
 
-- ``redengine-nb serve NOTEBOOK.ipynb [--logs PATH] [--for DURATION] [--config KEY=VALUE ...]``
-  runs the notebook's ordinary cells once, in order, in one namespace, registers its
-  ``%%task`` cells as the magic does in a kernel, then runs the scheduler in the foreground
-  until it is shut down (Ctrl-C, SIGTERM, ``--for``, ``shut_cond`` or a task's
-  ``session.shut_down()``). One line per run is printed as the run ends.
-- ``redengine-nb status [--logs PATH]``: the status table of a run log.
-- ``redengine-nb log TASK [--logs PATH] [-n N]``: a task's recent runs, output and tracebacks.
+``redengine-nb serve NOTEBOOK.ipynb [--logs PATH] [--for DURATION] [--config KEY=VALUE ...]``
+runs the notebook's ordinary cells once, in order, in one namespace, registers its
+``%%task`` cells as the magic does in a kernel, then runs the scheduler in the foreground
+until it is shut down (Ctrl-C, SIGTERM, ``--for``, ``shut_cond`` or a task's
+``session.shut_down()``). One line per run is printed as the run ends.
 
 Exit status: 0 after a clean stop; 1 when a setup cell raised or the scheduler stopped on
 an error; 2 for bad input (a missing or malformed notebook, a bad ``%%task`` cell, a bad
@@ -19,7 +17,6 @@ Layer 2: nothing here imports IPython at import time; ``serve`` loads the notebo
 from __future__ import annotations
 
 import argparse
-import difflib
 import linecache
 import os
 import signal
@@ -28,235 +25,32 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import ConditionParseError, ConfigError, RedEngineError, RunLogError
-from ..records import Action, RunRecord
-from ..timetext import parse_duration
+from ..records import Action
+from .common import (
+    ServeError,
+    fmt_time,
+    format_run_line,
+    format_table,
+    log_status_rows,
+    logs_arg,
+    parse_config_pairs,
+)
 
 if TYPE_CHECKING:
     from ..app import RedEngine
     from ..notebook.nbfile import NotebookCell
-    from ..runlog.base import RunLog
 
-__all__ = ["ServeError", "format_run_line", "log_status_rows", "main", "parse_config_pairs"]
+__all__ = ["cmd_serve", "run_setup"]
 
 #: Environment variable carrying ``--for``'s deadline across a ``replace``/``relaunch`` restart.
 DEADLINE_ENV = "REDENGINE_NB_SERVE_DEADLINE"
 
 #: The ``task_execution`` / ``task_pre_exist`` a served notebook gets, as in a kernel.
 SERVE_DEFAULTS: dict[str, Any] = {"task_execution": "thread", "task_pre_exist": "replace"}
-
-
-class ServeError(RedEngineError):
-    """``serve`` cannot go on; ``exit_code`` says how the process exits."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-# -- small helpers ------------------------------------------------------------------------
-
-
-def _fmt_time(ts: float | None, *, date: bool = True) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
-
-
-def _fmt_runtime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{int(minutes)}m{secs:04.1f}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)}h{int(minutes):02d}m{int(secs):02d}s"
-
-
-def format_run_line(record: RunRecord) -> str:
-    """One progress line: ``time  task  status  runtime`` (fixed columns, plain text)."""
-    when = record.end if record.end is not None else record.time
-    line = (
-        f"{_fmt_time(when)}  {record.task_name:<24} {record.action.value:<9} "
-        f"{_fmt_runtime(record.runtime):>9}"
-    )
-    if record.exc_text:
-        last = [s for s in record.exc_text.strip().splitlines() if s.strip()]
-        if last:
-            line += f"  {last[-1].strip()[:120]}"
-    return line
-
-
-def _parse_value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    return text
-
-
-def parse_config_pairs(pairs: Sequence[str]) -> dict[str, Any]:
-    """``['max_process_count=2', 'instant_shutdown=true', 'timeout=30 minutes']`` → a dict.
-
-    Values: ``true``/``false`` (also yes/no, on/off), ``none``, integers, decimals, else
-    text (durations and conditions stay text; the app validates them).
-    """
-    config: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ServeError(f"--config {pair!r}: expected KEY=VALUE, e.g. instant_shutdown=true")
-        config[key.strip()] = _parse_value(value)
-    return config
-
-
-def _positive_duration(text: str) -> float:
-    try:
-        seconds = parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be positive")
-    return seconds
-
-
-def _logs_arg(logs: str | None) -> str:
-    from ..runlog import DEFAULT_LOG_FILE
-
-    text = logs if logs is not None else DEFAULT_LOG_FILE
-    if text == ":memory:" or "://" in text:
-        return text
-    return str(Path(text).expanduser().resolve())
-
-
-def _open_existing_log(logs: str | None) -> RunLog:
-    from ..runlog import open_runlog
-
-    location = _logs_arg(logs)
-    if location != ":memory:" and "://" not in location and not Path(location).exists():
-        hint = "" if logs is not None else " (the default; pass --logs PATH for another)"
-        raise ServeError(
-            f"no run log at {location}{hint}: serve writes one when it runs a notebook", 1
-        )
-    return open_runlog(location)
-
-
-# -- the status table from a run log ------------------------------------------------------
-
-
-def log_status_rows(
-    runlog: RunLog, conditions: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """One row per task with records (and per task in ``conditions``), read from the log.
-
-    Works from any process: it needs only the run log, not the session that wrote it.
-    """
-    runlog.refresh()
-    # The session's tasks in their order, then any other task the log knows, by name.
-    names = list(conditions or {})
-    names += sorted(n for n in runlog.task_names() if n not in (conditions or {}))
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        newest = runlog.records(task=name, limit=1)
-        last = newest[-1] if newest else None
-        status = None if last is None else last.action.value
-        if status == Action.RUN.value:
-            status = "running"
-        finished = [r for r in runlog.records(task=name, limit=5) if r.runtime is not None]
-        row: dict[str, Any] = {"task": name}
-        if conditions is not None:
-            row["condition"] = conditions.get(name, "-")
-        row.update(
-            status=status or "-",
-            last_run=_fmt_time(runlog.last(name, Action.RUN)),
-            last_success=_fmt_time(runlog.last(name, Action.SUCCESS)),
-            last_fail=_fmt_time(runlog.last(name, Action.FAIL)),
-            runtime=_fmt_runtime(finished[-1].runtime if finished else None),
-            runs=runlog.count(name),
-            fails=runlog.count(name, Action.FAIL),
-        )
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text columns (readable in a terminal and in a service log)."""
-    if not rows:
-        return "(no runs recorded)"
-    headers = list(rows[0])
-    cells = [[str(row.get(h, "")) for h in headers] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for c in cells:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-    return "\n".join(lines)
-
-
-# -- status / log commands ----------------------------------------------------------------
-
-
-def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    runlog = _open_existing_log(args.logs)
-    try:
-        print(f"run log: {runlog.location}", file=out)
-        print(format_table(log_status_rows(runlog)), file=out)
-    finally:
-        runlog.close()
-    return 0
-
-
-def _indent(text: str, prefix: str = "    | ") -> str:
-    return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())
-
-
-def cmd_log(args: argparse.Namespace, out: TextIO) -> int:
-    runlog = _open_existing_log(args.logs)
-    try:
-        names = runlog.task_names()
-        if args.task not in names:
-            close = difflib.get_close_matches(args.task, names, n=3)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            known = f" (tasks in this log: {', '.join(sorted(names))})" if names else ""
-            raise ServeError(f"no runs of task {args.task!r} in {runlog.location}{hint}{known}", 1)
-        records = runlog.records(task=args.task, limit=args.n)
-        print(f"{args.task}: the last {len(records)} run(s), oldest first", file=out)
-        for rec in records:
-            status = "running" if rec.action is Action.RUN else rec.action.value
-            print(
-                f"- run {rec.run_id}: {status}, started {_fmt_time(rec.start)}, "
-                f"ended {_fmt_time(rec.end)}, runtime {_fmt_runtime(rec.runtime)}",
-                file=out,
-            )
-            if rec.output:
-                print("  output:", file=out)
-                print(_indent(rec.output), file=out)
-            if rec.exc_text:
-                print("  traceback:", file=out)
-                print(_indent(rec.exc_text), file=out)
-    finally:
-        runlog.close()
-    return 0
-
-
-# -- serve --------------------------------------------------------------------------------
 
 
 def _cell_traceback(exc: BaseException) -> str:
@@ -404,7 +198,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     except NotebookError as exc:
         raise ServeError(str(exc), 2) from None
     overrides = parse_config_pairs(args.config or [])
-    logs = _logs_arg(args.logs)
+    logs = logs_arg(args.logs)
     if args.rewrite_argv:
         _canonical_argv(args, notebook, logs)
     deadline = _deadline(notebook, args.duration, carry=args.rewrite_argv)
@@ -542,7 +336,7 @@ def _run_scheduler(
         timer.start()
 
     names = [t.name for t in session.tasks]
-    until = f"until {_fmt_time(deadline)}" if deadline is not None else "until stopped"
+    until = f"until {fmt_time(deadline)}" if deadline is not None else "until stopped"
     print(
         f"serve: {notebook.name}: {len(names)} task(s): {', '.join(names) or '-'}\n"
         f"serve: run log {logs}; {until} (Ctrl-C or SIGTERM stops it)",
@@ -569,99 +363,3 @@ def _run_scheduler(
     conditions = {t.name: str(t.start_cond) for t in session.tasks}
     print("\n" + format_table(log_status_rows(runlog, conditions)), file=out, flush=True)
     return code
-
-
-# -- the command line ---------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="redengine-nb",
-        description="Deploy a scheduling notebook headless, and read its run log.",
-        epilog="See 'redengine-nb COMMAND --help' and docs/serve.md.",
-    )
-    from .. import __version__
-
-    parser.add_argument("--version", action="version", version=f"redengine-nb {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    logs_help = "the run log: a SQLite file (default: ./redengine_nb.db) or ':memory:'"
-    serve = sub.add_parser(
-        "serve",
-        help="run a notebook's cells, register its %%task cells, schedule until stopped",
-        description=(
-            "Run the notebook's ordinary cells once, in order, in one namespace (cells "
-            "tagged 'skip-serve' are left out), register its %%task cells as the magic "
-            "does in a kernel, then run the scheduler in the foreground until Ctrl-C, "
-            "SIGTERM, --for, shut_cond or session.shut_down(). One line per run is printed "
-            "as it ends; the status table at the end. The cells run with the notebook's "
-            "folder as working folder, like a kernel."
-        ),
-    )
-    serve.add_argument("notebook", metavar="NOTEBOOK.ipynb", help="the notebook to serve")
-    serve.add_argument("--logs", metavar="PATH", help=logs_help)
-    serve.add_argument(
-        "--for",
-        dest="duration_text",
-        metavar="DURATION",
-        help="stop after this long, e.g. 20s, '10 minutes', 1h30m",
-    )
-    serve.add_argument(
-        "--config",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help=(
-            "a config option of the app (repeatable), e.g. instant_shutdown=true, "
-            "max_process_count=2, 'timeout=30 minutes'; wins over the notebook's own settings"
-        ),
-    )
-    serve.set_defaults(func=cmd_serve)
-
-    status = sub.add_parser(
-        "status",
-        help="print the status table of a run log",
-        description="Print one row per task of a run log (also while a server writes it).",
-    )
-    status.add_argument("--logs", metavar="PATH", help=logs_help)
-    status.set_defaults(func=cmd_status)
-
-    log = sub.add_parser(
-        "log",
-        help="print a task's recent runs with their output and tracebacks",
-        description="Print TASK's most recent runs from a run log, oldest first.",
-    )
-    log.add_argument("task", metavar="TASK", help="the task's name")
-    log.add_argument("--logs", metavar="PATH", help=logs_help)
-    log.add_argument("-n", type=int, default=5, metavar="N", help="how many runs (default 5)")
-    log.set_defaults(func=cmd_log)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``redengine-nb`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.duration = None
-    args.rewrite_argv = argv is None  # only a real command line is restarted by the engine
-    if getattr(args, "duration_text", None) is not None:
-        try:
-            args.duration = _positive_duration(args.duration_text)
-        except argparse.ArgumentTypeError as exc:
-            parser.error(f"--for: {exc}")
-    if getattr(args, "n", 1) < 1:
-        parser.error("-n must be at least 1")
-    out = sys.stdout
-    try:
-        code: int = args.func(args, out)
-    except ServeError as exc:
-        print(f"redengine-nb {args.command}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except RunLogError as exc:
-        print(f"redengine-nb {args.command}: {exc}", file=sys.stderr)
-        return 2
-    return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
