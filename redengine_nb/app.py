@@ -17,13 +17,16 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._engine.runner import Runner
 from ._engine.session import Session
 from .clock import Clock, SystemClock
 from .config import Config
 from .runlog.base import RunLog
+
+if TYPE_CHECKING:
+    from .conditions.parser import Grammar
 
 __all__ = ["RedEngine"]
 
@@ -36,11 +39,9 @@ def _open_log(logs: Any) -> RunLog:
     return open_runlog(logs)
 
 
-def _default_grammar() -> Any:
-    try:
-        from .conditions import DEFAULT_GRAMMAR  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
+def _default_grammar() -> Grammar:
+    from .conditions.parser import DEFAULT_GRAMMAR
+
     return DEFAULT_GRAMMAR.copy()
 
 
@@ -62,7 +63,7 @@ class RedEngine:
         self.config = Config(config, **config_kwargs)
         self.clock: Clock = clock if clock is not None else SystemClock(self.config.timezone)
         self.runlog: RunLog = _open_log(logs)
-        self.grammar = _default_grammar()
+        self.grammar: Grammar = _default_grammar()
         self.session = Session(self.config, self.clock, self.runlog, grammar=self.grammar, app=self)
         self.config.set_condition_checker(self.session.parse_condition)
         self._runner: Runner | None = None
@@ -124,12 +125,6 @@ class RedEngine:
 
     def cond(self, pattern: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register a custom condition phrase (text or compiled regex) for this app."""
-        if self.grammar is None:
-            from .errors import ConditionParseError
-
-            raise ConditionParseError(
-                "custom phrases need the condition parser, which is not available"
-            )
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             self.grammar.add_custom(pattern, func)

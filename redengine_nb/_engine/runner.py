@@ -93,7 +93,7 @@ class Runner:
                 session.clear_stop()
             self.stopped.set()
         if restart_mode is not None:
-            from .restart import restart_process  # type: ignore[import-not-found,unused-ignore]
+            from .restart import restart_process
 
             log.info("restarting the process (%s)", restart_mode)
             session.runlog.close()

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..conditions.base import BaseCondition, Context
+    from ..conditions.parser import Grammar
 
 __all__ = ["Session"]
 
@@ -102,7 +103,13 @@ class Session:
     """Tasks, parameters, the run log and the scheduling step of one app."""
 
     def __init__(
-        self, config: Config, clock: Clock, runlog: RunLog, *, grammar: Any = None, app: Any = None
+        self,
+        config: Config,
+        clock: Clock,
+        runlog: RunLog,
+        *,
+        grammar: Grammar | None = None,
+        app: Any = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -160,13 +167,9 @@ class Session:
         if isinstance(value, BaseCondition):
             return value
         if isinstance(value, str):
-            try:
-                from ..conditions import parse  # type: ignore[attr-defined,unused-ignore]
-            except ImportError as exc:  # the parser is another layer; say so plainly
-                raise ConditionParseError(f"condition text needs the parser: {exc}", value) from exc
-            if self.grammar is None:
-                return parse(value)  # type: ignore[no-any-return,unused-ignore]
-            return parse(value, self.grammar)  # type: ignore[no-any-return,unused-ignore]
+            from ..conditions.parser import parse
+
+            return parse(value, self.grammar)
         raise ConditionParseError(
             f"a condition is text (e.g. 'daily') or a condition object; got {type(value).__name__}"
         )

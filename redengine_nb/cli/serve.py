@@ -177,8 +177,8 @@ def _canonical_argv(args: argparse.Namespace, notebook: Path, logs: str) -> None
     for pair in args.config or []:
         tail += ["--config", pair]
     old_tail = len(sys.argv) - 1
-    orig = getattr(sys, "orig_argv", None)
-    if isinstance(orig, list) and old_tail >= 0 and len(orig) > old_tail:
+    orig = sys.orig_argv
+    if old_tail >= 0 and len(orig) > old_tail:
         head = orig[: len(orig) - old_tail]
         if len(head) >= 2 and os.path.exists(head[-1]) and head[-2] != "-m":
             head[-1] = os.path.abspath(head[-1])
