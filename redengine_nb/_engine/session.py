@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from zoneinfo import ZoneInfo
 
 from ..clock import Clock, get_zone
@@ -42,7 +42,17 @@ from ..runlog.base import RunLog
 from .ends import EndWriter
 from .launch import Launcher, _local, _Run
 from .step import Step
-from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
+from .tasks import (
+    BaseTask,
+    CodeTask,
+    CommandTask,
+    FuncTask,
+    TaskOptions,
+    check_execution,
+    check_options,
+    check_target,
+    check_timeout,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -261,41 +271,19 @@ class Session:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def create_task(
-        self,
-        start_cond: Any = None,
-        *,
-        name: str | None = None,
-        func: Callable[..., Any] | None = None,
-        func_name: str | None = None,
-        path: Any = None,
-        command: str | list[str] | None = None,
-        code: str | None = None,
-        execution: str | None = None,
-        timeout: Any = None,
-        end_cond: Any = None,
-        priority: int = 0,
-        disabled: bool = False,
-        parameters: dict[str, Any] | None = None,
-        namespace: dict[str, Any] | None = None,
-    ) -> BaseTask:
+    def create_task(self, start_cond: Any = None, **options: Unpack[TaskOptions]) -> BaseTask:
         """Create a task (see ``app.task``); returns it (the old one under ``'ignore'``)."""
         from ..conditions.base import false
 
-        kinds = [
-            k
-            for k, v in (("func", func), ("path", path), ("command", command), ("code", code))
-            if v is not None
-        ]
-        if func_name is not None and "path" not in kinds:
-            raise TaskSetupError("func_name= goes with path= (the file that defines it)")
-        if len(kinds) != 1:
-            raise TaskSetupError(
-                "a task needs exactly one of func=, path= + func_name=, command= or code=; "
-                + (f"got {', '.join(kinds)}" if kinds else "got none")
-            )
-        if path is not None and func_name is None:
-            raise TaskSetupError(f"path={str(path)!r} needs func_name= (the function to call)")
+        check_options(options)
+        check_target(options)
+        name = options.get("name")
+        func = options.get("func")
+        path = options.get("path")
+        func_name = options.get("func_name")
+        command = options.get("command")
+        code = options.get("code")
+        priority = options.get("priority", 0)
         if name is None:
             if func is not None:
                 name = getattr(func, "__name__", None)
@@ -312,15 +300,16 @@ class Session:
         if not isinstance(name, str) or not name:
             raise TaskSetupError(f"a task name is a non-empty string; got {name!r}")
         cond = false if start_cond is None else self.parse_condition(start_cond)
+        end_cond = options.get("end_cond")
         end = None if end_cond is None else self.parse_condition(end_cond)
         common: dict[str, Any] = {
             "start_cond": cond,
             "end_cond": end,
-            "execution": check_execution(execution),
-            "timeout": check_timeout(timeout),
+            "execution": check_execution(options.get("execution")),
+            "timeout": check_timeout(options.get("timeout")),
             "priority": priority,
-            "disabled": disabled,
-            "parameters": parameters,
+            "disabled": options.get("disabled", False),
+            "parameters": options.get("parameters"),
         }
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise ValueError(f"priority must be an integer; got {priority!r}")
@@ -352,7 +341,7 @@ class Session:
                 task = CommandTask(self, name, command=command, **common)
             else:
                 assert code is not None
-                task = CodeTask(self, name, code=code, namespace=namespace, **common)
+                task = CodeTask(self, name, code=code, namespace=options.get("namespace"), **common)
             old = self._tasks.get(name)
             self._tasks[name] = task
             self._status.pop(name, None)  # a new definition: read it from the log

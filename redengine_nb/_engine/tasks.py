@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from ..errors import TaskSetupError
 from ..records import Action
@@ -32,7 +32,76 @@ if TYPE_CHECKING:
     from ..executors.base import RunFlag
     from .session import Session
 
-__all__ = ["BaseTask", "CodeTask", "CommandTask", "FuncTask"]
+__all__ = [
+    "BaseTask",
+    "CodeTask",
+    "CommandTask",
+    "FuncTask",
+    "TaskOptions",
+    "check_options",
+    "check_target",
+]
+
+
+class TaskOptions(TypedDict, total=False):
+    """The keywords of ``app.task`` and ``session.create_task``, written once.
+
+    What to call (exactly one): ``func``; ``path`` + ``func_name`` (a file imported per
+    run); ``command`` (a string through the shell, a list without); ``code`` (source text,
+    run in ``namespace`` or a fresh one). How: ``name`` (default: from the function, the
+    path or the command), ``execution`` (``'process'``, ``'thread'``, ``'main'``; default
+    the config's ``task_execution``), ``timeout`` (seconds or a duration text),
+    ``end_cond`` (terminate a run when it becomes true), ``priority`` (higher starts
+    first), ``disabled``, ``parameters`` (passed to the function by name).
+    """
+
+    name: str | None
+    func: Callable[..., Any] | None
+    func_name: str | None
+    path: str | os.PathLike[str] | None
+    command: str | list[str] | None
+    code: str | None
+    execution: str | None
+    timeout: Any
+    end_cond: Any
+    priority: int
+    disabled: bool
+    parameters: dict[str, Any] | None
+    namespace: dict[str, Any] | None
+
+
+_OPTION_NAMES = frozenset(TaskOptions.__annotations__)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming a keyword that is not one of :class:`TaskOptions`."""
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(_OPTION_NAMES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"task() got unexpected keyword(s) {', '.join(map(repr, unknown))}{hint} "
+            f"(it takes start_cond and {', '.join(sorted(_OPTION_NAMES))})"
+        )
+
+
+def check_target(options: Mapping[str, Any], *, decorating: bool = False) -> None:
+    """Raise :class:`TaskSetupError` unless the options name exactly one thing to call
+    (``decorating``: the function comes later, from the decorator)."""
+    given = [k for k in ("func", "path", "command", "code") if options.get(k) is not None]
+    kinds = ["func", *given] if decorating else given
+    if options.get("func_name") is not None and "path" not in kinds:
+        raise TaskSetupError("func_name= goes with path= (the file that defines it)")
+    if len(kinds) != 1:
+        raise TaskSetupError(
+            "a task needs exactly one of func=, path= + func_name=, command= or code=; "
+            + (f"got {', '.join(kinds)}" if kinds else "got none")
+        )
+    path = options.get("path")
+    if path is not None and options.get("func_name") is None:
+        raise TaskSetupError(f"path={str(path)!r} needs func_name= (the function to call)")
 
 
 # Parameters per function, read once: inspect.signature() costs more than the rest of a
