@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import REPO, run_cli, start_cli
+from cli_helpers import REPO, cli_command, cli_env, run_cli, start_cli
 
 from redengine_nb.records import Action
 from redengine_nb.runlog import SQLiteRunLog
@@ -239,3 +239,61 @@ def test_a_second_signal_terminates_what_the_first_waits_for(
     assert proc.returncode == 0, out + err
     assert "terminating running tasks" in out
     assert [a.value for a in _records(db)["slow"]] == ["terminate"]
+
+
+READER_GOES = """
+from pathlib import Path
+from redengine_nb.args import TerminationFlag
+
+@app.task('daily', execution='thread')
+def slow(flag=TerminationFlag()):
+    Path('started').write_text('yes')
+    stopped_early = flag.wait(2.0)
+    print('stopped early' if stopped_early else 'did all its work')
+
+@app.task('every 0.1 seconds', execution='thread')
+def tick():
+    pass
+"""
+
+
+def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
+    write_nb: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``serve NB | head -3``: once head has exited, serve stops like on SIGTERM (the
+    running task finishes and is recorded), prints no traceback and exits 141."""
+    nb = write_nb([READER_GOES])
+    db = tmp_path / "runs.db"
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(
+            cli_command("serve", nb.name, "--logs", str(db), "--for", "10m"),
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        assert proc.stdout is not None
+        try:
+            for _ in range(3):  # what `head -3` reads
+                assert proc.stdout.readline()
+            _wait_for((tmp_path / "started").exists, proc, "the task started")
+            proc.stdout.close()  # the reader exits: serve's next line meets a broken pipe
+            proc.wait(timeout=60)  # a guard: --for would stop it only after 10 minutes
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert errors.read_text() == ""  # quiet: no BrokenPipeError traceback
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports `cat` in `cat | head`
+    log = SQLiteRunLog(db)
+    try:
+        assert log.open_runs() == []  # a clean stop: every run was recorded with its end
+        (run,) = log.records(task="slow")
+        ticks = log.records(task="tick")
+    finally:
+        log.close()
+    assert run.action is Action.SUCCESS  # waited for, as on SIGTERM
+    assert "did all its work" in (run.output or "")
+    assert ticks and all(r.action is Action.SUCCESS for r in ticks)
