@@ -176,8 +176,9 @@ actions:
   terminate NAME   ask its running run to stop (a process is killed; a thread's
                    TerminationFlag is set)
   log NAME [--limit N] [--verbose]
-                   its runs, newest last: status, start, end, runtime, output,
-                   traceback; --verbose prints them in full
+                   its runs, newest last: action (how each ended: success, fail,
+                   terminate, inaction, crash; run while it lives), start, end,
+                   runtime, output, traceback; --verbose prints them in full
 
 NAME may be quoted ('my task'). As a cell magic, %%task registers the cell as a task:
 see %%task --help.
@@ -418,13 +419,17 @@ def scheduler_status_line(app: RedEngine) -> str:
 
 
 def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
-    """A task's runs, newest last: run_id, status, start, end, runtime, output, traceback."""
+    """A task's runs, newest last: run_id, action, start, end, runtime, output, traceback.
+
+    The columns keep ``get_task_log()``'s names (a run's outcome is its ``action``, as in
+    Red Engine's logs), except ``exc_text``, shown as ``traceback``.
+    """
     frame = app.session.get_task_log(task=name)
     if limit > 0:
         frame = frame.tail(limit)
     columns = {
         "run_id": "run_id",
-        "action": "status",
+        "action": "action",
         "start": "start",
         "end": "end",
         "runtime": "runtime",
@@ -443,7 +448,7 @@ def format_task_log(frame: Any, name: str) -> str:
         runtime = getattr(row, "runtime", None)
         took = "" if runtime is None or runtime != runtime else f" in {runtime:.3f}s"
         start = row.start.strftime("%Y-%m-%d %H:%M:%S") if hasattr(row.start, "strftime") else "-"
-        parts.append(f"--- {row.status} at {start}{took} (run {row.run_id})")
+        parts.append(f"--- {row.action} at {start}{took} (run {row.run_id})")
         output = getattr(row, "output", None)
         if isinstance(output, str) and output:
             parts.append(output.rstrip("\n"))

@@ -207,7 +207,7 @@ def test_process_execution_runs_the_cell_in_a_fresh_process(
     assert session.wait_idle(60), "the process run did not end"
     session.tick()
     log = stopped.run_line_magic("task", "log elsewhere")
-    assert list(log["status"]) == ["success"], log.to_dict("records")
+    assert list(log["action"]) == ["success"], log.to_dict("records")
     assert int(pid_file.read_text()) != os.getpid()
 
 
@@ -247,8 +247,12 @@ def test_task_actions(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) 
     assert not task.disabled
     run_and_wait(ip, "t1")
     log = stopped.run_line_magic("task", "log t1")
-    assert list(log["status"]) == ["success"]
-    assert {"status", "runtime", "output", "traceback"} <= set(log.columns)
+    assert list(log["action"]) == ["success"]
+    assert {"action", "runtime", "output", "traceback"} <= set(log.columns)
+    # One word for a run's outcome: `action`, as in get_task_log() (issue 18.2).
+    full = get_app().session.get_task_log(task="t1")
+    assert set(log.columns) - {"traceback"} <= set(full.columns)
+    assert "status" not in log.columns
     stopped.run_line_magic("task", "delete t1")
     assert "t1" not in get_app().session
     out = capsys.readouterr().out
@@ -288,7 +292,7 @@ def test_task_terminate_stops_a_running_thread_run(
     assert "asked 'waiter' to terminate" in capsys.readouterr().out
     assert ended.wait(30), "waiter did not stop when terminated"
     log = ip.run_line_magic("task", "log waiter")
-    assert list(log["status"]) == ["terminate"]
+    assert list(log["action"]) == ["terminate"]
 
 
 def test_unknown_task_names_close_matches(stopped: InteractiveShell) -> None:
