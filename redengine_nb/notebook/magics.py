@@ -8,6 +8,7 @@ so a cell becomes the same task, under the same name, in a kernel and headless.
 
 from __future__ import annotations
 
+import re
 import shlex
 import weakref
 from collections.abc import Callable
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = [
     "cell_task_names",
     "describe_registration",
+    "install_input_transformer",
     "register_cell_task",
+    "uninstall_input_transformer",
 ]
 
 # Which task each cell registered, per app: re-running a cell (edited or not, even if the
@@ -198,6 +201,36 @@ SCHEDULER_HELP = """usage: %scheduler start|stop|restart|status|panel
   status    say whether it runs, and how many tasks there are
   panel     show the live ipywidgets panel
 """
+
+_TASK_CELL = re.compile(r"%%task(\s|$)")
+
+
+def empty_task_cell(lines: list[str]) -> list[str]:
+    """An input transformer: give a ``%%task`` cell with no body an empty line for body.
+
+    IPython refuses a cell magic whose body is empty before calling it ("the cell body is
+    empty. Did you mean the line magic %task?"), so ``%%task --help`` alone in a cell
+    would never print the usage. With a blank body the magic is called and answers:
+    the usage for ``--help``, else that the cell has no code to run.
+    """
+    if lines and _TASK_CELL.match(lines[0]) and not "".join(lines[1:]):
+        first = lines[0] if lines[0].endswith("\n") else lines[0] + "\n"
+        return [first, "\n"]
+    return lines
+
+
+def install_input_transformer(shell: Any) -> None:
+    """Add :func:`empty_task_cell` to ``shell``'s input cleanup (once)."""
+    cleanup = getattr(shell, "input_transformers_cleanup", None)
+    if cleanup is not None and empty_task_cell not in cleanup:
+        cleanup.append(empty_task_cell)
+
+
+def uninstall_input_transformer(shell: Any) -> None:
+    cleanup = getattr(shell, "input_transformers_cleanup", None)
+    while cleanup is not None and empty_task_cell in cleanup:
+        cleanup.remove(empty_task_cell)
+
 
 _TASK_ACTIONS = ("run", "disable", "enable", "delete", "terminate", "log")
 

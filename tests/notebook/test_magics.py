@@ -15,7 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from redengine_nb import RedEngine, TaskExistsError
 from redengine_nb.args import TerminationFlag
 from redengine_nb.notebook import get_app, kernel
-from redengine_nb.notebook.magics import register_cell_task
+from redengine_nb.notebook.magics import empty_task_cell, register_cell_task
 
 
 def scheduler_threads() -> int:
@@ -70,8 +70,10 @@ def test_reload_and_unload_never_leave_two_threads(ip: InteractiveShell) -> None
     ip.run_line_magic("reload_ext", "redengine_nb")
     assert scheduler_threads() == 1
     assert get_app() is app and "keep" in app.session  # tasks survive a reload
+    assert ip.input_transformers_cleanup.count(empty_task_cell) == 1
     ip.run_line_magic("unload_ext", "redengine_nb")
     assert scheduler_threads() == 0
+    assert empty_task_cell not in ip.input_transformers_cleanup
     with pytest.raises(RuntimeError, match="load_ext redengine_nb"):
         get_app()
     ip.run_line_magic("load_ext", "redengine_nb")
@@ -146,6 +148,26 @@ def test_help_prints_usage_and_registers_nothing(
 ) -> None:
     cell(stopped, "--help")
     assert "usage: %%task CONDITION" in capsys.readouterr().out
+    assert names() == []
+
+
+@pytest.mark.parametrize("source", ["%%task --help", "%%task -h\n", "%%task daily --help"])
+def test_help_alone_in_a_cell_prints_usage(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str], source: str
+) -> None:
+    """A cell that is only ``%%task --help`` (IPython refuses an empty cell body itself)."""
+    result = stopped.run_cell(source)
+    assert result.success, result.error_before_exec or result.error_in_exec
+    assert "usage: %%task CONDITION" in capsys.readouterr().out
+    assert names() == []
+
+
+def test_a_task_cell_with_no_body_says_so(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = stopped.run_cell("%%task daily --name nothing")
+    assert not result.success
+    assert "%%task: the cell has no code to run" in str(result.error_in_exec)
     assert names() == []
 
 
