@@ -202,18 +202,22 @@ def test_serve_restarts_with_a_new_interpreter(mode: str, tmp_path: Path) -> Non
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    if mode == "fresh":  # detached: wait (guard) for the new process to finish its work
+    lives = done.stdout
+    if mode == "fresh":  # detached, with its own output: wait (guard) for its final table
+        output = tmp_path / "redengine_nb.out"  # in the notebook's folder, serve's cwd
         deadline = time.monotonic() + 60
-        while Action.SUCCESS not in _records(db).get("do_shutdown", []):
-            assert time.monotonic() < deadline, done.stdout
+        while "\ntask " not in (output.read_text() if output.exists() else ""):
+            assert time.monotonic() < deadline, done.stdout + done.stderr
             time.sleep(0.1)
+        assert "redengine_nb: restarted (fresh) as process" in done.stderr
+        assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 1, done.stdout
+        lives += output.read_text()
     records = _records(db)
     assert records["do_restart"] == [Action.SUCCESS]
     assert records["do_shutdown"] == [Action.SUCCESS]
     assert records["hello"] == [Action.SUCCESS]  # daily: not run again after the restart
-    # Two lives, one pipe (fresh's new process inherits stdout, so the CLI run's output
-    # ends when it does).
-    assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 2, done.stdout
+    # Two lives: one pipe, or the pipe and fresh's own output.
+    assert lives.count("serve: advanced.ipynb: 9 task(s)") == 2, lives
     log = SQLiteRunLog(db)
     try:
         (first_life,) = log.records(task="do_restart")
