@@ -335,7 +335,8 @@ def _run_scheduler(
     unsubscribe = session.subscribe(on_event)
     # `serve NB | head`: once the reader has gone, stop as on SIGTERM (the runs going on
     # end and are recorded); the lines nobody reads are dropped, the exit status is 141.
-    out.on_gone(lambda: request_stop("the reader of standard output has gone"))
+    # Not a second stop request when it is a stop line that met the broken pipe.
+    out.on_gone(lambda: None if stops else request_stop("the reader of standard output has gone"))
 
     def on_signal(signum: int, _frame: object) -> None:
         request_stop(signal.Signals(signum).name)

@@ -252,26 +252,36 @@ from redengine_nb.args import TerminationFlag
 @app.task('daily', execution='thread')
 def slow(flag=TerminationFlag()):
     Path('started').write_text('yes')
-    stopped_early = flag.wait(2.0)
+    stopped_early = flag.wait({seconds})
     print('stopped early' if stopped_early else 'did all its work')
+"""
 
+TICKING = """
 @app.task('every 0.1 seconds', execution='thread')
 def tick():
     pass
 """
 
 
+@pytest.mark.parametrize("noticed_by", ["a run line", "the --for stop line"])
 def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
-    write_nb: Callable[..., Path], tmp_path: Path
+    write_nb: Callable[..., Path], tmp_path: Path, noticed_by: str
 ) -> None:
-    """``serve NB | head -3``: once head has exited, serve stops like on SIGTERM (the
-    running task finishes and is recorded), prints no traceback and exits 141."""
-    nb = write_nb([READER_GOES])
+    """``serve NB | head -2``: once head has exited, serve stops like on SIGTERM (the
+    running task finishes and is recorded), prints no traceback and exits 141.
+
+    The broken pipe is met either by the line of a run that ended (``tick``), or by
+    serve's own "stopping (--for)" line, which must not count as a second stop request
+    (that would terminate ``slow`` instead of waiting for it)."""
+    if noticed_by == "a run line":
+        nb, duration = write_nb([READER_GOES.format(seconds=2.0), TICKING]), "10m"
+    else:
+        nb, duration = write_nb([READER_GOES.format(seconds=5.0)]), "3s"
     db = tmp_path / "runs.db"
     errors = tmp_path / "stderr.txt"
     with errors.open("w") as err:
         proc = subprocess.Popen(
-            cli_command("serve", nb.name, "--logs", str(db), "--for", "10m"),
+            cli_command("serve", nb.name, "--logs", str(db), "--for", duration),
             cwd=tmp_path,
             env=cli_env(),
             stdout=subprocess.PIPE,
@@ -280,11 +290,11 @@ def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
         )
         assert proc.stdout is not None
         try:
-            for _ in range(3):  # what `head -3` reads
+            for _ in range(2):  # what `head -2` reads: the two lines of the header
                 assert proc.stdout.readline()
             _wait_for((tmp_path / "started").exists, proc, "the task started")
             proc.stdout.close()  # the reader exits: serve's next line meets a broken pipe
-            proc.wait(timeout=60)  # a guard: --for would stop it only after 10 minutes
+            proc.wait(timeout=60)  # a guard (with 10m, --for would stop it much later)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -300,4 +310,5 @@ def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
         log.close()
     assert run.action is Action.SUCCESS  # waited for, as on SIGTERM
     assert "did all its work" in (run.output or "")
-    assert ticks and all(r.action is Action.SUCCESS for r in ticks)
+    assert all(r.action is Action.SUCCESS for r in ticks)
+    assert bool(ticks) == (noticed_by == "a run line")
