@@ -43,7 +43,7 @@ def make_executor(
     if kind == "thread":
         return ThreadExecutor(clock)
     if kind == "process":
-        from .process import ProcessExecutor  # type: ignore[import-not-found,unused-ignore]
+        from .process import ProcessExecutor
 
         executor: Executor = ProcessExecutor(max_processes, clock)
         return executor

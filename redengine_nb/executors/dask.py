@@ -74,7 +74,7 @@ def run_on_worker(
 
 
 class _DaskHandle(RunHandle):
-    __slots__ = ("done", "future", "key", "on_done", "spec")
+    __slots__ = ("_executor", "done", "future", "key", "on_done", "spec")
 
     def __init__(
         self, executor: DaskExecutor, spec: RunSpec, on_done: Callable[[RunOutcome], None]
@@ -129,7 +129,7 @@ class DaskExecutor(Executor):
         max_runs: int | Callable[[], int | None] | None = None,
         cluster_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.address = address
         self._max_runs = max_runs
         self._cluster_kwargs = dict(cluster_kwargs or {})
@@ -162,6 +162,11 @@ class DaskExecutor(Executor):
                 "with execution='process' or 'thread'."
             )
         handle = _DaskHandle(self, spec, on_done)
+        if spec.flag.is_set():  # asked to stop before it began: it never goes out
+            self._finish(
+                handle, Action.TERMINATE, exc_text="terminated: its flag was set before it started"
+            )
+            return handle
         with self._lock:
             client = self._client if self._usable(self._client) else None
             if client is None:

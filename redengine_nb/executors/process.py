@@ -66,11 +66,11 @@ from typing import Any
 
 import cloudpickle
 
-from ..capture import TRUNCATED
 from ..clock import Clock
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
 from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
+from .capture import TRUNCATED
 
 __all__ = ["DEFAULT_GRACE", "ProcessExecutor", "child_termination_flag", "default_start_method"]
 
@@ -284,6 +284,16 @@ def _skip_main_in_children() -> None:
     would start a second scheduler inside every task process. The preparation data of
     processes *named by this module* is therefore stripped of the main-module entries;
     every other process is left as multiprocessing makes it.
+
+    This relies on CPython internals: ``multiprocessing.spawn.get_preparation_data`` (also
+    used by ``forkserver``) and its ``init_main_from_path`` / ``init_main_from_name`` keys,
+    read by ``spawn.prepare`` in the child. Without this patch (or if a Python renames
+    them, so that it silently does nothing), each task child runs the parent's main
+    module again before its task: an unguarded script's whole body (its side effects, a
+    second scheduler, process tasks of its own), and at best the import cost of the main
+    module (``ipykernel_launcher`` in a kernel) on every run.
+    ``tests/executors/test_process_main_guard.py`` pins both keys and the behaviour, and
+    fails naming the Python version if they change.
     """
     import multiprocessing.spawn as mp_spawn
 
@@ -306,7 +316,7 @@ def _skip_main_in_children() -> None:
 def _read_tail(path: str, limit: int) -> str | None:
     """The last ``limit`` characters of a UTF-8 file (``None`` if empty or missing).
 
-    A cut is marked the way :mod:`redengine_nb.capture` marks it for thread runs.
+    A cut is marked the way :mod:`redengine_nb.executors.capture` marks it for thread runs.
     """
     limit = max(1, limit)
     try:
@@ -412,8 +422,8 @@ class ProcessExecutor(Executor):
                 f"start_method {method!r} is not allowed; use 'forkserver' or 'spawn' "
                 "(forking the threaded scheduler process can deadlock the child)"
             )
+        super().__init__(clock)
         self.max_processes = max_processes
-        self.clock = clock
         self.grace = grace
         self.start_method = method
         # typeshed types get_context() as BaseContext, which lacks .Process

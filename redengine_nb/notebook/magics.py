@@ -8,22 +8,32 @@ so a cell becomes the same task, under the same name, in a kernel and headless.
 
 from __future__ import annotations
 
+import re
 import shlex
 import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .cells import TaskCellError, default_task_name, parse_task_line, task_line_help
+from .cells import (
+    TaskCellError,
+    TaskCellOptions,
+    default_task_name,
+    parse_task_line,
+    task_line_help,
+)
 
 if TYPE_CHECKING:
+    from .._engine.tasks import BaseTask as Task
     from ..app import RedEngine
-    from ..tasks import BaseTask as Task
+    from ..conditions.base import BaseCondition
 
 __all__ = [
     "cell_task_names",
     "describe_registration",
+    "install_input_transformer",
     "register_cell_task",
+    "uninstall_input_transformer",
 ]
 
 # Which task each cell registered, per app: re-running a cell (edited or not, even if the
@@ -46,7 +56,7 @@ def _session_has(app: RedEngine, name: str) -> bool:
 
 def register_cell_task(
     app: RedEngine,
-    line: str,
+    line: str | TaskCellOptions,
     body: str,
     *,
     cell_id: str | None,
@@ -54,7 +64,8 @@ def register_cell_task(
 ) -> Task:
     """Register the ``%%task`` cell ``line`` / ``body`` as a code task of ``app``.
 
-    ``line`` is the text after ``%%task`` (condition and options, verbatim); ``cell_id``
+    ``line`` is the text after ``%%task`` (condition and options, verbatim), or what
+    :func:`~.cells.parse_task_line` made of it (the magic has read it already); ``cell_id``
     identifies the cell when the front end says which one it is (JupyterLab's ``cellId``)
     and ``namespace`` is where thread and main runs execute the body (the notebook's
     ``user_ns``; process runs get a fresh interpreter). The name is ``--name``, else the
@@ -65,9 +76,11 @@ def register_cell_task(
     deleted once the new one is in. A bad line or condition raises (``TaskCellError``,
     ``ConditionParseError``, ``ValueError``) and changes nothing.
     """
-    opts = parse_task_line(line)
+    opts = parse_task_line(line) if isinstance(line, str) else line
     if opts.help:
         raise TaskCellError(task_line_help())
+    # Parsed once, here: before anything changes (a bad condition leaves the old task).
+    condition = app.session.parse_condition(opts.condition)
     owned = cell_task_names(app)
     previous = owned.get(cell_id) if cell_id else None
     name = opts.name.strip() if opts.name is not None else default_task_name(body, cell_id)
@@ -87,9 +100,9 @@ def register_cell_task(
     # The same cell again: its task is replaced whatever ``task_pre_exist`` says (a
     # headless app may say 'raise'); a name held by another task follows the app's policy.
     if previous == name and _session_has(app, name) and _pre_exist(app) != "replace":
-        task = _replace_task(app, opts.condition, kwargs)
+        task = _replace_task(app, condition, kwargs)
     else:
-        task = app.task(opts.condition, **kwargs)
+        task = app.task(condition, **kwargs)
     assert task is not None
     if cell_id:
         owned[cell_id] = name
@@ -105,12 +118,9 @@ def _pre_exist(app: RedEngine) -> str:
         return "replace"
 
 
-def _replace_task(app: RedEngine, condition: str, kwargs: dict[str, Any]) -> Task:
+def _replace_task(app: RedEngine, condition: BaseCondition, kwargs: dict[str, Any]) -> Task:
     """Replace a task this cell owns on an app whose policy is not 'replace'."""
     old = app.session[kwargs["name"]]
-    if isinstance(condition, str):
-        # Validate before removing anything: a bad condition must leave the old task.
-        app.session.parse_condition(condition)
     app.session.delete_task(old.name)
     task: Task = app.task(condition, **kwargs)
     return task
@@ -169,8 +179,9 @@ actions:
   terminate NAME   ask its running run to stop (a process is killed; a thread's
                    TerminationFlag is set)
   log NAME [--limit N] [--verbose]
-                   its runs, newest last: status, start, end, runtime, output,
-                   traceback; --verbose prints them in full
+                   its runs, newest last: action (how each ended: success, fail,
+                   terminate, inaction, crash; run while it lives), start, end,
+                   runtime, output, traceback; --verbose prints them in full
 
 NAME may be quoted ('my task'). As a cell magic, %%task registers the cell as a task:
 see %%task --help.
@@ -190,6 +201,36 @@ SCHEDULER_HELP = """usage: %scheduler start|stop|restart|status|panel
   status    say whether it runs, and how many tasks there are
   panel     show the live ipywidgets panel
 """
+
+_TASK_CELL = re.compile(r"%%task(\s|$)")
+
+
+def empty_task_cell(lines: list[str]) -> list[str]:
+    """An input transformer: give a ``%%task`` cell with no body an empty line for body.
+
+    IPython refuses a cell magic whose body is empty before calling it ("the cell body is
+    empty. Did you mean the line magic %task?"), so ``%%task --help`` alone in a cell
+    would never print the usage. With a blank body the magic is called and answers:
+    the usage for ``--help``, else that the cell has no code to run.
+    """
+    if lines and _TASK_CELL.match(lines[0]) and not "".join(lines[1:]):
+        first = lines[0] if lines[0].endswith("\n") else lines[0] + "\n"
+        return [first, "\n"]
+    return lines
+
+
+def install_input_transformer(shell: Any) -> None:
+    """Add :func:`empty_task_cell` to ``shell``'s input cleanup (once)."""
+    cleanup = getattr(shell, "input_transformers_cleanup", None)
+    if cleanup is not None and empty_task_cell not in cleanup:
+        cleanup.append(empty_task_cell)
+
+
+def uninstall_input_transformer(shell: Any) -> None:
+    cleanup = getattr(shell, "input_transformers_cleanup", None)
+    while cleanup is not None and empty_task_cell in cleanup:
+        cleanup.remove(empty_task_cell)
+
 
 _TASK_ACTIONS = ("run", "disable", "enable", "delete", "terminate", "log")
 
@@ -260,7 +301,7 @@ class SchedulerMagics(Magics):
         assert self.shell is not None
         try:
             task = register_cell_task(
-                app, line, cell, cell_id=_cell_id_of(self.shell), namespace=self.shell.user_ns
+                app, opts, cell, cell_id=_cell_id_of(self.shell), namespace=self.shell.user_ns
             )
         except (ValueError, TypeError) as exc:  # ConditionParseError, ConfigError, ...
             raise UsageError(str(exc)) from None
@@ -411,13 +452,17 @@ def scheduler_status_line(app: RedEngine) -> str:
 
 
 def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
-    """A task's runs, newest last: run_id, status, start, end, runtime, output, traceback."""
+    """A task's runs, newest last: run_id, action, start, end, runtime, output, traceback.
+
+    The columns keep ``get_task_log()``'s names (a run's outcome is its ``action``, as in
+    Red Engine's logs), except ``exc_text``, shown as ``traceback``.
+    """
     frame = app.session.get_task_log(task=name)
     if limit > 0:
         frame = frame.tail(limit)
     columns = {
         "run_id": "run_id",
-        "action": "status",
+        "action": "action",
         "start": "start",
         "end": "end",
         "runtime": "runtime",
@@ -436,7 +481,7 @@ def format_task_log(frame: Any, name: str) -> str:
         runtime = getattr(row, "runtime", None)
         took = "" if runtime is None or runtime != runtime else f" in {runtime:.3f}s"
         start = row.start.strftime("%Y-%m-%d %H:%M:%S") if hasattr(row.start, "strftime") else "-"
-        parts.append(f"--- {row.status} at {start}{took} (run {row.run_id})")
+        parts.append(f"--- {row.action} at {start}{took} (run {row.run_id})")
         output = getattr(row, "output", None)
         if isinstance(output, str) and output:
             parts.append(output.rstrip("\n"))

@@ -329,7 +329,7 @@ def test_dask_max_runs_makes_due_runs_wait_for_a_slot(
     assert app.session.wait_idle(GUARD)
     assert app.session.returns["second"] == "second ran"
     app.config.dask_max_runs = None
-    assert app.session._executors["dask"].capacity() is None
+    assert app.session.launcher.executor("dask").capacity() is None
 
 
 # -- the cluster ---------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_without_an_address_a_local_cluster_starts_on_first_use_and_closes_at_sh
     make_app: Callable[..., RedEngine],
 ) -> None:
     app = make_app()
-    executor = app.session._executor("dask")
+    executor = app.session.launcher.executor("dask")
     assert isinstance(executor, DaskExecutor)
     assert executor.cluster_info() is None  # nothing started before a run asks
 
