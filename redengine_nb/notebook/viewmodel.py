@@ -348,12 +348,14 @@ def build_snapshot(
     selected: str = "",
     runs: Any = None,
     window: float = TIMELINE_WINDOW,
+    cluster: Mapping[str, Any] | None = None,
 ) -> Snapshot:
     """The whole panel's data from the session's status rows and run log.
 
     ``now`` is the session clock's aware now (its timezone is the one clock texts use);
     ``log`` holds at least the runs of the last ``window`` seconds (the timeline); ``runs``
-    the selected task's recent runs (default: taken from ``log``).
+    the selected task's recent runs (default: taken from ``log``); ``cluster`` the Dask
+    cluster of ``dask`` runs (``session.dask_cluster()``), shown once a run has used it.
     """
     tz = now.tzinfo
     ts_now = now.timestamp()
@@ -376,7 +378,25 @@ def build_snapshot(
         if selected
         else [],
     }
+    shown = cluster_data(cluster)
+    if shown is not None:  # only once a Dask run has used the cluster
+        data["scheduler"]["cluster"] = shown
     return Snapshot(data)
+
+
+def cluster_data(cluster: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The Dask cluster as the panel shows it: address, worker count, dashboard link (only
+    an http(s) URL: anything else is dropped, never made a link)."""
+    if not cluster:
+        return None
+    dashboard = _text(cluster.get("dashboard"))
+    if not dashboard.startswith(("http://", "https://")):
+        dashboard = ""
+    return {
+        "address": _text(cluster.get("address")),
+        "workers": _int(cluster.get("workers")),
+        "dashboard": dashboard,
+    }
 
 
 # --- markup (escaped) --------------------------------------------------------------------
@@ -420,7 +440,9 @@ def render_html(snapshot: Snapshot) -> str:
     esc = html.escape
     state = "running" if data["scheduler"]["running"] else "stopped"
     out = [
-        f'<div class="rnb-panel rnb-static"><p>Scheduler: {state}</p><table>',
+        f'<div class="rnb-panel rnb-static"><p>Scheduler: {state}</p>',
+        _cluster_html(data["scheduler"].get("cluster")),
+        "<table>",
         "<tr><th>task</th><th>condition</th><th>status</th><th>last run</th>"
         "<th>next due</th><th>runtime</th><th>runs</th><th>fails</th></tr>",
     ]
@@ -445,6 +467,17 @@ def render_html(snapshot: Snapshot) -> str:
         )
     out.append("</div>")
     return "".join(out)
+
+
+def _cluster_html(cluster: Mapping[str, Any] | None) -> str:
+    if not cluster:
+        return ""
+    esc = html.escape
+    text = f"Dask cluster: <code>{esc(cluster['address'])}</code>, {cluster['workers']} workers"
+    if cluster["dashboard"]:
+        link = esc(cluster["dashboard"], quote=True)
+        text += f' (<a href="{link}" target="_blank" rel="noopener">dashboard</a>)'
+    return f'<p class="rnb-cluster">{text}</p>'
 
 
 def iter_names(snapshot: Snapshot) -> Iterable[str]:

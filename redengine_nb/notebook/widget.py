@@ -140,7 +140,12 @@ class Panel(anywidget.AnyWidget):
             selected=selected,
             runs=runs,
             window=self._window,
+            cluster=self._cluster(),
         )
+
+    def _cluster(self) -> Any:
+        info = getattr(self._session, "dask_cluster", None)  # a session without Dask runs
+        return info() if callable(info) else None
 
     # --- pushing -------------------------------------------------------------------------
 

@@ -268,6 +268,21 @@ def test_markup_escapes_quotes_in_attributes() -> None:
     assert 'onclick="x' not in vm.render_html(snap)
 
 
+def test_the_dask_cluster_is_shown_once_used_and_escaped() -> None:
+    assert "cluster" not in snapshot().data["scheduler"]  # no Dask run: nothing shown
+    assert "Dask" not in vm.render_html(snapshot())
+    cluster = {"address": "tcp://10.0.0.5:8786", "workers": 3, "dashboard": "http://h:8787/status"}
+    snap = snapshot(cluster=cluster)
+    assert snap.data["scheduler"]["cluster"] == cluster
+    assert not snap.same_as(snapshot())
+    page = vm.render_html(snap)
+    assert "tcp://10.0.0.5:8786" in page and "3 workers" in page
+    assert 'href="http://h:8787/status"' in page
+    evil = {"address": XSS, "workers": 1, "dashboard": "javascript:alert(1)"}
+    page = vm.render_html(vm.build_snapshot([], [], now=NOW, scheduler_running=True, cluster=evil))
+    assert "<img" not in page and "javascript:" not in page
+
+
 def test_viewmodel_imports_no_widgets() -> None:
     code = (
         "import sys, redengine_nb.notebook.viewmodel\n"
