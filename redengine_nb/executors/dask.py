@@ -175,7 +175,8 @@ class DaskExecutor(Executor):
                 self._connect_locked()
         if client is not None:
             self._submit(client, handle, in_start=True)
-        spec.flag.on_set(lambda: self._terminate(handle, "terminated: its flag was set"))
+        # The session sets the flag with its reason (timeout, end_cond) kept on its side.
+        spec.flag.on_set(lambda: self._terminate(handle, None))
         return handle
 
     def capacity(self) -> int | None:
@@ -421,7 +422,7 @@ class DaskExecutor(Executor):
         if idle:
             self._wake_closer()
 
-    def _terminate(self, handle: _DaskHandle, reason: str) -> None:
+    def _terminate(self, handle: _DaskHandle, reason: str | None) -> None:
         with self._lock:
             if handle.done.is_set():
                 return
