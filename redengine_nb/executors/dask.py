@@ -45,6 +45,7 @@ import atexit
 import logging
 import threading
 import traceback
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -81,7 +82,9 @@ class _DaskHandle(RunHandle):
     ) -> None:
         self.spec = spec
         self.on_done = on_done
-        self.key = f"redengine-{spec.task_name}-{spec.run_id}"
+        # Unique on the cluster: schedulers sharing a cluster may number their runs alike
+        # (a key seen before would be given the earlier task's result).
+        self.key = f"redengine-{spec.task_name}-{spec.run_id}-{uuid.uuid4().hex[:12]}"
         self.future: Any = None  # the distributed.Future, once submitted
         self.done = threading.Event()  # on_done has been called (or is being called)
         self._executor = executor

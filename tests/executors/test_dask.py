@@ -246,6 +246,28 @@ def test_an_unpicklable_argument_is_named(app: RedEngine) -> None:
     assert "lock" in record.exc_text
 
 
+def test_two_schedulers_on_one_cluster_never_share_a_result(
+    make_app: Callable[..., RedEngine], cluster: Any, tmp_path: Path
+) -> None:
+    # Both logs number their runs alike; each run must still be its own Dask task.
+    first, second = (make_app(dask_address=cluster.scheduler_address) for _ in range(2))
+    started, go = fifo(tmp_path, "started"), fifo(tmp_path, "go")
+    first.task(func=signal_and_wait, name="same", parameters={"started": started, "go": go})
+
+    @second.task(name="same")
+    def other() -> str:
+        return "second's own"
+
+    first.session["same"].run()
+    first.session.tick()
+    wait_started(started)
+    run_now(second, "same")
+    release(go)
+    assert first.session.wait_idle(GUARD)
+    assert first.session.returns["same"] == "late"
+    assert second.session.returns["same"] == "second's own"
+
+
 # -- stopping runs ------------------------------------------------------------------------------
 
 
