@@ -389,8 +389,15 @@ def test_an_unreachable_cluster_fails_the_run_and_the_scheduler_goes_on(
     def local() -> str:
         return "local ran"
 
-    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
-        run_now(app, "remote", "local")
+    with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
+        app.session["remote"].run()
+        app.session["local"].run()
+        assert sorted(app.session.tick()) == ["local", "remote"]
+        # The step did not wait for the connection: it is still being tried...
+        connector = app.session.launcher.executor("dask")._connector
+        assert connector is not None and connector.is_alive()
+        assert app.session["remote"].is_running
+        assert app.session.wait_idle(GUARD)  # ...and fails on its own thread
     assert app.session.returns["local"] == "local ran"
     record = last(app, "remote")
     assert record.action == "fail"
