@@ -78,7 +78,12 @@ def make_app(clock: FakeClock) -> Iterator[Callable[..., RedEngine]]:
     for app in apps:
         app.session.terminate_all()
         app.session.wait_idle(GUARD)
+        executors = [
+            e for e in app.session.launcher._executors.values() if isinstance(e, DaskExecutor)
+        ]
         app.session.close_executors(terminate=True)
+        for executor in executors:  # nothing of a test's client lingers into the next test
+            assert executor.join(GUARD)
 
 
 @pytest.fixture
