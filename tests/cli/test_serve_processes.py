@@ -285,7 +285,7 @@ def tick():
 
 @pytest.mark.parametrize("noticed_by", ["a run line", "the --for stop line"])
 def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
-    write_nb: Callable[..., Path], tmp_path: Path, noticed_by: str
+    write_nb: Callable[..., Path], tmp_path: Path, noticed_by: str, wait_for: WaitFor
 ) -> None:
     """``serve NB | head -2``: once head has exited, serve stops like on SIGTERM (the
     running task finishes and is recorded), prints no traceback and exits 141.
@@ -312,7 +312,13 @@ def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
         try:
             for _ in range(2):  # what `head -2` reads: the two lines of the header
                 assert proc.stdout.readline()
-            _wait_for((tmp_path / "started").exists, proc, "the task started")
+            wait_for(
+                (tmp_path / "started").exists,
+                "the task started",
+                60,
+                check=alive(proc),
+                on_timeout=proc.kill,
+            )
             proc.stdout.close()  # the reader exits: serve's next line meets a broken pipe
             proc.wait(timeout=60)  # a guard (with 10m, --for would stop it much later)
         finally:
