@@ -20,4 +20,5 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+bash scripts/reference_env.sh  # the differential test of the condition language
 .venv/bin/python -m pytest "$@"
