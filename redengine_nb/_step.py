@@ -103,6 +103,9 @@ class _Step:
         _wild_dirty: bool
         _shut_next: float | None
         _end_next: float | None
+        parameters: dict[str, Any]
+        cycles: int
+        started: float | None
 
         @property
         def tz(self) -> ZoneInfo: ...
@@ -127,6 +130,9 @@ class _Step:
                     quick()  # not behind our own end writer's commit (it wakes us after)
             now_ts = self.clock.time()
             now = datetime.fromtimestamp(now_ts, self.tz)
+            if self.started is None:
+                self.started = now_ts
+            self.cycles += 1
             self._check_runs(now, now_ts)
             if self.stop_requested:
                 self._shut_next = None
@@ -154,6 +160,8 @@ class _Step:
         raise SchedulerError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
     def _check_shut_cond(self, now: datetime) -> None:
+        from .conditions.base import OUTSIDE_RECHECK
+
         cond = self.config.shut_cond
         self._shut_next = None
         if cond is None or self.stop_requested:
@@ -168,6 +176,9 @@ class _Step:
                 return
             nxt = cond.next_due(ctx)
             self._shut_next = None if nxt is None else nxt.timestamp()
+            if cond.reads_outside():  # parameters, steps taken: nothing announces a change
+                soon = now.timestamp() + OUTSIDE_RECHECK
+                self._shut_next = soon if self._shut_next is None else min(soon, self._shut_next)
         except Exception as exc:
             self._cond_error(f"shut_cond {cond}", exc)
 
@@ -208,6 +219,7 @@ class _Step:
             self._wild_dirty = False
             wild = self._wild
             reads = _Reads(self.runlog, self.is_task_running)
+            params, cycles, started = self.parameters, self.cycles, self.started
             for task in self._tasks.values():
                 name = task.name
                 if self._forced.get(name):
@@ -226,7 +238,15 @@ class _Step:
                 task._dirty = False
                 reads.names.clear()
                 reads.wild = False
-                ctx = Context(now, reads, name, reads.is_running)
+                ctx = Context(
+                    now,
+                    reads,
+                    name,
+                    reads.is_running,
+                    parameters=params,
+                    cycles=cycles,
+                    started=started,
+                )
                 try:
                     if task._start_cond.is_met(ctx):
                         task._next_check = None
