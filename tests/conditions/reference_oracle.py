@@ -100,9 +100,28 @@ def _noop() -> None:
     return None
 
 
+def _mend_rocketry() -> None:
+    """Rocketry 2.5.1's ParamExists answers through ``__bool__`` with the class-level
+    session, and its ``observe`` (what Rocketry's scheduler calls) does not reach that: give
+    it the ``get_state`` its docstring describes, reading the session it is given."""
+    from rocketry.args import Session as SessionArg
+    from rocketry.conditions.parameter import ParamExists
+
+    def get_state(self, session=SessionArg()):  # type: ignore[no-untyped-def]
+        params = session.parameters
+        if any(key not in params for key in self.param_keys):
+            return False
+        return all(key in params and params[key] == v for key, v in self.param_values.items())
+
+    ParamExists.get_state = get_state
+    ParamExists.__abstractmethods__ = frozenset()
+
+
 def main() -> None:
     import redengine  # noqa: F401  (both imported before time is frozen)
     import rocketry  # noqa: F401
+
+    _mend_rocketry()
 
     time.time = _frozen_time
     datetime.datetime = _FrozenDatetime  # type: ignore[misc]

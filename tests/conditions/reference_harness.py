@@ -1,4 +1,4 @@
-"""Talk to the reference oracle (``oracle.py``) in the side environment: one long-lived
+"""Talk to the reference oracle (``reference_oracle.py``) in the side environment: one long-lived
 process, one JSON line per question, so thousands of cases cost seconds.
 
 ``reference_python()`` builds the environment on demand with ``scripts/reference_env.sh``
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
-ORACLE = Path(__file__).with_name("oracle.py")
+ROOT = Path(__file__).resolve().parents[2]
+ORACLE = Path(__file__).with_name("reference_oracle.py")
 VENV = Path(os.environ.get("REFERENCE_VENV", ROOT / ".reference-venv"))
 
 
