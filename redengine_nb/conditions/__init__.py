@@ -32,6 +32,7 @@ from .api import (
 )
 from .base import All, Any, BaseCondition, Context, Not, false, true
 from .parser import DEFAULT_GRAMMAR, CustomCondition, Grammar, parse
+from .time import explain
 
 __all__ = [
     "DEFAULT_GRAMMAR",
@@ -50,6 +51,7 @@ __all__ = [
     "cron",
     "daily",
     "every",
+    "explain",
     "failed",
     "false",
     "finished",

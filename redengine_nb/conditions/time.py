@@ -35,6 +35,7 @@ __all__ = [
     "Every",
     "PeriodCondition",
     "TimeCondition",
+    "explain",
     "format_window",
     "last_finish",
     "parse_point",
@@ -65,8 +66,10 @@ _INF = float("inf")
 # minute (``15``), minutes and seconds of the hour (``45:00``), a clock time of the day, a
 # weekday (with a clock time: ``Tue 10:00``), a day of the month (``13th``, ``1.``, with a
 # clock time: ``10th 12:30``). The ``:15`` forms are this project's older spelling.
-_SECOND_OF_MINUTE = re.compile(r"^:?(\d{1,2})$")
-_MINUTE_OF_HOUR = re.compile(r"^(\d{2}):(\d{2})$|^:(\d{2})(?::(\d{2}))?$")
+# Red Engine also writes a fraction of a second ('15.00', '45:00.000'); windows here are
+# whole seconds, so a fraction must be zero.
+_SECOND_OF_MINUTE = re.compile(r"^:?(\d{1,2})(?:\.0{1,6})?$")
+_MINUTE_OF_HOUR = re.compile(r"^(\d{2}):(\d{2})(?:\.0{1,6})?$|^:(\d{2})(?::(\d{2}))?$")
 _QUARTER = re.compile(r"^([0-4])\s*(?:quarters?|q)$", re.IGNORECASE)
 _DOT_TIME = re.compile(r"^(\d{1,2})\.(\d{2})$")
 _CLOCK_LIKE = re.compile(r"^\d{1,2}(?:[:.]\d{2}(?::\d{2})?)?\s*(?:[ap]\.?m\.?)?$", re.IGNORECASE)
@@ -621,3 +624,48 @@ class Cron(_Windowed):
 
     def _key(self) -> tuple[object, ...]:
         return (self.expression,)
+
+
+# -- readings -------------------------------------------------------------------------------
+def _parts(cond: BaseCondition) -> list[BaseCondition]:
+    found: list[BaseCondition] = [cond]
+    for attr in ("parts", "part"):
+        inner = getattr(cond, attr, None)
+        if isinstance(inner, tuple):
+            for part in inner:
+                found.extend(_parts(part))
+        elif isinstance(inner, BaseCondition):
+            found.extend(_parts(inner))
+    return found
+
+
+def _span_text(window: TimeWindow) -> str:
+    unit = window.unit
+    start = format_point(unit, window.start)
+    end = format_point(unit, window.end, "end")
+    where = "of every hour" if unit is HOUR else "of every minute"
+    what = "minutes" if unit is HOUR else "seconds"
+    if window.wraps:
+        return f"{what} from {start} to {end} (across the turn) {where}"
+    return f"{what} {start} to {end} {where}"
+
+
+def explain(cond: BaseCondition) -> str | None:
+    """How the times of ``cond`` are read, where that could surprise: times in an hourly
+    or minutely phrase are minutes of the hour / seconds of the minute, as in Red Engine
+    (``hourly between 09:00 and 17:00`` is minutes 9 to 17 of every hour). ``None`` when
+    there is nothing to say. For the line that confirms a registration."""
+    notes: list[str] = []
+    for part in _parts(cond):
+        window = None
+        if isinstance(part, PeriodCondition | TimeCondition):
+            window = part.window
+        if window is None or window.unit not in (HOUR, MINUTE) or window.is_whole:
+            continue
+        note = f"'{part}' is {_span_text(window)}"
+        # Whole minutes no later than 24: written as hours of the day, perhaps.
+        looks_like_hours = window.start % 60 == 0 and window.end % 60 == 0
+        if window.unit is HOUR and looks_like_hours and max(window.start, window.end) <= 1440:
+            note += f"; {HOURS_OF_DAY_HINT}"
+        notes.append(note)
+    return "; ".join(notes) if notes else None

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from redengine_nb.conditions import Context, parse
+from redengine_nb.conditions import Context, explain, parse
 from redengine_nb.errors import ConditionParseError
 from redengine_nb.records import Action
 from redengine_nb.runlog.memory import MemoryRunLog
@@ -254,3 +254,23 @@ def test_running_is_read_from_the_context() -> None:
     assert parse("task 'x' is running").is_met(ctx)
     assert parse("while task 'x' is running").is_met(ctx)
     assert not parse("task 'y' is running").is_met(ctx)
+
+
+def test_explain_says_how_hour_and_minute_times_are_read() -> None:
+    note = explain(parse("hourly between 09:00 and 17:00"))
+    assert note is not None
+    assert "minutes 09:00 to 17:00 of every hour" in note
+    assert "hourly & time of day between 09:00 and 17:00" in note
+    minute = explain(parse("daily & time of minute between 15 and 45"))
+    assert minute is not None and "seconds 15 to 45 of every minute" in minute
+    assert explain(parse("hourly & time of day between 09:00 and 17:00")) is None
+    assert explain(parse("daily between 09:00 and 17:00")) is None
+
+
+def test_fractions_of_a_second_as_red_engine_writes_them() -> None:
+    assert parse("time of minute between 15.00 and 45.000") == parse(
+        "time of minute between 15 and 45"
+    )
+    assert parse("time of hour before 45:00.0") == parse("time of hour before 45:00")
+    with pytest.raises(ConditionParseError, match="second of the minute"):
+        parse("time of minute after 15.5")
