@@ -19,7 +19,7 @@ Minute and hour windows are the exception: they follow the clock as it reads, li
 time. The time line is cut into *passes* at each backward jump; inside a pass, wall times
 are resolved as above, and a wall time outside it is clamped to the pass's edge. So the
 second pass of a repeated hour has its own minutes and hours (``hourly`` runs again in it,
-``time of minute before :30`` is true in the first half of each of its minutes), a minute or
+``time of minute before 30`` is true in the first half of each of its minutes), a minute or
 hour window cut by the jump ends at it and a new one begins right after, and a minute or
 hour window that lies wholly inside a spring-forward gap does not occur (as with cron);
 one whose start was skipped but whose end was not opens at the first instant after the gap.

@@ -32,6 +32,7 @@ from .api import (
 )
 from .base import All, Any, BaseCondition, Context, Not, false, true
 from .parser import DEFAULT_GRAMMAR, CustomCondition, Grammar, parse
+from .scheduler import EnvIs, ParamIs, SchedulerCycles, SchedulerStarted
 from .time import explain
 
 __all__ = [
@@ -41,8 +42,12 @@ __all__ = [
     "BaseCondition",
     "Context",
     "CustomCondition",
+    "EnvIs",
     "Grammar",
     "Not",
+    "ParamIs",
+    "SchedulerCycles",
+    "SchedulerStarted",
     "after_all_success",
     "after_any_success",
     "after_fail",
