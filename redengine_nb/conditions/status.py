@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from ..periods import TimeWindow
 from ..records import Action
 from ..runlog.base import History, last_of
 from ..timetext import format_duration, to_timedelta
 from .base import BaseCondition, Context
+from .periods import TimeWindow
 from .time import (
     UNIT_NAMES,
     _Span,
