@@ -494,6 +494,12 @@ def _reject_stray_word(cur: Cursor, options: tuple[str, ...]) -> None:
 def _read_time_of(cur: Cursor, first: Token) -> BaseCondition:
     cur.expect_word(("of",), "'of' (as in 'time of day')")
     noun = cur.expect_word(tuple(_UNIT_BY_NOUN), "minute, hour, day, week or month")
+    if noun == "second":
+        raise cur.fail(
+            "'time of second' is not supported: windows are whole seconds here "
+            "('secondly' runs once a second)",
+            cur.tokens[cur.i - 1],
+        )
     unit = _UNIT_BY_NOUN[noun]
     word = cur.peek_word(*_WINDOW_WORDS)
     if word is None:

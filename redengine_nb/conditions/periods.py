@@ -37,12 +37,24 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
-__all__ = ["DAY", "HOUR", "MINUTE", "MONTH", "WEEK", "Interval", "TimeWindow", "Unit", "localize"]
+__all__ = [
+    "DAY",
+    "HOUR",
+    "MINUTE",
+    "MONTH",
+    "SECOND",
+    "WEEK",
+    "Interval",
+    "TimeWindow",
+    "Unit",
+    "localize",
+]
 
 
 class Unit(enum.IntEnum):
     """A calendar unit, ordered by size."""
 
+    SECOND = 0  # whole units only ('secondly'): offsets are whole seconds
     MINUTE = 1
     HOUR = 2
     DAY = 3
@@ -56,8 +68,9 @@ class Unit(enum.IntEnum):
         return _LENGTH[self]
 
 
-MINUTE, HOUR, DAY, WEEK, MONTH = Unit.MINUTE, Unit.HOUR, Unit.DAY, Unit.WEEK, Unit.MONTH
-_LENGTH = {MINUTE: 60, HOUR: 3600, DAY: 86400, WEEK: 7 * 86400, MONTH: 31 * 86400}
+SECOND, MINUTE, HOUR, DAY = Unit.SECOND, Unit.MINUTE, Unit.HOUR, Unit.DAY
+WEEK, MONTH = Unit.WEEK, Unit.MONTH
+_LENGTH = {SECOND: 1, MINUTE: 60, HOUR: 3600, DAY: 86400, WEEK: 7 * 86400, MONTH: 31 * 86400}
 _INF = float("inf")
 
 _log = logging.getLogger("redengine_nb.periods")  # the name the docs give
@@ -174,6 +187,8 @@ def _resolve(naive: datetime, tz: tzinfo, lo: float, hi: float) -> tuple[float, 
 
 
 def _unit_start(wall: datetime, unit: Unit) -> datetime:
+    if unit is SECOND:
+        return wall.replace(microsecond=0)
     if unit is MINUTE:
         return wall.replace(second=0, microsecond=0)
     if unit is HOUR:

@@ -27,7 +27,7 @@ from ..timetext import (
     to_timedelta,
 )
 from .base import BaseCondition, Context, to_datetime
-from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, Interval, TimeWindow, Unit
+from .periods import DAY, HOUR, MINUTE, MONTH, SECOND, WEEK, Interval, TimeWindow, Unit
 
 __all__ = [
     "UNIT_NAMES",
@@ -47,6 +47,7 @@ __all__ = [
 
 #: The adverb of each unit (``daily``) and its noun (``time of day``).
 UNIT_NAMES: dict[Unit, tuple[str, str]] = {
+    SECOND: ("secondly", "second"),
     MINUTE: ("minutely", "minute"),
     HOUR: ("hourly", "hour"),
     DAY: ("daily", "day"),
@@ -56,7 +57,14 @@ UNIT_NAMES: dict[Unit, tuple[str, str]] = {
 
 #: The unit whose window a period phrase takes: the period's own, as in Red Engine
 #: (``hourly between 45:00 and 50:00`` is minutes 45 to 50 of every hour).
-WINDOW_UNIT: dict[Unit, Unit] = {MINUTE: MINUTE, HOUR: HOUR, DAY: DAY, WEEK: WEEK, MONTH: MONTH}
+WINDOW_UNIT: dict[Unit, Unit] = {
+    SECOND: SECOND,
+    MINUTE: MINUTE,
+    HOUR: HOUR,
+    DAY: DAY,
+    WEEK: WEEK,
+    MONTH: MONTH,
+}
 
 _FINISHED = tuple(FINISHED)
 _INF = float("inf")
@@ -75,6 +83,7 @@ _DOT_TIME = re.compile(r"^(\d{1,2})\.(\d{2})$")
 _CLOCK_LIKE = re.compile(r"^\d{1,2}(?:[:.]\d{2}(?::\d{2})?)?\s*(?:[ap]\.?m\.?)?$", re.IGNORECASE)
 HOURS_OF_DAY_HINT = "for hours of the day write 'hourly & time of day between 09:00 and 17:00'"
 _POINT_HELP = {
+    SECOND: "nothing: 'secondly' is whole seconds (it takes no window and no 'starting')",
     MINUTE: "a second of the minute such as '15' or '45'",
     HOUR: "minutes:seconds of the hour such as '45:00' (quarter to) or '1 quarter'",
     DAY: "a clock time such as '10:00', '10:00:30', '10am' or '7:30pm'",
@@ -105,6 +114,8 @@ def parse_point(unit: Unit, text: str, role: str = "start") -> int:
     ``before`` (the end of a window: a day named without a time counts whole, as in Red
     Engine, so ``before Friday`` includes Friday)."""
     raw = " ".join(text.split())
+    if unit is SECOND:
+        raise ValueError(f"no point {raw!r} inside a second; {_POINT_HELP[SECOND]}")
     if unit is MINUTE:
         m = _SECOND_OF_MINUTE.match(raw)
         if m is None:

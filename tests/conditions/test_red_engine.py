@@ -274,3 +274,33 @@ def test_fractions_of_a_second_as_red_engine_writes_them() -> None:
     assert parse("time of hour before 45:00.0") == parse("time of hour before 45:00")
     with pytest.raises(ConditionParseError, match="second of the minute"):
         parse("time of minute after 15.5")
+
+
+def test_secondly_runs_once_a_second_as_in_rocketry() -> None:
+    clock = FakeClock("2024-01-02 12:00:00.250", tz=TZ)
+    log = MemoryRunLog()
+    cond = parse("secondly")
+    runs = []
+    for _ in range(20):
+        ctx = Context(clock.now(), log, "t")
+        if cond.is_met(ctx):
+            ts = clock.time()
+            rec = log.start_run("t", created=ts, start=ts, owner="x")
+            log.finish_run(rec.run_id, Action.SUCCESS, end=ts)
+            runs.append(ts)
+        else:
+            due = cond.next_due(ctx)
+            assert due is not None and due.timestamp() == int(clock.time()) + 1
+        clock.advance(0.5)
+    assert len(runs) == 10
+    assert [int(t) for t in runs] == [int(runs[0]) + i for i in range(10)]
+    assert str(cond) == "secondly"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("secondly between 1 and 2", "whole seconds"), ("time of second after 1", "not supported")],
+)
+def test_nothing_inside_a_second(text: str, fragment: str) -> None:
+    with pytest.raises(ConditionParseError, match=fragment):
+        parse(text)
