@@ -41,14 +41,15 @@ def reference_python() -> tuple[Path | None, str]:
 class Oracle:
     """The oracle process; ``ask(request) -> answer`` (see oracle.py for the shapes)."""
 
-    def __init__(self, python: Path) -> None:
+    def __init__(self, python: Path, tz: str = "UTC") -> None:
+        self.tz = tz
         self.proc = subprocess.Popen(
             [str(python), str(ORACLE)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "TZ": "UTC", "PYTHONHASHSEED": "0"},
+            env={**os.environ, "TZ": tz, "PYTHONHASHSEED": "0"},
         )
         ready = self._read()
         if not ready.get("ready"):

@@ -3,8 +3,8 @@ Rocketry 2.5.1, answering one JSON line per request line (stdin → stdout).
 
 It runs in the side virtual environment that ``scripts/reference_env.sh`` builds (those
 packages pin pydantic 1 and pandas 1, which the project's own environment must not), with
-``TZ=UTC``: both libraries read local naive time, so UTC makes their wall clock ours. It
-imports nothing from redengine_nb.
+``TZ`` set to the zone the test uses: both libraries read local naive time, so that makes
+their wall clock ours. It imports nothing from redengine_nb.
 
 Request (one JSON object a line)::
 
