@@ -472,7 +472,7 @@ def _close_quietly(thing: Any) -> None:
 
 
 def _submit_error(spec: RunSpec, exc: Exception) -> TaskSetupError:
-    from .process import _culprit
+    from .process_child import _culprit
 
     culprit = _culprit(spec.target, spec.flag)
     what = culprit if culprit else "its function or arguments"
