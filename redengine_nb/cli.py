@@ -143,6 +143,10 @@ def _logs_arg(logs: str | None) -> str:
     text = logs if logs is not None else DEFAULT_LOG_FILE
     if text == ":memory:" or "://" in text:
         return text
+    if text.endswith(".ipynb"):  # a notebook: its own log, beside it
+        from .notebook.nbfile import notebook_log_file
+
+        text = str(notebook_log_file(text))
     return str(Path(text).expanduser().resolve())
 
 
@@ -404,7 +408,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     except NotebookError as exc:
         raise ServeError(str(exc), 2) from None
     overrides = parse_config_pairs(args.config or [])
-    logs = _logs_arg(args.logs)
+    # The notebook's own log by default: the one its kernel writes (notebook/kernel.py).
+    logs = _logs_arg(args.logs if args.logs is not None else str(notebook))
     if args.rewrite_argv:
         _canonical_argv(args, notebook, logs)
     deadline = _deadline(notebook, args.duration, carry=args.rewrite_argv)
@@ -585,7 +590,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"redengine-nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    logs_help = "the run log: a SQLite file (default: ./redengine_nb.db) or ':memory:'"
+    logs_help = (
+        "the run log: a SQLite file, NOTEBOOK.ipynb for that notebook's own log "
+        "(NOTEBOOK.redengine_nb.db beside it), or ':memory:' (default: ./redengine_nb.db; "
+        "serve: the served notebook's own log)"
+    )
     serve = sub.add_parser(
         "serve",
         help="run a notebook's cells, register its %%task cells, schedule until stopped",

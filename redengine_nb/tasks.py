@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import TaskSetupError
 from .records import Action
+from .tracebacks import remember_source
 
 if TYPE_CHECKING:
     from .conditions.base import BaseCondition
@@ -527,6 +528,7 @@ def run_code(code: str, name: str, kwargs: dict[str, Any], namespace: dict[str, 
     """Execute source text; the value of a final expression statement is returned."""
     ns: dict[str, Any] = namespace if namespace is not None else {"__name__": "__task__"}
     ns.update(kwargs)
+    remember_source(f"<task {name}>", code)
     tree = ast.parse(code, f"<task {name}>", "exec")
     last: ast.expr | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):

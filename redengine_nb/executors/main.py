@@ -8,13 +8,13 @@ fail with traceback, inaction, terminate) is decided.
 from __future__ import annotations
 
 import threading
-import traceback
 from collections.abc import Callable
 
 from ..capture import begin_capture, end_capture
 from ..clock import Clock
 from ..errors import TaskInaction
 from ..records import Action
+from ..tracebacks import user_traceback
 from .base import Executor, RunHandle, RunOutcome, RunSpec
 
 __all__ = ["MainExecutor", "execute"]
@@ -32,7 +32,7 @@ def execute(spec: RunSpec, clock: Clock) -> RunOutcome:
         action = Action.INACTION
     except BaseException as exc:  # a task's SystemExit must not end the scheduler
         action = Action.FAIL
-        exc_text = traceback.format_exc()
+        exc_text = user_traceback(exc)
         if isinstance(exc, KeyboardInterrupt):
             exc_text += "(interrupted)\n"
     finally:

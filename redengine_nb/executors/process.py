@@ -70,6 +70,7 @@ from ..capture import TRUNCATED
 from ..clock import Clock
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
+from ..tracebacks import user_traceback
 from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
 
 __all__ = ["DEFAULT_GRACE", "ProcessExecutor", "child_termination_flag", "default_start_method"]
@@ -245,9 +246,9 @@ def _child_main(payload: bytes, uses_flag: bool, out_path: str, result_path: str
             result = target()
         except TaskInaction:
             action = Action.INACTION
-        except BaseException:
+        except BaseException as exc:
             action = Action.FAIL
-            exc_text = traceback.format_exc()
+            exc_text = user_traceback(exc)
         else:
             try:
                 value = cloudpickle.dumps(result)

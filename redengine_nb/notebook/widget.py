@@ -30,6 +30,7 @@ import traitlets
 from ..app import RedEngine
 from ..errors import ConditionParseError
 from ..session import Session
+from ..tasks import CodeTask
 from .protocol import CONSTANTS, DisplayItem, SchedulerState
 from .reads import SessionReads
 from .viewmodel import HORIZON, RUNS_LIMIT, TIMELINE_RUNS, Snapshot, build_snapshot, run_items
@@ -46,10 +47,16 @@ LIVE_INTERVAL = 1.0
 #: Characters of one rich display sent to the front end at most.
 DISPLAY_LIMIT = 200_000
 
+#: Said when the panel changes the condition of a ``%%task`` cell's task.
+CELL_CONDITION_NOTE = (
+    "{name!r} now starts on '{after}' until the kernel restarts; its cell still says "
+    "'{before}'. To keep the new condition, make the cell's first line:\n%%task {after}"
+)
+
 THREAD_TERMINATE_NOTE = (
-    "{name!r} runs in a thread, which cannot be stopped mid-statement: its run is recorded "
-    "'terminate' now and the thread ends when its code next returns. For tasks that must "
-    "stop at once, use --execution process."
+    "{name!r} runs in a thread, which cannot be stopped mid-statement: the run is recorded "
+    "'terminate', but its code goes on until it returns. Tasks that must stop at once: "
+    "--execution process (its process ends within a second)."
 )
 
 
@@ -347,9 +354,13 @@ class Panel(anywidget.AnyWidget):
         elif action == "delete":
             return self._delete(name, choice)
         else:
+            before = str(task.start_cond)
             task.start_cond = "" if text is None else str(text)
             with self._lock:
                 self.errors = {k: v for k, v in self.errors.items() if k != name}
+            after = str(task.start_cond)
+            if isinstance(task, CodeTask) and task.namespace is not None and after != before:
+                return CELL_CONDITION_NOTE.format(name=name, before=before, after=after)
         return ""
 
     def _delete(self, name: str, choice: str | None) -> str:

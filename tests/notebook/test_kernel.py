@@ -236,3 +236,53 @@ def test_shutdown_leaves_no_process_behind(tmp_path: Path) -> None:
         harness.shutdown()
     _, alive = psutil.wait_procs([kernel_proc, *children], timeout=15)
     assert [p.pid for p in alive] == []
+
+
+def test_notebook_log_kernel_restart_and_history(tmp_path: Path) -> None:
+    """The run log is the notebook's own file; a kernel restart records the live run
+    ``terminate`` with its output so far; the next ``%load_ext`` names the tasks that have
+    history, and ``%task log`` reads a task that is not registered (yet)."""
+    notebook = tmp_path / "analysis.ipynb"
+    env = {"JPY_SESSION_NAME": str(notebook), "REDENGINE_NB_LOGS": ""}
+    harness = KernelHarness(tmp_path, env=env)
+    try:
+        load = harness.run("%load_ext redengine_nb\nfrom redengine_nb.notebook import get_app")
+        assert load.status == "ok" and "does not know" not in load.texts()
+        reply = harness.run(
+            "%%task true --name sleeper\nimport time\nprint('halfway')\ntime.sleep(120)"
+        )
+        assert reply.status == "ok", reply.texts()
+        assert harness.wait_until("get_app().session['sleeper'].is_running", timeout=30)
+        log_file = tmp_path / "analysis.redengine_nb.db"
+        assert harness.value("get_app().runlog.location") == str(log_file)
+        started = time.monotonic()
+        harness.km.restart_kernel(now=False)
+        restart_took = time.monotonic() - started
+        harness.kc.wait_for_ready(timeout=60)
+        log = SQLiteRunLog(log_file)
+        try:
+            (run,) = log.records(task="sleeper")
+        finally:
+            log.close()
+        assert run.action is Action.TERMINATE
+        assert run.exc_text == "terminated: kernel shutting down"
+        assert run.output == "halfway\n"
+        assert restart_took < 20  # bounded: not the 120 s the task would sleep
+        again = harness.run("%load_ext redengine_nb")
+        assert "1 task of this notebook has history (sleeper)" in again.stdout
+        shown = harness.run("%task log sleeper --verbose")
+        assert shown.status == "ok", shown.texts()
+        assert "terminate at" in shown.stdout and "halfway" in shown.stdout
+    finally:
+        harness.shutdown()
+
+
+def test_a_kernel_without_its_notebook_path_says_which_log(tmp_path: Path) -> None:
+    harness = KernelHarness(tmp_path, env={"JPY_SESSION_NAME": "", "REDENGINE_NB_LOGS": ""})
+    try:
+        load = harness.run("%load_ext redengine_nb")
+        assert load.status == "ok"
+        assert "does not know which notebook it runs" in load.stdout
+        assert "./redengine_nb.db" in load.stdout
+    finally:
+        harness.shutdown()
