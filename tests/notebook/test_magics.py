@@ -396,3 +396,29 @@ def test_scheduler_start_stop_status(
     assert get_app().is_running and scheduler_threads() == 1
     with pytest.raises(UsageError, match="unknown action"):
         ip.run_line_magic("scheduler", "explode")
+
+
+def test_a_cell_tasks_traceback_shows_its_lines_not_the_packages(
+    stopped: InteractiveShell,
+) -> None:
+    cell(stopped, "true --name boom", "x = 1\ndef f():\n    raise ValueError('boom')\nf()\n")
+    app = get_app()
+    app.session.tick()
+    app.session.wait_idle(10)
+    (run,) = app.runlog.records(task="boom")
+    assert run.exc_text is not None
+    assert 'File "<task boom>", line 3, in f' in run.exc_text
+    assert "raise ValueError('boom')" in run.exc_text  # the source line of the cell
+    assert "redengine_nb" not in run.exc_text
+
+
+def test_display_text_names_rich_kinds_without_a_useless_repr() -> None:
+    from redengine_nb.notebook.capture import CapturedDisplay
+
+    html = CapturedDisplay(
+        {"text/html": "<b>x</b>", "text/plain": "<IPython.core.display.HTML object>"}
+    )
+    assert html.text == "[display: text/html]"
+    table = CapturedDisplay({"text/html": "<table/>", "text/plain": "   a\n0  1"})
+    assert table.text == "[display: text/html]\n   a\n0  1"
+    assert CapturedDisplay({"text/plain": "42"}).text == "42"
