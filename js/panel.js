@@ -22,8 +22,13 @@ function h(tag, attrs = {}, text) {
   return node;
 }
 
+// Change a text only when it differs, and in place (one characterData change, no node
+// rebuilt).
 function setText(node, text) {
-  if (node.textContent !== text) node.textContent = text;
+  if (node.textContent === text) return;
+  const first = node.firstChild;
+  if (first && first.nodeType === Node.TEXT_NODE && !first.nextSibling) first.data = text;
+  else node.textContent = text;
 }
 
 function svg(tag, attrs = {}) {
@@ -201,7 +206,7 @@ function render({ model, el }) {
     const actions = h("td", { className: "rnb-actions" });
     const buttons = {};
     let current = null;
-    for (const [action, label] of [["run", "run now"], ["toggle", "disable"],
+    for (const [action, label] of [["run", "run"], ["toggle", "disable"],
       ["terminate", "terminate"], ["delete", "delete"]]) {
       const button = h("button", { className: "rnb-button", "data-action": action }, label);
       button.addEventListener("click", () => {
@@ -267,36 +272,51 @@ function render({ model, el }) {
   // --- timeline ------------------------------------------------------------------------
   let drawnAt = 0;
   let drawnWidth = 0;
-  function timelineWindow(data, now) {
-    const tl = data.timeline || { first: null, horizon: 86400, lanes: [] };
-    if (zoom !== "fit") {
-      for (const [label, seconds] of zooms) if (label === zoom) return seconds;
+  // [start, end] of the timeline: the last ZOOM seconds, or ("fit") from the first run
+  // kept to the last one's end (to now while one is live), so an idle panel stands still.
+  function timelineWindow(data, now, live) {
+    const tl = data.timeline || { first: null, last: null, horizon: 86400, lanes: [] };
+    for (const [label, seconds] of zooms) {
+      if (label === zoom && seconds > 0) return [now - seconds, now];
     }
-    const first = tl.first === null || tl.first === undefined ? now - 300 : tl.first;
-    return Math.min(tl.horizon || 86400, Math.max(30, (now - first) * 1.05));
+    if (tl.first === null || tl.first === undefined) return [now - 300, now];
+    const end = live || tl.last === null ? now : Math.max(tl.last, tl.first + 30);
+    const span0 = Math.max(30, end - tl.first);
+    return [tl.first - span0 * 0.02, end + span0 * 0.03];
   }
+
+  const clockFmt = (tz) => {
+    try {
+      return new Intl.DateTimeFormat("en-GB", { timeZone: tz, hour: "2-digit",
+        minute: "2-digit", second: "2-digit", hour12: false });
+    } catch (error) {
+      return new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit",
+        second: "2-digit", hour12: false });
+    }
+  };
 
   function drawTimeline(force) {
     const data = model.get("data") || {};
     const now = kernelNow();
     const width = Math.max(320, Math.floor(timelineBox.clientWidth || root.clientWidth || 640));
-    const windowS = timelineWindow(data, now);
+    const lanes = data.timeline?.lanes || [];
+    const live = lanes.some((l) => l.bars.some((b) => b.outcome === "running"));
+    const [start0, end0] = timelineWindow(data, now, live);
+    const windowS = end0 - start0;
     const labelW = Math.min(160, Math.floor(width * 0.25));
     const scale = (width - labelW - 4) / windowS;
-    const live = (data.timeline?.lanes || []).some((l) => l.bars.some((b) => b.outcome === "running"));
-    if (!force && width === drawnWidth && (now - drawnAt) * scale < 1 && !live) return;
+    const moving = zoom !== "fit" || live;
+    if (!force && width === drawnWidth && !(moving && (now - drawnAt) * scale >= 1)) return;
     drawnAt = now;
     drawnWidth = width;
     for (const button of zoomButtons) {
       button.classList.toggle("rnb-active", button.dataset.zoom === zoom);
     }
-    const lanes = data.timeline?.lanes || [];
     const rowH = 20;
     const height = Math.max(1, lanes.length) * rowH + 16;
     chart.setAttribute("width", String(width));
     chart.setAttribute("height", String(height));
     chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
-    const start0 = now - windowS;
     const parts = [];
     lanes.forEach((lane, index) => {
       const y = index * rowH;
@@ -306,7 +326,7 @@ function render({ model, el }) {
         height: rowH - 6, class: "rnb-lane" }));
       for (const b of lane.bars) {
         const end = b.outcome === "running" ? now : b.end;
-        if (end < start0) continue;
+        if (end < start0 || b.start > end0) continue;
         const start = Math.max(b.start, start0);
         const mark = svg("rect", {
           x: (labelW + (start - start0) * scale).toFixed(1), y: y + 3,
@@ -328,10 +348,16 @@ function render({ model, el }) {
       }
     });
     const axis = svg("text", { x: labelW, y: height - 2, class: "rnb-axis" });
-    axis.textContent = `${span(windowS)} ago`;
     const nowLabel = svg("text", { x: width - 4, y: height - 2, "text-anchor": "end",
       class: "rnb-axis" });
-    nowLabel.textContent = "now";
+    if (moving) {
+      axis.textContent = `${span(windowS)} ago`;
+      nowLabel.textContent = "now";
+    } else {
+      const fmt = clockFmt(data.tz);
+      axis.textContent = fmt.format(new Date(start0 * 1000));
+      nowLabel.textContent = fmt.format(new Date(end0 * 1000));
+    }
     parts.push(axis, nowLabel);
     chart.replaceChildren(...parts);
   }

@@ -139,6 +139,8 @@ class Lane(TypedDict):
 class Timeline(TypedDict):
     #: Epoch seconds of the oldest run start kept (``fit`` zoom starts there).
     first: float | None
+    #: Epoch seconds of the latest end of a finished run kept (``fit`` ends there).
+    last: float | None
     #: Seconds of history the data covers at most.
     horizon: float
     lanes: list[Lane]

@@ -177,6 +177,7 @@ def timeline(
     since = now - horizon
     lanes: dict[str, list[Bar]] = {name: [] for name in names}
     first: float | None = None
+    last: float | None = None
     for rec in records:
         bars = lanes.get(rec.task_name)
         if bars is None:
@@ -206,8 +207,11 @@ def timeline(
             )
         )
         first = start if first is None else min(first, start)
+        if not live:
+            last = stop if last is None else max(last, stop)
     return Timeline(
         first=first,
+        last=last,
         horizon=horizon,
         lanes=[Lane(name=name, bars=bars) for name, bars in lanes.items()],
     )
