@@ -34,9 +34,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..capture import TailBuffer, current_buffer
+from ..executors.capture import TailBuffer, current_buffer
 from ..records import Action
-from .capture import CapturedDisplay, DisplayRouter
+from .display import CapturedDisplay, DisplayRouter
 from .nbfile import notebook_log_file
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from ..conditions.status import After, HasAction, Running
 from ..records import Action, RunRecord
 
 if TYPE_CHECKING:
+    from .._engine.session import Session
     from ..app import RedEngine
-    from ..session import Session
 
 __all__ = ["SchedulerView", "SessionReads", "TaskState", "named_tasks"]
 

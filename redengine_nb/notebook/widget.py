@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+from .._engine.session import Session
+from .._engine.tasks import CodeTask
 from ..app import RedEngine
 from ..errors import ConditionParseError
-from ..session import Session
-from ..tasks import CodeTask
 from .protocol import CONSTANTS, DisplayItem, SchedulerState
 from .reads import SessionReads
 from .viewmodel import HORIZON, RUNS_LIMIT, TIMELINE_RUNS, Snapshot, build_snapshot, run_items

@@ -413,7 +413,7 @@ def test_a_cell_tasks_traceback_shows_its_lines_not_the_packages(
 
 
 def test_display_text_names_rich_kinds_without_a_useless_repr() -> None:
-    from redengine_nb.notebook.capture import CapturedDisplay
+    from redengine_nb.notebook.display import CapturedDisplay
 
     html = CapturedDisplay(
         {"text/html": "<b>x</b>", "text/plain": "<IPython.core.display.HTML object>"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["remember_source", "user_traceback"]
 
-_PACKAGE = str(Path(__file__).resolve().parent)
+_PACKAGE = str(Path(__file__).resolve().parents[1])  # the redengine_nb folder
 
 
 def remember_source(filename: str, code: str) -> None:
