@@ -8,7 +8,7 @@
 //
 // Cost when nothing changes: one timer a second that rewrites only the relative-time texts
 // that changed (and the timeline when its window moved by a pixel), and does nothing while
-// the tab is hidden.
+// the tab is hidden or the panel is scrolled out of view.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -520,8 +520,10 @@ function render({ model, el }) {
   model.on("change:selected", redraw);
   draw();
 
+  // Nothing to do while the tab is hidden or the panel is scrolled out of view.
+  let onScreen = true;
   const tick = () => {
-    if (document.hidden || disconnected) return;
+    if (document.hidden || !onScreen || disconnected) return;
     const now = kernelNow();
     drawTimes(now);
     drawTimeline(false);
@@ -533,8 +535,15 @@ function render({ model, el }) {
   const resize = typeof ResizeObserver === "function"
     ? new ResizeObserver(() => drawTimeline(false)) : null;
   if (resize) resize.observe(timelineBox);
+  const sight = typeof IntersectionObserver === "function"
+    ? new IntersectionObserver((entries) => {
+      onScreen = entries.some((entry) => entry.isIntersecting);
+      if (onScreen) tick();
+    }) : null;
+  if (sight) sight.observe(root);
   return () => {
     clearInterval(ticker);
+    if (sight) sight.disconnect();
     document.removeEventListener("visibilitychange", onVisible);
     if (resize) resize.disconnect();
     model.off("msg:custom", onReply);

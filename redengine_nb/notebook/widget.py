@@ -86,7 +86,7 @@ def _resolve(source: RedEngine | Session) -> tuple[Session, RedEngine | None]:
     )
 
 
-def display_items(data: dict[str, Any]) -> DisplayItem:
+def display_item(data: dict[str, Any]) -> DisplayItem:
     """What the front end shows for one display's MIME bundle (bounded)."""
     html = data.get("text/html")
     if isinstance(html, str):
@@ -160,7 +160,7 @@ class Panel(anywidget.AnyWidget):
     def _displays(self, run_id: str) -> list[DisplayItem]:
         if self._kernel is None:
             return []
-        return [display_items(d.data) for d in self._kernel.router.displays(run_id)]
+        return [display_item(d.data) for d in self._kernel.router.displays(run_id)]
 
     def _live_output(self, run_id: str) -> str | None:
         return None if self._kernel is None else self._kernel.live_output(run_id)

@@ -13,7 +13,7 @@ import pytest
 
 from redengine_nb import RedEngine
 from redengine_nb.notebook.protocol import COLOURS, CONSTANTS
-from redengine_nb.notebook.widget import Panel, display_items, panel
+from redengine_nb.notebook.widget import Panel, display_item, panel
 from redengine_nb.testing import FakeClock
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -310,15 +310,15 @@ def test_panel_helper(app: RedEngine) -> None:
 
 
 def test_rich_displays_become_safe_items() -> None:
-    assert display_items({"text/html": "<b>x</b>", "text/plain": "x"}) == {
+    assert display_item({"text/html": "<b>x</b>", "text/plain": "x"}) == {
         "kind": "html",
         "content": "<b>x</b>",
     }
-    assert display_items({"image/png": b"\x89PNG", "text/plain": "<Figure>"}) == {
+    assert display_item({"image/png": b"\x89PNG", "text/plain": "<Figure>"}) == {
         "kind": "image",
         "content": "data:image/png;base64,iVBORw==",
     }
-    assert display_items({"text/plain": "42"}) == {"kind": "text", "content": "42"}
+    assert display_item({"text/plain": "42"}) == {"kind": "text", "content": "42"}
 
 
 def test_front_end_is_packaged_offline_and_reads_the_protocol() -> None:
