@@ -422,3 +422,17 @@ def test_display_text_names_rich_kinds_without_a_useless_repr() -> None:
     table = CapturedDisplay({"text/html": "<table/>", "text/plain": "   a\n0  1"})
     assert table.text == "[display: text/html]\n   a\n0  1"
     assert CapturedDisplay({"text/plain": "42"}).text == "42"
+
+
+def test_the_kernel_finds_its_notebooks_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDENGINE_NB_LOGS", raising=False)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "sales.ipynb"))
+    assert kernel.choose_log() == (str(tmp_path / "sales.redengine_nb.db"), "", "")
+    monkeypatch.setenv("JPY_SESSION_NAME", "reports/sales.ipynb")  # from the server's root
+    monkeypatch.chdir(tmp_path)
+    assert kernel.notebook_path() == tmp_path / "sales.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", "")
+    logs, note, printed = kernel.choose_log()
+    assert logs is None and "./redengine_nb.db" in printed and "this session's tasks" in note

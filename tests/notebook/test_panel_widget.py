@@ -22,7 +22,9 @@ XSS = "<img src=x onerror=alert(1)>"
 @pytest.fixture
 def app() -> Iterator[RedEngine]:
     clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
-    app = RedEngine(config={"task_execution": "main"}, logs=":memory:", clock=clock)
+    app = RedEngine(
+        config={"task_execution": "main", "restarting": "recall"}, logs=":memory:", clock=clock
+    )
 
     @app.task("every 10 minutes", name="alpha")
     def alpha() -> None:
@@ -343,3 +345,33 @@ def test_panel_function_survives_the_widget_module_import() -> None:
 
     assert callable(redengine_nb.notebook.panel)
     assert callable(redengine_nb.panel)
+
+
+def test_restart_says_restarting_and_what_it_waits_for(widget: Panel, app: RedEngine) -> None:
+    started, release = blocking_app(app)
+    app.start()
+    assert started.wait(10)
+    click(widget, "restart")
+    assert widget.data["scheduler"] == {
+        "state": "restarting",
+        "detail": "waiting for 1 run: slow",
+    }
+    app.session["slow"].disabled = True  # once restarted, it must not start again
+    release.set()
+    assert app.session.wait_idle(10)
+
+
+def test_a_shared_log_is_said_under_the_table(
+    app: RedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from redengine_nb.notebook.kernel import KernelSession, choose_log
+
+    monkeypatch.setenv("REDENGINE_NB_LOGS", "/srv/shared.db")
+    logs, note, printed = choose_log()
+    assert logs == "/srv/shared.db" and printed == ""
+    ks = KernelSession(InteractiveShell.instance(), app, note)
+    w = Panel(app, throttle=0, kernel_session=ks)
+    assert "this panel shows this session's tasks only" in w.data["note"]
+    w.close()
