@@ -11,6 +11,7 @@
 // the tab is hidden or the panel is scrolled out of view.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
+const LIVE = new Set(["running", "terminating"]); // outcomes of a run that is still alive
 
 function h(tag, attrs = {}, text) {
   const node = document.createElement(tag);
@@ -300,7 +301,7 @@ function render({ model, el }) {
     const now = kernelNow();
     const width = Math.max(320, Math.floor(timelineBox.clientWidth || root.clientWidth || 640));
     const lanes = data.timeline?.lanes || [];
-    const live = lanes.some((l) => l.bars.some((b) => b.outcome === "running"));
+    const live = lanes.some((l) => l.bars.some((b) => LIVE.has(b.outcome)));
     const [start0, end0] = timelineWindow(data, now, live);
     const windowS = end0 - start0;
     const labelW = Math.min(160, Math.floor(width * 0.25));
@@ -325,7 +326,7 @@ function render({ model, el }) {
       parts.push(label, svg("rect", { x: labelW, y: y + 3, width: width - labelW - 4,
         height: rowH - 6, class: "rnb-lane" }));
       for (const b of lane.bars) {
-        const end = b.outcome === "running" ? now : b.end;
+        const end = LIVE.has(b.outcome) ? now : b.end;
         if (end < start0 || b.start > end0) continue;
         const start = Math.max(b.start, start0);
         const mark = svg("rect", {
@@ -335,7 +336,7 @@ function render({ model, el }) {
           "data-run-id": b.run_id, rx: 2,
         });
         const tip = svg("title");
-        tip.textContent = b.outcome === "running" ? `${b.label} · ${span(now - b.start)}` : b.label;
+        tip.textContent = LIVE.has(b.outcome) ? `${b.label} · ${span(now - b.start)}` : b.label;
         mark.appendChild(tip);
         mark.addEventListener("click", () => {
           openRuns.add(b.run_id);

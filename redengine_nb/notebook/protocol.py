@@ -124,7 +124,7 @@ class TaskRow(TypedDict):
 class Bar(TypedDict):
     start: float
     end: float
-    #: A run's action, or ``running``.
+    #: A run's action, or ``running`` / ``terminating`` while it lives.
     outcome: str
     run_id: str
     #: The hover text: time, status, duration.

@@ -171,9 +171,11 @@ def timeline(
     names: Sequence[str],
     tz: tzinfo | None,
     horizon: float = HORIZON,
+    terminating: Sequence[str] = (),
 ) -> Timeline:
     """One lane per task of ``names`` (this session's tasks only) with its runs of the last
-    ``horizon`` seconds; a live run ends at ``now`` with outcome ``running``."""
+    ``horizon`` seconds; a live run has outcome ``running`` (``terminating`` for a task of
+    ``terminating``) and is drawn up to the browser's now."""
     since = now - horizon
     lanes: dict[str, list[Bar]] = {name: [] for name in names}
     first: float | None = None
@@ -191,7 +193,8 @@ def timeline(
         when = format_clock(start, tz, now)
         if live:  # drawn up to the browser's now; the data stays the same as time passes
             start = max(start, since)
-            stop, outcome, took = start, "running", "running"
+            outcome = "terminating" if rec.task_name in terminating else "running"
+            stop, took = start, outcome
         else:
             took = format_runtime(stop - start)
             start = max(start, since)
@@ -326,7 +329,7 @@ def build_snapshot(
         tz=getattr(tz, "key", None) or str(tz),
         scheduler=state,
         tasks=task_rows(tasks, tz, now, asked),
-        timeline=timeline(log, now, names, tz, horizon),
+        timeline=timeline(log, now, names, tz, horizon, asked),
         selected=selected,
         runs=list(runs),
         terminating=asked,

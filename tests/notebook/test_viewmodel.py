@@ -173,6 +173,8 @@ def test_timeline_has_lanes_for_this_sessions_tasks_only() -> None:
     # A live run's data does not move with time: the browser draws it up to its now.
     assert (live["outcome"], live["start"], live["end"]) == ("running", T - 30, T - 30)
     assert tl["lanes"][1]["bars"] == []
+    stopping = vm.timeline(log, T, ["a"], TZ, terminating=["a"])
+    assert stopping["lanes"][0]["bars"][1]["outcome"] == "terminating"
     assert tl["first"] == T - 120 and tl["last"] == T - 100
 
 
