@@ -147,6 +147,11 @@ def describe_registration(task: Task, *, now: datetime | None = None) -> str:
     head = f"registered task {task.name!r} ({cond}, {execution})"
     if task.disabled:
         return f"{head}; disabled (enable with %task enable {_quote(task.name)})"
+    from ..conditions import explain
+
+    reading = explain(task.start_cond)  # e.g. hourly times are minutes of the hour
+    if reading:
+        head = f"{head} [{reading}]"
     try:
         when = task.next_due()
     except Exception as exc:  # a custom condition may fail; still say what was registered

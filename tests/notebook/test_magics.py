@@ -105,6 +105,19 @@ def test_cell_prints_what_was_registered_and_when_due(
     assert task.kind == "code"
 
 
+def test_registration_says_how_hourly_times_are_read(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Red Engine reads the times of an hourly window as minutes of the hour: the line that
+    # confirms the registration says so, with the phrase for hours of the day.
+    cell(stopped, "hourly between 09:00 and 17:00 --name sync")
+    line = capsys.readouterr().out.strip()
+    assert "minute" in line
+    assert "hourly & time of day between 09:00 and 17:00" in line
+    cell(stopped, "daily --name plain")
+    assert "[" not in capsys.readouterr().out  # nothing to explain for a daily task
+
+
 def test_options_reach_the_task(stopped: InteractiveShell) -> None:
     cell(
         stopped,
