@@ -164,7 +164,7 @@ def normalize_url(url: str) -> sa.engine.URL:
     a PostgreSQL URL this store can use."""
     try:
         parsed = sa.engine.make_url(url)
-    except sa_exc.ArgumentError as exc:
+    except (sa_exc.ArgumentError, ValueError) as exc:
         raise RunLogError(
             f"logs={url!r} is not a database URL ({exc}); a PostgreSQL run log is "
             "'postgresql+psycopg://user:password@host:port/database'."
@@ -252,7 +252,10 @@ class PostgresRunLog:
         self._closed = False
         self._build_statements()
         try:
-            self._read = self._connect(autocommit=True)
+            try:
+                self._read = self._connect(autocommit=True)
+            except sa_exc.DBAPIError as exc:
+                raise self._error("opening", exc) from exc
             self._prepare()
         except BaseException:
             self._engine.dispose()
@@ -481,8 +484,9 @@ class PostgresRunLog:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-                with self._lock:
-                    self._clear_cache()  # others may have written meanwhile
+                # Others may have written meanwhile: the next refresh() drops the cache
+                # (kept until then: it answers during an outage).
+                self._dirty = True
 
     def _drop(self, write: bool) -> None:
         conn = self._write if write else self._read
