@@ -280,8 +280,8 @@ class PostgresRunLog:
             r.output,
             r.owner,
         ]
-        task = sa.bindparam("task")
-        action = sa.bindparam("action")
+        task: Any = sa.bindparam("task")
+        action: Any = sa.bindparam("action")
         self._q_last_run = (
             sa.select(r.start)
             .where(r.task_name == task, r.start.is_not(None))
@@ -1113,23 +1113,24 @@ class PostgresRunLog:
                     f"{expires:.3f} (now {created:.3f}); renew it before starting runs."
                 )
             names = sorted(set(tasks))
-            fresh = (
-                conn.execute(
-                    pg.insert(self._tasks)
-                    .from_select(
-                        ["name"],
-                        sa.select(sa.func.unnest(sa.cast(sa.bindparam("n"), pg.ARRAY(sa.Text)))),
+            unknown = [n for n in names if n not in self._stamps]
+            fresh: Sequence[str] = []
+            if unknown:  # make the rows to lock (once per task and process)
+                fresh = (
+                    conn.execute(
+                        pg.insert(self._tasks)
+                        .from_select(
+                            ["name"],
+                            sa.select(sa.func.unnest(sa.bindparam("n", type_=pg.ARRAY(sa.Text)))),
+                        )
+                        .on_conflict_do_nothing(index_elements=["name"])
+                        .returning(tc.name),
+                        {"n": unknown},
                     )
-                    .on_conflict_do_nothing(index_elements=["name"])
-                    .returning(tc.name),
-                    {"n": [n for n in names if n not in self._stamps]},
+                    .scalars()
+                    .all()
                 )
-                .scalars()
-                .all()
-                if any(n not in self._stamps for n in names)
-                else []
-            )
-            locked = dict(
+            locked: dict[str, int] = dict(
                 conn.execute(
                     sa.text(
                         f"SELECT name, stamp FROM {s}.tasks WHERE name = ANY(:n) "
@@ -1153,7 +1154,7 @@ class PostgresRunLog:
             records = self._insert_starts(
                 conn, [t for t, _ in chosen], created, [at for _, at in chosen], owner
             )
-            stamps = dict(
+            stamps: dict[str, int] = dict(
                 conn.execute(
                     sa.text(
                         f"UPDATE {s}.tasks SET stamp = stamp + 1 WHERE name = ANY(:n) "

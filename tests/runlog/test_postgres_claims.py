@@ -143,9 +143,7 @@ def test_skip_locked_a_task_being_claimed_is_left_to_its_claimer(
     worker = threading.Thread(
         target=lambda: claimed.extend(
             r.task_name
-            for r in one.claim_starts(
-                ["a"], created=2.0, start=2.0, owner=l1, recheck=slow_recheck
-            )
+            for r in one.claim_starts(["a"], created=2.0, start=2.0, owner=l1, recheck=slow_recheck)
         )
     )
     worker.start()
