@@ -1,0 +1,52 @@
+"""Two apps (as two schedulers on two machines) sharing one PostgreSQL run log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from pg_server import wait_until
+
+from redengine_nb import RedEngine
+from redengine_nb.testing import FakeClock
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def make_app(pg_url: str) -> Iterator[Callable[[], RedEngine]]:
+    apps: list[RedEngine] = []
+
+    def make() -> RedEngine:
+        clock = FakeClock("2024-03-11 09:00", tz="Europe/Helsinki")
+        app = RedEngine({"task_execution": "thread"}, logs=pg_url, clock=clock)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.session.wait_idle(10)
+        app.session.close_executors(terminate=True)
+        app.runlog.close()
+
+
+def step(app: RedEngine) -> list[str]:
+    started = app.session.tick()
+    assert app.session.wait_idle(30)
+    return started
+
+
+def test_a_run_ending_on_one_scheduler_wakes_the_other(
+    make_app: Callable[[], RedEngine],
+) -> None:
+    here, there = make_app(), make_app()
+    here.task("after task 'parent'", func=lambda: None, name="child")
+    there.task("daily", func=lambda: None, name="parent")
+    assert step(here) == []
+    assert wait_until(lambda: here.runlog.listening)  # type: ignore[attr-defined]
+    here.session.wake.clear()
+    assert step(there) == ["parent"]
+    # no polling: the other scheduler's NOTIFY sets this one's wake event
+    assert here.session.wake.wait(30)
+    assert step(here) == ["child"]
+    assert step(here) == []
