@@ -218,9 +218,38 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     try:
         print(f"run log: {runlog.location}", file=out)
         print(format_table(log_status_rows(runlog)), file=out)
+        fleet = fleet_rows(runlog)
+        if fleet is not None:
+            print("\nschedulers (leases):", file=out)
+            print(format_table(fleet) if fleet else "(none)", file=out)
     finally:
         runlog.close()
     return 0
+
+
+def fleet_rows(runlog: RunLog) -> list[dict[str, Any]] | None:
+    """One row per scheduler holding a lease on a shared log (``None``: the store keeps
+    no leases), with how many open runs it owns."""
+    leases = getattr(runlog, "leases", None)
+    if leases is None:
+        return None
+    now = time.time()
+    owned: dict[str | None, int] = {}
+    for rec in runlog.open_runs():
+        owned[rec.owner] = owned.get(rec.owner, 0) + 1
+    return [
+        {
+            "scheduler": f"{lease.host}:{lease.pid}",
+            "lease": lease.lease_id[:12],
+            "state": "expired" if lease.expired else "alive",
+            "started": _fmt_time(lease.started),
+            "renewed": _fmt_time(lease.renewed),
+            "expires": _fmt_time(lease.expires),
+            "running": owned.get(lease.lease_id, 0),
+            "info": lease.info or "-",
+        }
+        for lease in leases(now)
+    ]
 
 
 def _indent(text: str, prefix: str = "    | ") -> str:

@@ -50,3 +50,24 @@ def test_a_run_ending_on_one_scheduler_wakes_the_other(
     assert here.session.wake.wait(30)
     assert step(here) == ["child"]
     assert step(here) == []
+
+
+def test_status_shows_the_fleet(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from redengine_nb.cli import main
+    from redengine_nb.runlog.postgres import PostgresRunLog
+
+    with PostgresRunLog(pg_url, listen=False) as log:
+        now = time.time()
+        alive = log.acquire_lease(now=now, ttl=60, host="hostA", pid=101, info="serve a.ipynb")
+        log.acquire_lease(now=now - 120, ttl=60, host="hostB", pid=202)
+        log.start_run("fetch", created=now, start=now, owner=alive)
+    assert main(["status", "--logs", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert "fetch" in out and "running" in out
+    fleet = out.split("schedulers (leases):", 1)[1].splitlines()[3:]
+    rows = {line.split()[0]: line.split() for line in fleet if line.strip()}
+    assert set(rows) == {"hostA:101", "hostB:202"}
+    assert rows["hostA:101"][2] == "alive" and rows["hostA:101"][-3:] == ["1", "serve", "a.ipynb"]
+    assert rows["hostB:202"][2] == "expired"
