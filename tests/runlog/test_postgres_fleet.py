@@ -19,6 +19,7 @@ This drives the store through the protocol directly; the session's own wiring of
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -98,13 +99,18 @@ while now() < until:
         beat = t
     log.refresh()
     # each run ends at its own end time (before this step's starts)
-    ends = [(task, rid, Action.SUCCESS, at, None, None) for rid, (task, at) in mine.items() if at <= t]
+    ends = [(task, rid, Action.SUCCESS, at, None, None)
+            for rid, (task, at) in mine.items() if at <= t]
     if ends:
         log.end_runs(ends)
         for _task, rid, *_ in ends:
             del mine[rid]
     names = due(sorted(conds), t)
     if names:
+        # The claim and its re-check at the clock's time now, not the step's start: the
+        # history may hold runs that other schedulers started after that (a condition
+        # read at an instant older than the history can be true again).
+        t = now()
         for rec in log.claim_starts(
             names, created=t, start=t, owner=lease, recheck=lambda ns, t=t: due(ns, t)
         ):
@@ -112,7 +118,8 @@ while now() < until:
     time.sleep(0.02)
 # let our runs end, then leave cleanly
 t = now()
-log.end_runs([(task, rid, Action.SUCCESS, max(t, at), None, None) for rid, (task, at) in mine.items()])
+log.end_runs([(task, rid, Action.SUCCESS, max(t, at), None, None)
+              for rid, (task, at) in mine.items()])
 log.release_lease(lease)
 log.close()
 print("done", flush=True)
@@ -198,7 +205,7 @@ def test_three_schedulers_one_killed_every_due_run_once(pg_url: str) -> None:
     for name, period in EVERY.items():
         s = starts[name]
         assert s and s[0] - start_of_run <= 60, name
-        gaps = [b - a for a, b in zip(s, s[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(s)]
         assert all(g >= period - 1e-6 for g in gaps), (name, gaps)
         assert all(g <= period + TTL + RUNTIME + 60 for g in gaps), (name, gaps)
     # minutely: at most one run that finished per clock minute, none missed for long
@@ -223,6 +230,6 @@ def test_three_schedulers_one_killed_every_due_run_once(pg_url: str) -> None:
             if r.task_name == parent and r.action is Action.SUCCESS and r.end is not None
         )
         kid = starts[child]
-        for a, b in zip(ends, ends[1:], strict=False):
+        for a, b in itertools.pairwise(ends):
             assert sum(1 for s in kid if a <= s < b) <= 1, (child, a, b, kid)
         assert len(kid) >= len(ends) - 2, (child, len(kid), len(ends))
