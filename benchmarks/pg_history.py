@@ -15,39 +15,25 @@ Run: ``python benchmarks/pg_history.py [--size 1000000] [--url URL]``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _pg import server  # noqa: E402
 
 from redengine_nb.records import Action  # noqa: E402
 from redengine_nb.runlog.postgres import PostgresRunLog  # noqa: E402
 
 SCHEMA = "redengine_nb_bench"
 START = 1_700_000_000.0
-
-
-@contextlib.contextmanager
-def server(url: str | None) -> Iterator[str]:
-    """``url``, or a temporary server's (started and stopped here)."""
-    if url:
-        yield url
-        return
-    from pg_server import started_server  # tests/pg_server.py
-
-    pg = started_server()
-    try:
-        yield pg.url()
-    finally:
-        pg.destroy()
 
 
 def fill(url: str, size: int, tasks: int) -> None:
