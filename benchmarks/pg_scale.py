@@ -143,6 +143,41 @@ def cell(logs: str, schedulers: int, tasks: int, seconds: float, chunk: int) -> 
         got = json.loads(last)
         lags += got["lags"]
         commits += got["commits"]
+    return summary(lags, commits, tasks, seconds, w0)
+
+
+def aps4_cell(
+    python: str, url: str, schedulers: int, tasks: int, seconds: float
+) -> dict[str, float]:
+    """The same cell with APScheduler 4 (its SQLAlchemy data store on the same server)."""
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS apscheduler CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA apscheduler"))
+    w0 = time.time() + 15.0  # time to start and to add the schedules
+    script = str(ROOT / "benchmarks" / "_aps4_cell.py")
+    procs = [
+        subprocess.Popen(
+            [python, script, url, str(tasks), str(seconds), str(i), repr(w0)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(schedulers)
+    ]
+    lags: list[float] = []
+    commits: list[float] = []
+    for p in procs:
+        out, _ = p.communicate(timeout=seconds + 180)
+        got = json.loads(out.strip().splitlines()[-1])
+        lags += got["lags"]
+        commits += got["commits"]
+    return summary(lags, commits, tasks, seconds, w0)
+
+
+def summary(
+    lags: list[float], commits: list[float], tasks: int, seconds: float, w0: float
+) -> dict[str, float]:
     commits.sort()
     burst_end = commits[tasks - 1] if len(commits) >= tasks else float("nan")
     return {
@@ -160,7 +195,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--chunk", type=int, default=100)
     ap.add_argument("--url")
+    ap.add_argument(
+        "--aps4-python",
+        default=str(ROOT / "benchmarks" / ".aps4-venv" / "bin" / "python"),
+        help="a Python with APScheduler 4 (benchmarks/aps4_env.sh makes it)",
+    )
+    ap.add_argument("--only", default="", help="comma list of: pg, sqlite, aps4")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
     from _pg import server
 
     rows = []
@@ -176,7 +218,19 @@ def main() -> None:
             return url
 
         cells = [("PostgreSQL", 1), ("PostgreSQL", 3), ("SQLite", 1), ("SQLite", 3)]
+        cells += [("APScheduler 4 (PostgreSQL)", 1), ("APScheduler 4 (PostgreSQL)", 3)]
+        keys = {"PostgreSQL": "pg", "SQLite": "sqlite"}
         for store, n in cells:
+            if only and keys.get(store, "aps4") not in only:
+                continue
+            if store.startswith("APScheduler"):
+                if not Path(args.aps4_python).exists():
+                    rows.append((store, n, None))
+                    continue
+                rows.append(
+                    (store, n, aps4_cell(args.aps4_python, url, n, args.tasks, args.seconds))
+                )
+                continue
             if store == "SQLite":
                 logs = str(Path(tmp) / f"runs{n}.db")
                 from redengine_nb.runlog import SQLiteRunLog
@@ -192,7 +246,12 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for store, n, got in rows:
         if got is None:
-            print(f"| {store} | {n} | n/a: no claims in this store yet | | | |")
+            why = (
+                "not measured (run benchmarks/aps4_env.sh)"
+                if store.startswith("APScheduler")
+                else "n/a: no claims in this store yet"
+            )
+            print(f"| {store} | {n} | {why} | | | |")
             continue
         print(
             f"| {store} | {n} | {got['burst_runs_s']:.0f} | {got['sustained_runs_s']:.0f} | "

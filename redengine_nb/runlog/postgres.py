@@ -21,12 +21,17 @@ index on the open runs (``WHERE action = 'run'``) for ``open_runs()`` and reapin
 distinct task names are found by a recursive skip scan (one index probe per name).
 
 Caching and other schedulers. ``last()`` answers are cached per task as in the SQLite
-store. A statement trigger on ``runs`` sends ``NOTIFY`` (payload: the writing
-connection's ``application_name``) at each committed write; a listener thread (its own
-connection, ``LISTEN``) marks the cache stale when someone *else* wrote and calls the
+store. Statement triggers on ``runs`` send a ``NOTIFY`` at each committed write that
+carries the writing connection's ``application_name`` and, per row written, its task,
+action, time and start. A listener thread (its own connection, ``LISTEN``) applies the
+rows written by *others* to the cache exactly as this process's own writes are applied
+(answers only move forward), so the cache stays true without a query, and calls the
 callbacks given to :meth:`PostgresRunLog.on_change` -- the session hooks its wake event
-there, so a run that ends on one scheduler wakes the others at once. :meth:`refresh`
-drops the cache when it is stale, or always while the listener is not connected.
+there, so a run that ends on one scheduler wakes the others at once. When the listener
+cannot know what changed (it was disconnected, a delete), :meth:`refresh` drops the
+cache; it also does so always while the listener is not connected. A notification
+arrives a little after its commit: the cache may lag the log by that much, which the
+claim protocol (below) makes harmless for starting runs.
 
 Connections: one for reads (autocommit), one for write transactions, one for the
 listener. A connection that breaks (server restart, ``pg_terminate_backend``, network)
@@ -39,6 +44,7 @@ before then (its runs then become ``crash`` when its lease expires).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -371,18 +377,49 @@ class PostgresRunLog:
         s = f'"{self.schema}"'
         conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {s}"))
         self._md.create_all(conn)
+        # What changed, sent to the listeners of other schedulers at commit: the writer's
+        # application_name on the first line, then one JSON line per written row:
+        # [task, action, time, start] -- enough to keep their last() caches true without
+        # a query. Split in several notifications below the 8000-byte payload limit. A
+        # delete (retention) sends '*': drop every cache.
+        channel = self.schema
         conn.execute(
             sa.text(
-                f"CREATE OR REPLACE FUNCTION {s}.notify_change() RETURNS trigger "
-                "LANGUAGE plpgsql AS $$ BEGIN "
-                f"PERFORM pg_notify('{self.schema}', current_setting('application_name')); "
+                f"CREATE OR REPLACE FUNCTION {s}.notify_rows() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ DECLARE "
+                "me text := current_setting('application_name'); "
+                "part text := ''; item text; r record; "
+                "BEGIN "
+                "FOR r IN SELECT task_name, action, time, start FROM new_rows LOOP "
+                "item := json_build_array(r.task_name, r.action, r.time, r.start)::text; "
+                "IF part <> '' AND octet_length(part) + octet_length(item) > 7000 THEN "
+                f"PERFORM pg_notify('{channel}', me || part); part := ''; END IF; "
+                "part := part || E'\\n' || item; "
+                "END LOOP; "
+                f"IF part <> '' THEN PERFORM pg_notify('{channel}', me || part); END IF; "
                 "RETURN NULL; END $$"
             )
         )
         conn.execute(
             sa.text(
-                f"CREATE TRIGGER runs_changed AFTER INSERT OR UPDATE OR DELETE ON {s}.runs "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_change()"
+                f"CREATE OR REPLACE FUNCTION {s}.notify_all() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN "
+                f"PERFORM pg_notify('{channel}', current_setting('application_name') "
+                "|| E'\\n*'); RETURN NULL; END $$"
+            )
+        )
+        for event in ("INSERT", "UPDATE"):
+            conn.execute(
+                sa.text(
+                    f"CREATE TRIGGER runs_{event.lower()}_notify AFTER {event} ON {s}.runs "
+                    "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+                    f"EXECUTE FUNCTION {s}.notify_rows()"
+                )
+            )
+        conn.execute(
+            sa.text(
+                f"CREATE TRIGGER runs_delete_notify AFTER DELETE OR TRUNCATE ON {s}.runs "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_all()"
             )
         )
         conn.execute(
@@ -1195,8 +1232,30 @@ class PostgresRunLog:
         """Whether the listener is connected (``LISTEN`` active)."""
         return self._listening
 
-    def _changed(self) -> None:
-        self._dirty = True
+    def _changed(self, payload: str | None) -> None:
+        """Another connection wrote (``payload``: a notification of ``notify_rows``), or
+        we may have missed writes (``None``): keep the cache true, call the callbacks."""
+        if payload is not None:
+            sender, _, body = payload.partition("\n")
+            if sender == self._app_name:
+                return  # our own write, noted already
+            if body and body != "*":
+                try:
+                    rows = [json.loads(line) for line in body.split("\n")]
+                except ValueError:
+                    rows = None
+                if rows is not None:
+                    with self._lock:
+                        for task, action, when, start in rows:
+                            act = _ACTIONS.get(action)
+                            if act is None:
+                                continue
+                            self._note(task, Action.RUN, start)
+                            if act is not Action.RUN:
+                                self._note(task, act, when)
+                    payload = ""
+        if payload is None or payload:
+            self._dirty = True  # unknown change: refresh() drops the cache
         for callback in list(self._callbacks):
             try:
                 callback()
@@ -1225,11 +1284,10 @@ class PostgresRunLog:
                 conn.execute(f'LISTEN "{self.schema}"')
                 self._listening = True
                 delay = 0.1
-                self._changed()  # what happened while we were not listening
+                self._changed(None)  # what happened while we were not listening
                 while not self._stop.is_set():
                     for note in conn.notifies(timeout=0.2):
-                        if note.payload != self._app_name:
-                            self._changed()
+                        self._changed(note.payload)
             except psycopg.Error:
                 pass  # connect again
             finally:

@@ -203,6 +203,24 @@ def test_a_write_elsewhere_wakes_the_listener_and_drops_the_cache(pg_url: str) -
         remove()
 
 
+def test_rows_written_elsewhere_reach_the_cache_without_a_query(
+    pg_server: PgServer, pg_database: str, pg_url: str
+) -> None:
+    with PostgresRunLog(pg_url) as a, PostgresRunLog(pg_url) as b:
+        assert wait_until(lambda: a.listening)
+        a.refresh()
+        assert a.last("t", Action.SUCCESS) is None and a.last("t", Action.RUN) is None
+        woke = threading.Event()
+        a.on_change(woke.set)
+        rec = b.start_run("t", created=1.0, start=1.5, owner="b")
+        b.finish_run(rec.run_id, Action.FAIL, end=4.0)
+        assert woke.wait(10) and wait_until(lambda: a.last("t", Action.FAIL) == 4.0)
+        assert a.last("t", Action.RUN) == 1.5
+        # answered from the cache: true with every connection of a's cut
+        pg_server.terminate_backends(pg_database)
+        assert a.last("t", Action.FAIL) == 4.0 and a.last("t", Action.SUCCESS) is None
+
+
 def test_without_a_listener_refresh_always_rereads(pg_url: str) -> None:
     with PostgresRunLog(pg_url, listen=False) as a, PostgresRunLog(pg_url) as b:
         assert a.last("t", Action.SUCCESS) is None
