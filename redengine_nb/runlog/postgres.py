@@ -159,6 +159,7 @@ _UNKNOWN: Any = object()  # a cache slot not looked up yet
 _N_ACTIONS = len(Action)
 _INDEX = {action: i for i, action in enumerate(Action)}
 _BIT_RUN = 1 << _INDEX[Action.RUN]
+_ALL_BITS = (1 << _N_ACTIONS) - 1
 
 # SQLSTATE classes/codes after which the call is tried again on a new connection:
 # connection exceptions (08...), the server shutting down or starting (57P01..57P03).
@@ -319,6 +320,12 @@ class PostgresRunLog:
             " SELECT name, action FROM pairs WHERE action IS NOT NULL"
         )
         self._present: dict[str, int] | None = None
+        self._q_insert_starts = sa.text(
+            f"INSERT INTO {s}.runs (task_name, action, created, start, owner) "
+            "SELECT v.task, 'run', :created, v.start, :owner FROM unnest("
+            "CAST(:tasks AS text[]), CAST(:starts AS float8[])) WITH ORDINALITY "
+            "AS v(task, start, i) ORDER BY v.i RETURNING run_id, task_name, start"
+        )
 
     # -- opening ---------------------------------------------------------------------------
     def _connect(self, *, autocommit: bool) -> sa.Connection:
@@ -387,17 +394,15 @@ class PostgresRunLog:
             sa.text(
                 f"CREATE OR REPLACE FUNCTION {s}.notify_rows() RETURNS trigger "
                 "LANGUAGE plpgsql AS $$ DECLARE "
-                "me text := current_setting('application_name'); "
-                "part text := ''; item text; r record; "
+                "me text := current_setting('application_name'); part text; "
                 "BEGIN "
-                "FOR r IN SELECT task_name, action, time, start FROM new_rows LOOP "
-                "item := json_build_array(r.task_name, r.action, r.time, r.start)::text; "
-                "IF part <> '' AND octet_length(part) + octet_length(item) > 7000 THEN "
-                f"PERFORM pg_notify('{channel}', me || part); part := ''; END IF; "
-                "part := part || E'\\n' || item; "
-                "END LOOP; "
-                f"IF part <> '' THEN PERFORM pg_notify('{channel}', me || part); END IF; "
-                "RETURN NULL; END $$"
+                "FOR part IN SELECT string_agg(item, '') FROM ("
+                " SELECT item, sum(octet_length(item)) OVER (ORDER BY n) / 7000 AS chunk"
+                " FROM (SELECT row_number() OVER () AS n, E'\\n' || json_build_array("
+                " task_name, action, time, start)::text AS item FROM new_rows) AS rows"
+                ") AS sized GROUP BY chunk LOOP "
+                f"PERFORM pg_notify('{channel}', me || part); "
+                "END LOOP; RETURN NULL; END $$"
             )
         )
         conn.execute(
@@ -560,6 +565,12 @@ class PostgresRunLog:
         self._cache.clear()
         self._present = None
 
+    def _forget(self, task: str) -> None:
+        """Drop what is cached about ``task`` (its next lookups query the log)."""
+        self._cache.pop(task, None)
+        if self._present is not None:
+            self._present[task] = _ALL_BITS
+
     def _known_pairs(self) -> dict[str, int]:
         if self._present is None:
             present: dict[str, int] = {}
@@ -674,23 +685,26 @@ class PostgresRunLog:
         starts: Sequence[float],
         owner: str,
     ) -> list[RunRecord]:
-        r = self._runs.c
-        rows = conn.execute(
-            sa.insert(self._runs).returning(r.run_id, sort_by_parameter_order=True),
-            [
-                {
-                    "task_name": task,
-                    "action": "run",
-                    "created": created,
-                    "start": at,
-                    "owner": owner,
-                }
-                for task, at in zip(tasks, starts, strict=True)
-            ],
-        ).all()
+        # One statement for the batch, its rows made in the order given (ORDER BY the
+        # ordinality), so that the ids, drawn from the sequence as the rows are made,
+        # ascend in that order.
+        rows = list(
+            conn.execute(
+                self._q_insert_starts,
+                {"tasks": list(tasks), "starts": list(starts), "created": created, "owner": owner},
+            ).all()
+        )
+        rows.sort(key=lambda row: row[0])
+        if [row[1] for row in rows] != list(tasks):  # not expected; then match by task
+            by_task: dict[str, list[int]] = {}
+            for run_id, task, _start in sorted(rows, key=lambda row: row[0]):
+                by_task.setdefault(task, []).append(run_id)
+            ids = [by_task[task].pop(0) for task in tasks]
+        else:
+            ids = [row[0] for row in rows]
         return [
-            RunRecord(str(row[0]), task, Action.RUN, created, at, owner=owner)
-            for row, task, at in zip(rows, tasks, starts, strict=True)
+            RunRecord(str(run_id), task, Action.RUN, created, at, owner=owner)
+            for run_id, task, at in zip(ids, tasks, starts, strict=True)
         ]
 
     def _noted(self, records: Sequence[RunRecord]) -> None:
@@ -1123,9 +1137,11 @@ class PostgresRunLog:
         2. each task's row in ``tasks`` is locked, ``FOR UPDATE SKIP LOCKED``: a task that
            another scheduler is claiming right now is left to it;
         3. for the tasks whose ``stamp`` moved since our last claim (another scheduler
-           started them), the cache is dropped and ``recheck(names)`` returns the ones
-           still due against the now current history; the others need no re-check;
-        4. the starts are written and the stamps bumped.
+           started them), what is cached about them is dropped and ``recheck(names)``
+           returns the ones still due against their now current history (other tasks'
+           history is as the latest notifications left it); the others need no re-check;
+        4. the starts are written. (The stamps of every row locked are bumped in step 2:
+           one statement both locks and bumps.)
 
         Returns the records written (a subset of ``tasks``, in order)."""
         if not tasks:
@@ -1167,42 +1183,37 @@ class PostgresRunLog:
                     .scalars()
                     .all()
                 )
-            locked: dict[str, int] = dict(
-                conn.execute(
+            # Lock the rows (skipping those another claim holds) and bump their stamps
+            # in one statement; a stamp as it was before is the one to compare.
+            bumped: dict[str, int] = {
+                name: int(stamp)
+                for name, stamp in conn.execute(
                     sa.text(
-                        f"SELECT name, stamp FROM {s}.tasks WHERE name = ANY(:n) "
-                        "ORDER BY name FOR UPDATE SKIP LOCKED"
+                        f"UPDATE {s}.tasks AS t SET stamp = t.stamp + 1 FROM ("
+                        f"SELECT name FROM {s}.tasks WHERE name = ANY(:n) "
+                        "ORDER BY name FOR UPDATE SKIP LOCKED) AS l "
+                        "WHERE t.name = l.name RETURNING t.name, t.stamp"
                     ),
                     {"n": names},
                 ).all()
-            )
+            }
             known = dict(self._stamps)
             for name in fresh:
                 known[name] = 0  # made by us just now: nobody else claimed it
-            moved = [n for n in tasks if n in locked and known.get(n) != locked[n]]
-            keep = {n for n in tasks if n in locked and known.get(n) == locked[n]}
+            moved = [n for n in tasks if n in bumped and known.get(n) != bumped[n] - 1]
+            keep = {n for n in tasks if n in bumped and known.get(n) == bumped[n] - 1}
             if moved:
                 with self._lock:
-                    self._clear_cache()
+                    for name in moved:  # read again: their history is current now
+                        self._forget(name)
                 keep.update(recheck(list(dict.fromkeys(moved))))
             chosen = [(t, at) for t, at in zip(tasks, starts, strict=True) if t in keep]
-            if not chosen:
-                return [], {n: int(v) for n, v in locked.items()}
-            records = self._insert_starts(
-                conn, [t for t, _ in chosen], created, [at for _, at in chosen], owner
-            )
-            stamps: dict[str, int] = dict(
-                conn.execute(
-                    sa.text(
-                        f"UPDATE {s}.tasks SET stamp = stamp + 1 WHERE name = ANY(:n) "
-                        "RETURNING name, stamp"
-                    ),
-                    {"n": sorted({t for t, _ in chosen})},
-                ).all()
-            )
-            seen = {n: int(v) for n, v in locked.items()}
-            seen.update({n: int(v) for n, v in stamps.items()})
-            return records, seen
+            records = []
+            if chosen:
+                records = self._insert_starts(
+                    conn, [t for t, _ in chosen], created, [at for _, at in chosen], owner
+                )
+            return records, bumped
 
         try:
             records, seen = self._writing(f"claiming {len(tasks)} start(s)", op)
