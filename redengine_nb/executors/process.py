@@ -66,11 +66,11 @@ from typing import Any
 
 import cloudpickle
 
-from ..capture import TRUNCATED
 from ..clock import Clock
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
 from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
+from .capture import TRUNCATED
 
 __all__ = ["DEFAULT_GRACE", "ProcessExecutor", "child_termination_flag", "default_start_method"]
 
@@ -303,7 +303,7 @@ def _skip_main_in_children() -> None:
 def _read_tail(path: str, limit: int) -> str | None:
     """The last ``limit`` characters of a UTF-8 file (``None`` if empty or missing).
 
-    A cut is marked the way :mod:`redengine_nb.capture` marks it for thread runs.
+    A cut is marked the way :mod:`redengine_nb.executors.capture` marks it for thread runs.
     """
     limit = max(1, limit)
     try:
@@ -409,8 +409,8 @@ class ProcessExecutor(Executor):
                 f"start_method {method!r} is not allowed; use 'forkserver' or 'spawn' "
                 "(forking the threaded scheduler process can deadlock the child)"
             )
+        super().__init__(clock)
         self.max_processes = max_processes
-        self.clock = clock
         self.grace = grace
         self.start_method = method
         # typeshed types get_context() as BaseContext, which lacks .Process

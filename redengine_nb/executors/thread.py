@@ -48,9 +48,6 @@ class _ThreadHandle(RunHandle):
     def is_alive(self) -> bool:
         return not self.done
 
-    def terminate(self) -> None:
-        self.spec.flag.set()
-
 
 class ThreadExecutor(Executor):
     """Runs each run on a worker thread: an idle one, a new one, or the first one back."""
@@ -65,7 +62,7 @@ class ThreadExecutor(Executor):
         eager: int | None = None,
         patience: float = 0.002,
     ) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.keepalive = keepalive
         self.eager = max(1, eager if eager is not None else 2 * (os.cpu_count() or 1) + 2)
         self.patience = patience

@@ -1,6 +1,6 @@
-"""The end writer: the part of :class:`~redengine_nb.session.Session` that ends runs.
+"""The end writer: the part of the session that ends runs.
 
-An executor reports a run's end to ``_EndWriter._on_done``, from whichever thread saw it.
+An executor reports a run's end to ``EndWriter.on_done``, from whichever thread saw it.
 The end is queued for the end writer, a thread started on demand, which writes the ends
 queued meanwhile in one run-log transaction and then acknowledges each (``_finish``): the
 task's status and runtime, ``returns``, the ``run_ended`` event, ``wait_idle``. A run on
@@ -8,8 +8,8 @@ the scheduler's own thread has its end written and acknowledged there, at once. 
 is the termination of runs (a timeout, an end condition, a request): it sets the run's
 flag and asks its handle to stop; the end then comes the usual way.
 
-``_EndWriter`` is a mixin without state of its own: ``Session.__init__`` creates all it
-uses (declared under ``TYPE_CHECKING`` in its class body, for the type checker only).
+:class:`EndWriter` is owned by the session. Its own state: the ends queued for its thread,
+that thread, and each task's runtime of its newest run (``last_runtime``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .records import Action
-from .runlog.base import end_runs
+from ..records import Action
+from ..runlog.base import end_runs
 
 if TYPE_CHECKING:
-    from ._launch import _Run
-    from .executors import RunOutcome
-    from .runlog.base import RunLog
-    from .tasks import BaseTask
+    from ..executors import RunOutcome
+    from .launch import _Run
+    from .session import Session
 
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
 
@@ -56,28 +55,18 @@ class _End:
         self.output = output
 
 
-class _EndWriter:
-    """Ending the runs of a :class:`~redengine_nb.session.Session` (a mixin)."""
+class EndWriter:
+    """Writes and acknowledges the ends of a session's runs; terminates runs."""
 
-    if TYPE_CHECKING:
-        # Made by Session.__init__, or defined by the session and its other parts.
-        runlog: RunLog
-        returns: dict[str, Any]
-        _lock: threading.RLock
-        _idle: threading.Condition
-        _tasks: dict[str, BaseTask]
-        _runs: dict[str, _Run]
-        _running: dict[str, int]
-        _last_runtime: dict[str, float]
-        _slot_wait: set[str]
-        _ends: list[_End]
-        _ends_cv: threading.Condition
-        _writer: threading.Thread | None
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._ends: list[_End] = []  # waiting for the writer thread (started on demand)
+        self._ends_cv = threading.Condition(threading.Lock())
+        self._writer: threading.Thread | None = None
+        #: Each task's runtime of its newest ended run (seconds).
+        self.last_runtime: dict[str, float] = {}
 
-        def _emit(self, event: str, task: str | None = None) -> None: ...
-        def _run_event(self, name: str) -> None: ...
-
-    def _on_done(self, run: _Run, outcome: RunOutcome) -> None:
+    def on_done(self, run: _Run, outcome: RunOutcome) -> None:
         """A run ended (called once, from whichever thread saw it end).
 
         The end goes to the end writer thread, which writes the ends queued meanwhile in
@@ -126,11 +115,12 @@ class _EndWriter:
 
     def _finish(self, batch: list[_End]) -> None:
         """Write ``batch``'s ends in one transaction, then acknowledge each, in order."""
+        session = self._session
         ends = [
             (e.run.task.name, e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch
         ]
         try:
-            results: list[Any] = end_runs(self.runlog, ends)
+            results: list[Any] = end_runs(session.runlog, ends)
         except Exception as exc:
             results = [exc] * len(batch)
         for item, result in zip(batch, results, strict=True):
@@ -142,34 +132,37 @@ class _EndWriter:
                     exc_info=result,
                 )
             if item.action is Action.SUCCESS:
-                self.returns[item.run.task.name] = item.return_value
-        with self._lock:
+                session.returns[item.run.task.name] = item.return_value
+        running = session._running
+        status = session._status
+        step = session.step
+        with session._lock:
             for item in batch:
                 run = item.run
                 name = run.task.name
-                left = self._running.get(name, 0) - 1
+                left = running.get(name, 0) - 1
                 if left > 0:
-                    self._running[name] = left
+                    running[name] = left
                 else:
-                    self._running.pop(name, None)
-                run.task._cached_status = item.action
-                self._last_runtime[name] = item.end - run.start
-                self._run_event(name)
-            for name in self._slot_wait:  # a slot may be free now
-                waiting = self._tasks.get(name)
-                if waiting is not None:
-                    waiting._dirty = True
-            self._slot_wait.clear()
+                    running.pop(name, None)
+                status[name] = item.action
+                self.last_runtime[name] = item.end - run.start
+                step.run_event(name)
+            slot_wait = session.launcher.slot_wait
+            for name in slot_wait:  # a slot may be free now
+                if name in session._tasks:
+                    step.task_changed(name)
+            slot_wait.clear()
         for item in batch:
-            self._emit("run_ended", item.run.task.name)
+            session._emit("run_ended", item.run.task.name)
         # Last, so that wait_idle() returns only once the run_ended events are out.
-        with self._lock:
+        with session._lock:
             for item in batch:
-                self._runs.pop(item.run.run_id, None)
-            if not self._runs:
-                self._idle.notify_all()  # wait_idle() waits for no run at all
+                session._runs.pop(item.run.run_id, None)
+            if not session._runs:
+                session._idle.notify_all()  # wait_idle() waits for no run at all
 
-    def _terminate_run(self, run: _Run, reason: str) -> None:
+    def terminate_run(self, run: _Run, reason: str) -> None:
         log.info("task %r: %s", run.task.name, reason)
         if run.reason is None:
             run.reason = reason
@@ -177,8 +170,10 @@ class _EndWriter:
         if run.handle is not None:
             run.handle.terminate()
 
-    def _terminate_task(self, name: str, reason: str) -> None:
-        with self._lock:
-            runs = [r for r in self._runs.values() if r.task.name == name]
+    def terminate_task(self, name: str, reason: str) -> None:
+        """Terminate the running runs of task ``name``."""
+        session = self._session
+        with session._lock:
+            runs = [r for r in session._runs.values() if r.task.name == name]
         for run in runs:
-            self._terminate_run(run, reason)
+            self.terminate_run(run, reason)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import SchedulerError
+from ..errors import SchedulerError
 
 if TYPE_CHECKING:
     from .session import Session
@@ -93,7 +93,7 @@ class Runner:
                 session.clear_stop()
             self.stopped.set()
         if restart_mode is not None:
-            from .restart import restart_process  # type: ignore[import-not-found,unused-ignore]
+            from .restart import restart_process
 
             log.info("restarting the process (%s)", restart_mode)
             session.runlog.close()
@@ -102,9 +102,7 @@ class Runner:
     def _begin(self) -> None:
         session = self.session
         session.runner = self
-        session.mark_crashed_runs()
-        session._all_dirty = True
-        session._emit("scheduler_started", None)
+        session.begin()
 
     def _loop(self) -> None:
         session = self.session
