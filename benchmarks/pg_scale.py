@@ -155,16 +155,22 @@ def aps4_cell(
     with sa.create_engine(url).begin() as conn:
         conn.execute(sa.text("DROP SCHEMA IF EXISTS apscheduler CASCADE"))
         conn.execute(sa.text("CREATE SCHEMA apscheduler"))
-    w0 = time.time() + 15.0  # time to start and to add the schedules
+    w0 = time.time() + 10.0 + 5.0 * schedulers  # time to start and to add the schedules
     script = str(ROOT / "benchmarks" / "_aps4_cell.py")
-    procs = [
-        subprocess.Popen(
-            [python, script, url, str(tasks), str(seconds), str(i), repr(w0)],
-            stdout=subprocess.PIPE,
-            text=True,
+    procs: list[subprocess.Popen[str]] = []
+    for i in range(schedulers):  # one at a time: each makes the tables if missing
+        procs.append(
+            subprocess.Popen(
+                [python, script, url, str(tasks), str(seconds), str(i), repr(w0)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         )
-        for i in range(schedulers)
-    ]
+        assert procs[-1].stdout is not None
+        assert procs[-1].stdout.readline().strip() == "ready"
+    late = time.time() - w0
+    if late > 0:
+        print(f"APScheduler 4 was ready {late:.1f} s after the start instant", file=sys.stderr)
     lags: list[float] = []
     commits: list[float] = []
     for p in procs:

@@ -51,7 +51,7 @@ def fleet_rows(runlog: RunLog) -> list[dict[str, Any]] | None:
         {
             "scheduler": f"{lease.host}:{lease.pid}",
             "lease": lease.lease_id[:12],
-            "state": "expired" if lease.expired else "alive",
+            "state": "alive" if lease.alive(now) else "expired",
             "started": fmt_time(lease.started),
             "renewed": fmt_time(lease.renewed),
             "expires": fmt_time(lease.expires),

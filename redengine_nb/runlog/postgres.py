@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -82,8 +83,11 @@ _DDL_LOCK = 0x52454E42
 T = TypeVar("T")
 
 
+# The shared-log protocol's types as agreed with the SQLite/memory stores (CLAIMS.md);
+# kept here while the common base does not have them.
 class LeaseLost(RunLogError):
-    """This scheduler's lease is gone or expired: it must stop writing (fencing)."""
+    """This scheduler's lease is gone (it expired and another scheduler reaped it): its
+    runs were marked ``crash`` and it must not write starts any more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +100,15 @@ class LeaseInfo:
     started: float
     renewed: float
     expires: float
-    info: str
-    expired: bool
+    info: str = ""
+
+    def alive(self, now: float) -> bool:
+        return self.expires >= now
+
+
+def new_lease_id() -> str:
+    """A fresh lease id (random; ``L`` then 24 hex digits, never a host:pid owner token)."""
+    return "L" + secrets.token_hex(12)
 
 
 def _tables(schema: str) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table, sa.Table]:
@@ -1055,10 +1066,47 @@ class PostgresRunLog:
                 self._dirty = False
                 self._clear_cache()
 
+    # -- upkeep ------------------------------------------------------------------------------
+    def prune(self, *, before: float | None = None, keep: int | None = None) -> int:
+        """Delete ended records whose time is older than ``before`` and, per task, all but
+        the newest ``keep`` ended ones; open runs are never deleted. Returns how many.
+        (The other schedulers' caches are dropped through the delete's notification.)"""
+        if before is None and keep is None:
+            return 0
+        s = f'"{self.schema}"'
+        where = ["action <> 'run'"]
+        params: dict[str, Any] = {}
+        if before is not None:
+            where.append("time < :before")
+            params["before"] = before
+        sql = f"DELETE FROM {s}.runs WHERE " + " AND ".join(where)
+        if keep is not None:
+            params["keep"] = max(0, int(keep))
+            surplus = (
+                f"SELECT run_id FROM (SELECT run_id, row_number() OVER (PARTITION BY "
+                f"task_name ORDER BY time DESC, run_id DESC) AS n FROM {s}.runs "
+                "WHERE action <> 'run') AS ranked WHERE n > :keep"
+            )
+            if before is not None:
+                sql = f"{sql} OR (run_id IN ({surplus}))"
+            else:
+                sql = f"DELETE FROM {s}.runs WHERE run_id IN ({surplus})"
+        done = self._writing("pruning old records", lambda c: c.execute(sa.text(sql), params))
+        with self._lock:
+            self._clear_cache()
+        return int(done.rowcount)
+
+    def vacuum(self) -> None:
+        """``VACUUM ANALYZE`` the runs table: the space of deleted rows is reused (the
+        server's autovacuum does this too; a role that does not own the table gets a
+        warning from the server and nothing done)."""
+        s = f'"{self.schema}"'
+        self._reading("vacuuming", lambda c: c.execute(sa.text(f"VACUUM ANALYZE {s}.runs")))
+
     # -- leases and claims (the shared-log protocol, see docs/scale-out.md) ----------------
     def acquire_lease(self, *, now: float, ttl: float, host: str, pid: int, info: str = "") -> str:
         """Insert a new lease (a fresh id) for a scheduler starting now; return its id."""
-        lease_id = uuid.uuid4().hex
+        lease_id = new_lease_id()
         stmt = sa.insert(self._leases).values(
             lease_id=lease_id,
             host=host,
@@ -1087,17 +1135,19 @@ class PostgresRunLog:
         self._writing("releasing a lease", lambda c: c.execute(stmt))
 
     def leases(self, now: float) -> list[LeaseInfo]:
-        """Every lease in the table, live and expired (not yet reaped), oldest first."""
+        """Every lease in the table, alive and expired (not yet reaped), oldest first."""
         lc = self._leases.c
         stmt = sa.select(
             lc.lease_id, lc.host, lc.pid, lc.started, lc.renewed, lc.expires, lc.info
         ).order_by(lc.started, lc.lease_id)
         rows = self._reading("reading the leases", lambda c: c.execute(stmt).all())
-        return [LeaseInfo(*row, expired=row[5] < now) for row in rows]
+        return [LeaseInfo(*row) for row in rows]
 
     def reap_expired(self, *, now: float) -> list[str]:
-        """In one transaction: delete expired leases and turn the open runs whose owner
-        lease is gone into ``crash`` (end = now). Returns the crashed run ids."""
+        """In one transaction: delete expired leases and turn the open runs whose owner is
+        a lease id without a lease (expired or gone) into ``crash`` (end = now). Runs owned
+        by an old ``host:pid`` token are left to the session's own check. Returns the
+        crashed run ids."""
         s = f'"{self.schema}"'
 
         def op(conn: sa.Connection) -> list[tuple[int, str]]:
@@ -1105,8 +1155,9 @@ class PostgresRunLog:
             rows = conn.execute(
                 sa.text(
                     f"UPDATE {s}.runs AS r SET action = 'crash', \"end\" = :now "
-                    "WHERE r.action = 'run' AND (r.owner IS NULL OR NOT EXISTS ("
-                    f"SELECT 1 FROM {s}.leases AS l WHERE l.lease_id = r.owner)) "
+                    "WHERE r.action = 'run' AND r.owner LIKE 'L%' "
+                    "AND strpos(r.owner, ':') = 0 AND NOT EXISTS ("
+                    f"SELECT 1 FROM {s}.leases AS l WHERE l.lease_id = r.owner) "
                     "RETURNING r.run_id, r.task_name"
                 ),
                 {"now": now},
@@ -1132,7 +1183,7 @@ class PostgresRunLog:
         since this one last looked, in one transaction:
 
         1. the lease ``owner`` is locked (``FOR SHARE``: a reaper waits for this
-           transaction) and checked -- gone or expired raises :class:`LeaseLost`, nothing
+           transaction) and checked -- gone (reaped) raises :class:`LeaseLost`, nothing
            written (fencing);
         2. each task's row in ``tasks`` is locked, ``FOR UPDATE SKIP LOCKED``: a task that
            another scheduler is claiming right now is left to it;
@@ -1157,14 +1208,12 @@ class PostgresRunLog:
             ).scalar()
             if expires is None:
                 raise LeaseLost(
-                    f"run log {self.location!r}: the lease {owner!r} is gone (expired and "
-                    "reaped by another scheduler); this scheduler must stop starting runs."
+                    f"run log {self.location!r}: the lease {owner!r} is gone (it expired "
+                    "and another scheduler reaped it, its runs marked crash); this "
+                    "scheduler must stop starting runs."
                 )
-            if expires < created:
-                raise LeaseLost(
-                    f"run log {self.location!r}: the lease {owner!r} expired at "
-                    f"{expires:.3f} (now {created:.3f}); renew it before starting runs."
-                )
+            # An expired lease not reaped yet may still claim: a reaper waits for this
+            # transaction (the row lock above) and then crashes what it wrote.
             names = sorted(set(tasks))
             unknown = [n for n in names if n not in self._stamps]
             fresh: Sequence[str] = []

@@ -47,14 +47,14 @@ def test_lease_lifecycle(stores: Callable[[], PostgresRunLog]) -> None:
         "serve nb.ipynb",
         110.0,
     )
-    assert not found[a].expired
+    assert found[a].alive(105.0) and a.startswith("L") and ":" not in a
     assert log.renew_lease(a, now=108.0, ttl=10.0)
-    assert {x.lease_id: x.expired for x in log.leases(now=112.0)} == {a: False, b: True}
+    assert {x.lease_id: x.alive(112.0) for x in log.leases(now=112.0)} == {a: True, b: False}
     log.release_lease(b)
     assert [x.lease_id for x in log.leases(now=112.0)] == [a]
 
 
-def test_reap_crashes_the_runs_of_expired_and_unknown_owners(
+def test_reap_crashes_the_runs_of_expired_and_missing_leases_only(
     stores: Callable[[], PostgresRunLog],
 ) -> None:
     log, other = stores(), stores()
@@ -64,11 +64,12 @@ def test_reap_crashes_the_runs_of_expired_and_unknown_owners(
     gone = other.start_run("b", created=100.0, start=100.0, owner=dead)
     done = other.start_run("c", created=100.0, start=100.0, owner=dead)
     other.finish_run(done.run_id, Action.SUCCESS, end=101.0)
-    stray = log.start_run("d", created=100.0, start=100.0, owner="host:1:t1")  # no lease
+    stray = log.start_run("d", created=100.0, start=100.0, owner="L" + "0" * 24)  # no lease
+    legacy = log.start_run("e", created=100.0, start=100.0, owner="host:1:t1")  # no lease id
     assert log.last("b", Action.CRASH) is None  # cached: reaping must keep it true
     crashed = log.reap_expired(now=120.0)
     assert sorted(crashed) == sorted([gone.run_id, stray.run_id])
-    assert [r.run_id for r in log.open_runs()] == [mine.run_id]
+    assert [r.run_id for r in log.open_runs()] == [mine.run_id, legacy.run_id]
     assert log.last("b", Action.CRASH) == 120.0
     assert [x.lease_id for x in log.leases(now=120.0)] == [live]
     assert not other.renew_lease(dead, now=121.0, ttl=5.0)  # fenced: it must stop
@@ -117,12 +118,12 @@ def test_a_claim_after_another_scheduler_rechecks_that_task(
 def test_fencing_a_lost_lease_writes_nothing(stores: Callable[[], PostgresRunLog]) -> None:
     log, reaper = stores(), stores()
     lease = log.acquire_lease(now=0.0, ttl=10.0, host="h", pid=1)
-    with pytest.raises(LeaseLost, match="expired"):
-        log.claim_starts(["a"], created=11.0, start=11.0, owner=lease, recheck=never)
-    reaper.reap_expired(now=11.0)
+    # expired, not reaped yet: the claim is written, and the reaper crashes it
+    [late] = log.claim_starts(["a"], created=11.0, start=11.0, owner=lease, recheck=never)
+    assert reaper.reap_expired(now=12.0) == [late.run_id]
     with pytest.raises(LeaseLost, match="gone"):
-        log.claim_starts(["a"], created=5.0, start=5.0, owner=lease, recheck=never)
-    assert log.records() == []
+        log.claim_starts(["b"], created=12.0, start=12.0, owner=lease, recheck=never)
+    assert log.task_names() == ["a"] and log.count("b") == 0
 
 
 def test_skip_locked_a_task_being_claimed_is_left_to_its_claimer(
