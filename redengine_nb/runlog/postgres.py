@@ -1342,9 +1342,9 @@ class PostgresRunLog:
                 continue
             try:
                 conn.execute(f'LISTEN "{self.schema}"')
-                self._listening = True
                 delay = 0.1
                 self._changed(None)  # what happened while we were not listening
+                self._listening = True
                 while not self._stop.is_set():
                     for note in conn.notifies(timeout=0.2):
                         self._changed(note.payload)
