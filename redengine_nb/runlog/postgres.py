@@ -1264,12 +1264,13 @@ class PostgresRunLog:
                 )
             return records, bumped
 
-        try:
-            records, seen = self._writing(f"claiming {len(tasks)} start(s)", op)
-        except BaseException:
-            self._stamps.clear()  # what we knew may be wrong now: re-check next time
-            raise
-        self._stamps.update(seen)
+        with self._wlock:
+            try:
+                records, seen = self._writing(f"claiming {len(tasks)} start(s)", op)
+            except BaseException:
+                self._stamps.clear()  # what we knew may be wrong now: re-check next time
+                raise
+            self._stamps.update(seen)
         self._noted(records)
         return records
 
