@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ..records import Action
 from .common import (
+    Output,
     ServeError,
     fmt_runtime,
     fmt_time,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["cmd_log", "cmd_status", "fleet_rows"]
 
 
-def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         print(f"run log: {runlog.location}", file=out)
@@ -66,7 +67,7 @@ def _indent(text: str, prefix: str = "    | ") -> str:
     return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())
 
 
-def cmd_log(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_log(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         names = runlog.task_names()
