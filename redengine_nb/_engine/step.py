@@ -131,6 +131,9 @@ class Step:
                     quick()  # not behind our own end writer's commit (it wakes us after)
             now_ts = session.clock.time()
             now = datetime.fromtimestamp(now_ts, session.tz)
+            if session.started is None:
+                session.started = now_ts
+            session.cycles += 1
             self.check_runs(now, now_ts)
             if session.stop_requested:
                 self._shut_next = None
@@ -158,6 +161,8 @@ class Step:
         raise SchedulerError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
     def _check_shut_cond(self, now: datetime) -> None:
+        from ..conditions.base import OUTSIDE_RECHECK
+
         session = self._session
         cond = session.config.shut_cond
         self._shut_next = None
@@ -173,6 +178,9 @@ class Step:
                 return
             nxt = cond.next_due(ctx)
             self._shut_next = None if nxt is None else nxt.timestamp()
+            if cond.reads_outside():  # parameters, steps taken: nothing announces a change
+                soon = now.timestamp() + OUTSIDE_RECHECK
+                self._shut_next = soon if self._shut_next is None else min(soon, self._shut_next)
         except Exception as exc:
             self._cond_error(f"shut_cond {cond}", exc)
 
@@ -219,6 +227,7 @@ class Step:
             self._wild_dirty = False
             wild = self._wild
             reads = _Reads(session.runlog, session.is_task_running)
+            params, cycles, started = session.parameters, session.cycles, session.started
             for task in session._tasks.values():
                 name = task.name
                 if forced.get(name):
@@ -234,7 +243,15 @@ class Step:
                 dirty.discard(name)
                 reads.names.clear()
                 reads.wild = False
-                ctx = Context(now, reads, name, reads.is_running)
+                ctx = Context(
+                    now,
+                    reads,
+                    name,
+                    reads.is_running,
+                    parameters=params,
+                    cycles=cycles,
+                    started=started,
+                )
                 try:
                     if task._start_cond.is_met(ctx):
                         next_check.pop(name, None)
