@@ -3,7 +3,9 @@ clicks become session calls, the state follows, nothing is sent when nothing cha
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from redengine_nb import RedEngine
 from redengine_nb.notebook.protocol import COLOURS, CONSTANTS
-from redengine_nb.notebook.widget import Panel, display_item, panel
+from redengine_nb.notebook.widget import FLEET_INTERVAL, Panel, display_item, panel
 from redengine_nb.testing import FakeClock
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -375,3 +377,28 @@ def test_a_shared_log_is_said_under_the_table(
     w = Panel(app, throttle=0, kernel_session=ks)
     assert "this panel shows this session's tasks only" in w.data["note"]
     w.close()
+
+
+# --- which scheduler, the schedulers on the log, the Dask cluster (issues 16 and 17) ---------
+
+
+def test_each_run_says_which_scheduler_ran_it(widget: Panel, app: RedEngine) -> None:
+    tick(app)
+    click(widget, "select", "alpha")
+    (run,) = widget.data["runs"]
+    assert run["scheduler"] == f"{socket.gethostname()}:{os.getpid()}"
+    # One scheduler on its own log: no fleet is shown, and no cluster before a dask run.
+    assert widget.data["schedulers"] == [] and widget.data["cluster"] is None
+
+
+def test_a_slow_look_does_not_hold_back_a_push(app: RedEngine) -> None:
+    w = Panel(app, throttle=0.2)
+    pushed = threading.Event()
+    w.observe(lambda change: pushed.set(), names="data")
+    w._schedule(FLEET_INTERVAL)  # the fleet's look is pending ...
+    app.session["alpha"].disabled = True  # ... and an event comes: pushed within the throttle
+    try:
+        assert pushed.wait(FLEET_INTERVAL / 2), "the push waited for the fleet's look"
+        assert row(w, "alpha")["badge"] == "disabled"
+    finally:
+        w.close()
