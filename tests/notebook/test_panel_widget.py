@@ -402,3 +402,45 @@ def test_a_slow_look_does_not_hold_back_a_push(app: RedEngine) -> None:
         assert row(w, "alpha")["badge"] == "disabled"
     finally:
         w.close()
+
+
+@pytest.mark.slow
+def test_the_dask_cluster_is_shown_once_a_task_uses_it() -> None:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
+    app = RedEngine(
+        config={"task_execution": "main", "dask_address": cluster.scheduler_address},
+        logs=":memory:",
+        clock=clock,
+    )
+    app.task("every 10 minutes", name="remote", func=lambda: None, execution="dask")
+    w = Panel(app, throttle=0)
+    try:
+        assert w.data["cluster"] is None  # no dask run yet: no line
+        assert app.session.tick() == ["remote"]
+        assert app.session.wait_idle(60)
+        w.refresh()
+        info = app.session.dask_cluster()
+        assert info is not None and info["dashboard"].startswith("http")
+        assert w.data["cluster"] == {
+            "address": cluster.scheduler_address,
+            "workers": 2,
+            "dashboard": info["dashboard"],  # a web address: the line links to it
+        }
+    finally:
+        w.close()
+        executors = list(app.session.launcher._executors.values())
+        app.session.close_executors(terminate=True)
+        for executor in executors:  # the client is gone before the cluster closes
+            join = getattr(executor, "join", None)
+            assert join is None or join(60)
+        app.runlog.close()
+        cluster.close()
