@@ -53,7 +53,16 @@ CELLS = [
     "\n"
     "@app.task('every 1 hour')\n"
     "def rich_report():\n"
-    "    display(HTML(\"<b id='rich-bold'>a bold claim</b>\"))",
+    "    display(HTML(\"<b id='rich-bold'>a bold claim</b>\"))\n"
+    "\n"
+    "from distributed import LocalCluster\n"
+    "cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,\n"
+    "                       protocol='tcp://', host='127.0.0.1', dashboard_address=None)\n"
+    "app.config.dask_address = cluster.scheduler_address\n"
+    "\n"
+    "@app.task('every 1 hour', execution='dask')\n"
+    "def on_dask():\n"
+    "    return 42",
     "%%task every 1 hour --name slow\nprint('halfway')\nrelease.wait(120)",
     "%%task every 1 hour --name boom\nx = 1\nraise ValueError('boom in the cell')",
     "%%task after task 'nope' --name waiter\nprint('never')",
@@ -185,6 +194,19 @@ def test_panel_in_jupyterlab(lab: Lab, browser: Any) -> None:
         expect(warning).to_have_text("⚠")
         expect(warning).to_have_attribute("title", re.compile("'nope'"))
 
+        # The Dask cluster a task ran on: one line, the dashboard a link to a new tab.
+        cluster = panel.locator(".rnb-cluster")
+        expect(cluster).to_have_text(
+            re.compile(r"^Dask cluster: tcp://127\.0\.0\.1:\d+, 1 worker, dashboard$"),
+            timeout=60_000,
+        )
+        link = cluster.locator("a.rnb-dashboard")
+        expect(link).to_have_attribute("href", re.compile(r"^https?://"))
+        expect(link).to_have_attribute("target", "_blank")
+        expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
+        # One scheduler on the notebook's own log: no list of schedulers.
+        expect(panel.locator(".rnb-fleet")).to_be_hidden()
+
         # Each ran once by itself; "run now" makes it twice.
         fetch = row["fetch_prices"]
         expect(fetch.locator(".rnb-runs-count")).to_have_text("1", timeout=30_000)
@@ -223,6 +245,8 @@ def test_panel_in_jupyterlab(lab: Lab, browser: Any) -> None:
         report.locator(".rnb-name").click()
         expect(runs.locator(".rnb-output").first).to_have_text(XSS + "\n", timeout=30_000)
         assert panel.locator("img").count() == 0
+        # Each run says which scheduler ran it (host:pid).
+        expect(runs.locator(".rnb-run-scheduler").first).to_have_text(re.compile(r"^ +on \S+:\d+$"))
 
         # Rich output is shown in a frame with no rights, not in the page.
         row["rich_report"].locator(".rnb-name").click()
