@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,8 +37,9 @@ __all__ = [
 ]
 
 
-#: Lease names remembered per reader at most (a lease id is 25 characters).
+#: Lease names remembered per session at most (a lease id is 25 characters).
 NAMES_KEPT = 1000
+_LEASE_NAMES: weakref.WeakKeyDictionary[Session, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +144,9 @@ class SessionReads:
     def __init__(self, session: Session, app: RedEngine | None = None) -> None:
         self.session = session
         self.app = app
-        #: ``host:pid`` by lease id, of every lease seen (bounded by :data:`NAMES_KEPT`).
-        self._names: dict[str, str] = {}
+        #: ``host:pid`` by lease id, of every lease seen (bounded by :data:`NAMES_KEPT`):
+        #: one dict per session, shared by its panels and magics.
+        self._names = _LEASE_NAMES.setdefault(session, {})
 
     @property
     def tz(self) -> ZoneInfo:
@@ -250,7 +253,8 @@ class SessionReads:
     def scheduler_names(self, owners: Iterable[str | None]) -> dict[str, str]:
         """``host:pid`` by run owner for ``owners`` (see :func:`owner_name`). The leases are
         read at most once, and only when a lease id is not known yet; the names of leases
-        seen before are remembered (bounded), so a stopped scheduler's runs keep theirs."""
+        seen before are remembered for the session (bounded), so a stopped scheduler's runs
+        keep theirs."""
         wanted = {o for o in owners if o}
         unknown = {o for o in wanted if ":" not in o and o not in self._names}
         mine = {o for o in unknown if self._owns(o)}
