@@ -364,3 +364,31 @@ def test_bad_year_text_says_what_is_accepted(
 def test_the_hourly_window_spellings_are_unchanged_by_the_year() -> None:
     # 'daily' windows still take clock times; the year did not widen them.
     assert parse("daily between 08:00 and 10:00") == daily.between("08:00", "10:00")
+
+
+# -- in a session -------------------------------------------------------------------------------
+def test_a_session_retries_a_failing_task_and_runs_a_yearly_one_once() -> None:
+    from redengine_nb import RedEngine
+
+    clock = FakeClock("2024-12-24 17:00", tz="UTC")
+    app = RedEngine({"task_execution": "main"}, logs=":memory:", clock=clock)
+    try:
+        calls: list[str] = []
+
+        def flaky() -> None:
+            calls.append(clock.now().strftime("%H:%M"))
+            raise RuntimeError("the service is down")
+
+        app.task("daily after 18:00 | retry 2 times", func=flaky, name="fetch")
+        app.task("yearly on Dec 24th", func=lambda: None, name="greet")
+        assert app.session.tick() == ["greet"]
+        clock.advance("1 hour")
+        for _ in range(5):
+            app.session.tick()
+            clock.advance("1 minute")
+        # The run at 18:00 and two retries right after its failures; then nothing.
+        assert calls == ["18:00", "18:01", "18:02"]
+        clock.advance("1 hour")
+        assert app.session.tick() == []
+    finally:
+        app.session.runlog.close()
