@@ -200,6 +200,8 @@ def _format_year_point(offset: int, role: str) -> str:
     days, clock = divmod(offset, 86400)
     month = bisect_right(YEAR_MONTH_STARTS, days) - 1
     day = days - YEAR_MONTH_STARTS[month]
+    if role == "end" and offset == 0:
+        return f"Jan 1st {format_clock_time(0)}"  # not 'Dec', which reads as the year's end
     if role == "end" and clock == 0:
         if day == 0:
             return MONTHS[month - 1][:3]  # the end of the month before: the whole of it
@@ -255,7 +257,8 @@ def window_on(unit: Unit, x: str) -> TimeWindow:
         start = parse_point(unit, x)
         if len(x.split()) == 1:
             return TimeWindow(unit, start, parse_point(unit, x, "end"))
-        return TimeWindow(unit, start, start + 86400)
+        end = start + 86400  # a day; from a time on the 31st of December, into January
+        return TimeWindow(unit, start, end - unit.length if end > unit.length else end)
     start = parse_point(unit, x)
     end = start + _ON_LENGTH[unit]
     if unit is not MONTH and end > unit.length:

@@ -249,7 +249,7 @@ _year_points = st.one_of(
     st.builds(
         lambda m, d, h: f"{m} {d}. {h:02d}:30", _MONTHS, st.integers(1, 28), st.integers(0, 23)
     ),
-    st.just("Feb 29th"),
+    st.sampled_from(["Feb 29th", "Jan 1st 00:00", "Dec 31st 23:30"]),
 )
 _year_conds = st.one_of(
     st.builds(lambda a, b: yearly.between(a, b), _year_points, _year_points),
