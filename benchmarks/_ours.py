@@ -244,6 +244,85 @@ def foreground(p: Params) -> Result:
         return foreground_extra(app.start, app.shut_down, p)
 
 
+def _step_timer(session: Any) -> list[float]:
+    """Time each scheduler step of ``session`` (its ``tick`` and the ``seconds_until_wake``
+    that follows, as the runner calls them); returns the list the durations go to (s)."""
+    steps: list[float] = []
+    tick, wake = session.tick, session.seconds_until_wake
+    took = [0.0]
+
+    def timed_tick() -> Any:
+        t0 = time.perf_counter()
+        try:
+            return tick()
+        finally:
+            took[0] = time.perf_counter() - t0
+
+    def timed_wake(cap: float = 60.0) -> float:
+        t0 = time.perf_counter()
+        try:
+            return float(wake(cap))
+        finally:
+            steps.append(took[0] + time.perf_counter() - t0)
+
+    session.tick, session.seconds_until_wake = timed_tick, timed_wake
+    return steps
+
+
+def scale(p: Params) -> Result:
+    """Step time and CPU with N idle tasks (``every 1 hour``, each ran a second ago) and
+    one task due every ``tick`` seconds among them: a step should not grow with N."""
+    from _harness import percentile
+
+    out: Result = {}
+    for size in p["sizes"]:
+        with _tmpdir() as d:
+            names = [f"t{i}" for i in range(int(size))]
+            _fill_recent(d / "log.db", names)
+            app = _app(d / "log.db")
+            for name in names:
+                _task(app, "every 1 hour", name, _nothing)
+            _task(app, f"every {p['tick']} seconds", "ticker", _nothing)
+            steps = _step_timer(app.session)
+            app.start()
+            # The first step looks at every task once; then let it settle.
+            _wait_until(partial(_at_least, steps, 2), p.get("timeout", 300), 0.01)
+            time.sleep(p["settle"])
+            steps.clear()
+            cpu = idle_cpu_pct(p["window"])
+            taken = list(steps)
+            app.shut_down()
+        out[f"step_us_{size}"] = percentile(taken, 50) * 1e6
+        out[f"step_p99_us_{size}"] = percentile(taken, 99) * 1e6
+        out[f"cpu_pct_{size}"] = cpu
+        out[f"steps_{size}"] = len(taken)
+    return out
+
+
+def _nothing() -> None:
+    return None
+
+
+def _at_least(items: list[float], n: int) -> bool:
+    return len(items) >= n
+
+
+def _fill_recent(path: Path, tasks: list[str]) -> None:
+    """One finished run per task, started a second ago (bulk insert: fixture)."""
+    from redengine_nb.runlog.sqlite import SQLiteRunLog
+
+    SQLiteRunLog(path).close()  # creates the schema
+    now = time.time()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executemany(
+        'INSERT INTO runs (task_name, action, created, start, "end") VALUES (?, ?, ?, ?, ?)',
+        [(name, "success", now - 1, now - 1, now - 0.9) for name in tasks],
+    )
+    conn.commit()
+    conn.close()
+
+
 SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "idle": idle,
     "lag": lag,
@@ -252,4 +331,5 @@ SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "history": history,
     "memory": memory,
     "foreground": foreground,
+    "scale": scale,
 }

@@ -178,6 +178,46 @@ def aps_foreground(p: Params) -> Result:
     return foreground_extra(sched.start, sched.shutdown, p)
 
 
+def aps_scale(p: Params) -> Result:
+    """N interval jobs every hour and one every ``tick`` seconds: the scheduler's wake-up
+    (``_process_jobs``, which also returns how long to sleep) and the process's CPU."""
+    from _harness import percentile
+
+    out: Result = {}
+    for size in p["sizes"]:
+        sched = _aps_scheduler()
+        for i in range(int(size)):
+            sched.add_job(_nothing, "interval", hours=1, id=f"t{i}")
+        sched.add_job(_nothing, "interval", seconds=p["tick"], id="ticker")
+        steps: list[float] = []
+        process = sched._process_jobs
+
+        def timed(process: Any = process, steps: list[float] = steps) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return process()
+            finally:
+                steps.append(time.perf_counter() - t0)
+
+        sched._process_jobs = timed
+        sched.start()
+        wait_until(lambda steps=steps: len(steps) >= 2, p.get("timeout", 300), 0.01)
+        time.sleep(p["settle"])
+        steps.clear()
+        cpu = idle_cpu_pct(p["window"])
+        taken = list(steps)
+        sched.shutdown()
+        out[f"step_us_{size}"] = percentile(taken, 50) * 1e6
+        out[f"step_p99_us_{size}"] = percentile(taken, 99) * 1e6
+        out[f"cpu_pct_{size}"] = cpu
+        out[f"steps_{size}"] = len(taken)
+    return out
+
+
+def _nothing() -> None:
+    return None
+
+
 # --------------------------------------------------------------------------- schedule
 class _ScheduleLoop:
     """``schedule`` has no thread of its own: the documented loop, sleeping exactly until
@@ -495,6 +535,7 @@ SCENARIOS: dict[str, dict[str, Callable[[Params], Result]]] = {
         "history": _na("keeps no run history"),
         "memory": aps_memory,
         "foreground": aps_foreground,
+        "scale": aps_scale,
     },
     "schedule": {
         "idle": sch_idle,
@@ -504,6 +545,7 @@ SCENARIOS: dict[str, dict[str, Callable[[Params], Result]]] = {
         "history": _na("keeps no run history"),
         "memory": sch_memory,
         "foreground": sch_foreground,
+        "scale": _na("no thread of its own: its loop's wake-up is the caller's"),
     },
     "rocketry": {
         "idle": rk_idle,
@@ -513,6 +555,7 @@ SCENARIOS: dict[str, dict[str, Callable[[Params], Result]]] = {
         "history": rk_history,
         "memory": rk_memory,
         "foreground": rk_foreground,
+        "scale": _na("not measured: it polls every task each cycle (see lag-5000)"),
     },
 }
 

@@ -64,6 +64,10 @@ class Scenario:
     libs: tuple[str, ...] = LIBS
 
 
+#: Task counts of the "scale" scenario (a step should not grow with them).
+SCALE_SIZES = (10, 100, 1_000, 10_000, 100_000)
+
+
 def _lag(n: int, quick_n: int) -> Scenario:
     return Scenario(
         f"lag-{n}",
@@ -90,6 +94,20 @@ SCENARIOS: tuple[Scenario, ...] = (
     _lag(100, 20),
     _lag(1000, 50),
     _lag(5000, 100),
+    Scenario(
+        "scale",
+        "scale",
+        {"sizes": list(SCALE_SIZES), "tick": 0.1, "settle": 1.0, "window": 5},
+        {"sizes": [10, 1000], "tick": 0.1, "settle": 0.2, "window": 1},
+        tuple(
+            Metric(f"step_us_{n}", f"one step, {n:,} tasks (one due), p50 µs") for n in SCALE_SIZES
+        )
+        + tuple(
+            Metric(f"cpu_pct_{n}", f"CPU % of a core, {n:,} tasks, one due every 0.1 s")
+            for n in SCALE_SIZES
+        ),
+        libs=("ours", "apscheduler"),
+    ),
     Scenario(
         "burst",
         "burst",
