@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import Starts, idle_cpu_pct, lag_summary, rss_mb, time_per_call_us
+from _harness import Starts, grid_summary, idle_cpu_pct, lag_summary, rss_mb, time_per_call_us
 from _harness import wait_until as _wait_until
 from _peers import foreground_extra
 
@@ -93,7 +93,8 @@ def lag(p: Params) -> Result:
                 break
             lags.append(start - due)
             actual += 1
-    return lag_summary(lags, p["n"] * round(window), actual)
+    out = lag_summary(lags, p["n"] * round(window), actual)
+    return {**out, **grid_summary(starts.by_task, first, 1.0, window)}
 
 
 def _recorded_starts(path: Path) -> dict[str, list[float]]:

@@ -29,6 +29,7 @@ from _harness import (
     Starts,
     every_lags,
     foreground_p99_ms,
+    grid_summary,
     idle_cpu_pct,
     lag_summary,
     rss_mb,
@@ -104,7 +105,8 @@ def aps_lag(p: Params) -> Result:
             if due < f0 + window:
                 lags.append(start - due)
                 actual += 1
-    return lag_summary(lags, p["n"] * round(window), actual)
+    out = lag_summary(lags, p["n"] * round(window), actual)
+    return {**out, **grid_summary(starts.by_task, first, 1.0, window)}
 
 
 def aps_burst(p: Params) -> Result:
@@ -270,7 +272,8 @@ def sch_lag(p: Params) -> Result:
         holder: list[Any] = []
         job = s.every(1).seconds.do(body, f"t{i}", holder)
         holder.append(job)
-    first = min(j.next_run.timestamp() for j in s.jobs if j.next_run is not None)
+    firsts = {f"t{i}": j.next_run.timestamp() for i, j in enumerate(s.jobs)}
+    first = min(firsts.values())
     window = float(p["window"])
     loop = _ScheduleLoop(s)
     loop.start()
@@ -284,7 +287,8 @@ def sch_lag(p: Params) -> Result:
             if due < first + window:
                 lags.append(start - due)
                 actual += 1
-    return lag_summary(lags, p["n"] * round(window), actual)
+    out = lag_summary(lags, p["n"] * round(window), actual)
+    return {**out, **grid_summary(starts.by_task, firsts, 1.0, window)}
 
 
 def sch_burst(p: Params) -> Result:
@@ -392,7 +396,7 @@ def rk_lag(p: Params) -> Result:
     time.sleep(t0 + window + 1.5 - time.time())
     r.stop()
     lags, expected, actual = every_lags(starts.by_task, t0, 1.0, window)
-    return lag_summary(lags, expected, actual)
+    return {**lag_summary(lags, expected, actual), **grid_summary(starts.by_task, t0, 1.0, window)}
 
 
 def rk_burst(p: Params) -> Result:

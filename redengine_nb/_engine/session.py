@@ -8,8 +8,8 @@ for :meth:`Session.seconds_until_wake` or an event.
 Caching: each task remembers when its condition can next become true by the clock alone
 (``_next_check``, kept as a heap). A tick re-evaluates a task only when that time has
 come, when the task itself changed, or after an event that may change its condition (a
-run it reads started or ended, the clock went back, the config changed). Everything is guarded by one re-entrant lock that
-is never held while a task runs.
+run it reads started or ended, the clock went back, the config changed). Everything is
+guarded by one re-entrant lock that is never held while a task runs.
 
 :class:`Session` owns three parts, each an object with its own state: the scheduler step
 (``step.py``, :class:`Step`: ``tick()``, the checks of timeouts, end conditions and

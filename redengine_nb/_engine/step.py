@@ -50,11 +50,17 @@ class _Reads:
     ``wild`` is set when the condition used the history in any other way.
     """
 
-    __slots__ = ("history", "names", "running", "wild")
+    __slots__ = ("anchors", "history", "names", "running", "wild")
 
-    def __init__(self, history: Any, running: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        history: Any,
+        running: Callable[[str], bool],
+        anchors: dict[str, tuple[float, float]],
+    ) -> None:
         self.history = history
         self.running = running
+        self.anchors = anchors
         self.names: set[str] = set()
         self.wild = False
 
@@ -75,6 +81,13 @@ class _Reads:
     def is_running(self, task: str) -> bool:
         self.names.add(task)
         return self.running(task)
+
+    def due_of(self, task: str, start: float) -> float:
+        """The instant the run of ``task`` that started at ``start`` was due, if this
+        scheduler started it (else ``start``): ``every`` counts its period from it."""
+        self.names.add(task)
+        anchor = self.anchors.get(task)
+        return anchor[1] if anchor is not None and anchor[0] == start else start
 
     def __getattr__(self, name: str) -> Any:
         self.wild = True
@@ -101,6 +114,12 @@ class Step:
         self._order: dict[str, int] = {}
         self._added = 0
         self._last_now = -math.inf  # the clock's time at the last step
+        # When each task found due in this step became due (its check time, else the
+        # step's instant), and for the last run each task started here, (its recorded
+        # start, the instant it was due): see _Reads.due_of.
+        self._due_now: dict[str, float] = {}
+        self._anchors: dict[str, tuple[float, float]] = {}
+        self._clocked: dict[str, float] = {}
         # What each task's condition read at its last evaluation (see _Reads): the
         # tasks whose runs can change it; _wild: tasks whose condition read no task, or
         # read the history some other way, looked at again after every run event.
@@ -128,6 +147,7 @@ class Step:
         self._dirty.discard(name)
         self._next_check.pop(name, None)  # its heap entry is stale now
         self._order.pop(name, None)
+        self._anchors.pop(name, None)
         for other in self._reads.pop(name, ()):
             readers = self._readers.get(other)
             if readers is not None:
@@ -239,16 +259,17 @@ class Step:
             self._heap = [(t, n) for n, t in next_check.items()]
             heapq.heapify(self._heap)
 
-    def _clock_due(self, now_ts: float) -> list[str]:
-        """Take out of the heap the tasks whose check time has come (under the lock)."""
+    def _clock_due(self, now_ts: float) -> dict[str, float]:
+        """Take out of the heap the tasks whose check time has come, with that time
+        (under the lock)."""
         heap = self._heap
         next_check = self._next_check
-        names: list[str] = []
+        names: dict[str, float] = {}
         while heap and heap[0][0] <= now_ts:
             check, name = heapq.heappop(heap)
             if next_check.get(name) == check:
                 del next_check[name]  # looked at now; set again if it stays false
-                names.append(name)
+                names[name] = check
         return names
 
     def _candidates(self, now_ts: float) -> list[BaseTask]:
@@ -261,13 +282,13 @@ class Step:
         # size, and iterating it (here and in seconds_until_wake) walks that table: after
         # 100,000 tasks were added, 1.5 ms per step for nothing.
         names, self._dirty = self._dirty, set()
+        clocked = self._clocked = self._clock_due(now_ts)
         if self.all_dirty:
             self.all_dirty = False
             self._wild_dirty = False
-            self._clock_due(now_ts)
             return list(tasks.values())
         names.update(session._forced)
-        names.update(self._clock_due(now_ts))
+        names.update(clocked)
         if self._wild_dirty:
             self._wild_dirty = False
             names.update(self._wild)
@@ -286,8 +307,12 @@ class Step:
         forced = session._forced
         running = session._running
         with session._lock:
-            reads = _Reads(session.runlog, session.is_task_running)
-            for task in self._candidates(now_ts):  # (no longer dirty)
+            reads = _Reads(session.runlog, session.is_task_running, self._anchors)
+            due_now = self._due_now
+            due_now.clear()
+            candidates = self._candidates(now_ts)  # (no longer dirty)
+            clocked = self._clocked
+            for task in candidates:
                 name = task.name
                 if forced.get(name):
                     if not running.get(name):
@@ -305,6 +330,7 @@ class Step:
                     if task._start_cond.is_met(ctx):
                         next_check.pop(name, None)
                         due.append((task, None))
+                        due_now[name] = clocked.get(name, now_ts)
                     else:
                         nxt = task._start_cond.next_due(ctx)
                         check = None if nxt is None else nxt.timestamp()
@@ -346,6 +372,11 @@ class Step:
         for other in new:
             self._readers.setdefault(other, set()).add(name)
         self._reads[name] = new
+
+    def started(self, name: str, start: float) -> None:
+        """A run of ``name`` found due in this step was recorded as started at ``start``
+        (under the lock): remember when it was due."""
+        self._anchors[name] = (start, self._due_now.pop(name, start))
 
     def run_event(self, name: str) -> None:
         """A run of ``name`` started or ended: look again at the conditions that read it

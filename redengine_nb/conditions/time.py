@@ -467,7 +467,12 @@ class TimeCondition(_Windowed):
 
 
 class Every(BaseCondition):
-    """``every 10 minutes``: no run of the task started within the last duration."""
+    """``every 10 minutes``: no run of the task started within the last duration.
+
+    A run that started late by less than the duration counts from the instant it was due
+    (when the scheduler knows it): runs due at 09:00 and started at 09:00:00.002 make the
+    next due at 09:10, not 09:10:00.002, so the delays do not add up.
+    """
 
     __slots__ = ("period", "seconds")
 
@@ -479,20 +484,37 @@ class Every(BaseCondition):
                 f"'every' needs a positive duration, got {format_duration(self.period)!r}"
             )
 
-    def is_met(self, ctx: Context) -> bool:
+    def _since(self, ctx: Context) -> float | None:
+        """The instant the period counts from: the last run's start, or the instant that
+        run was due when it started less than a period after it (the scheduler says so
+        through ``history.due_of``), so that a steady schedule keeps its cadence instead
+        of drifting by each run's start delay."""
+        history = ctx.history
         task = ctx.task
-        last = ctx.history.last(task if task is not None else ctx.task_name(None), Action.RUN)
-        return last is None or ctx.ts - last >= self.seconds
+        name = task if task is not None else ctx.task_name(None)
+        last = history.last(name, Action.RUN)
+        if last is None:
+            return None
+        due_of = getattr(history, "due_of", None)
+        if due_of is not None:
+            due: float = due_of(name, last)
+            if last - due < self.seconds:
+                return due
+        return last
+
+    def is_met(self, ctx: Context) -> bool:
+        since = self._since(ctx)
+        return since is None or ctx.ts - since >= self.seconds
 
     def _due_at(self, ctx: Context, ts: float) -> float | None:
-        last = ctx.history.last(ctx.task_name(None), Action.RUN)
-        if last is None or ts - last >= self.seconds:
+        since = self._since(ctx)
+        if since is None or ts - since >= self.seconds:
             return ts
-        return quantize(last + self.seconds)
+        return quantize(since + self.seconds)
 
     def _undue_at(self, ctx: Context, ts: float) -> float | None:
-        last = ctx.history.last(ctx.task_name(None), Action.RUN)
-        return None if last is None or ts - last >= self.seconds else ts
+        since = self._since(ctx)
+        return None if since is None or ts - since >= self.seconds else ts
 
     def next_due(self, ctx: Context) -> datetime | None:
         return ctx.when(self._due_at(ctx, ctx.ts))
