@@ -324,6 +324,33 @@ def _fill_recent(path: Path, tasks: list[str]) -> None:
     conn.close()
 
 
+def status(p: Params) -> Result:
+    """``session.status()`` (one row per task, as the panel asks at each refresh) with a
+    long history: the whole call, and its runs/fails counts alone."""
+    names = [f"t{i}" for i in range(int(p["tasks"]))]
+    with _tmpdir() as d:
+        _fill(d / "log.db", names, int(p["records"]))
+        app = _app(d / "log.db")
+        for name in names:
+            _task(app, "daily", name, _nothing)
+        session = app.session
+        log = session.runlog
+
+        def counts() -> None:
+            for name in names:
+                log.count(name, Action.RUN)
+                log.count(name, Action.FAIL)
+
+        whole = time_per_call_us(session.status, min_time=1.0) / 1000
+        per_task = time_per_call_us(counts, min_time=1.0) / len(names)
+        log.close()
+    return {
+        "status_ms": whole,
+        "counts_us": per_task,
+        "note": "SQLite log (file); counts: runs and fails of one task",
+    }
+
+
 SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "idle": idle,
     "lag": lag,
@@ -333,4 +360,5 @@ SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "memory": memory,
     "foreground": foreground,
     "scale": scale,
+    "status": status,
 }

@@ -141,6 +141,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        "status",
+        "status",
+        {"records": 1_000_000, "tasks": 1000},
+        {"records": 10_000, "tasks": 100},
+        (
+            Metric("status_ms", "status(), 1M records, 1,000 tasks, ms"),
+            Metric("counts_us", "its runs + fails counts, µs per task"),
+        ),
+        libs=("ours",),
+    ),
+    Scenario(
         "memory",
         "memory",
         {"runs": 100_000},
