@@ -81,30 +81,48 @@ def lag(p: Params) -> Result:
         time.sleep(max(0.0, first + window + 1.5 - time.time()))
         app.shut_down()
         recorded = _recorded_starts(d / "log.db")
-    # Due = the engine's recorded previous start + 1 s (that is what its rule reads); the
-    # body starts a little after the recorded start, so body times would make it early.
+    # Our rule: the first run is due at the scheduler's start (``first``); each later one
+    # a second after the instant the previous one was due — its step's instant for the
+    # first run, then the rule's own due instants — or after its recorded start when that
+    # start was a second or more late (``every``'s anchoring). Body times would make it
+    # early: the body starts a little after the recorded start.
     lags: list[float] = []
+    firsts: dict[str, float] = {}
     actual = 0
     for name, runs in starts.by_task.items():
         rec = recorded.get(name, [])
+        if rec:
+            firsts[name] = rec[0][1]  # the grid starts where the engine found it due
+        anchor = None
         for k, (start, _) in enumerate(sorted(runs)):
-            due = first if k == 0 else (rec[k - 1] if k - 1 < len(rec) else start) + 1.0
+            if k == 0:
+                due = first
+            else:
+                assert anchor is not None
+                due = anchor + 1.0
             if due >= first + window:
                 break
             lags.append(start - due)
             actual += 1
+            if k < len(rec):
+                rec_start, created = rec[k]
+                own_due = created if k == 0 else due
+                anchor = own_due if rec_start - own_due < 1.0 else rec_start
+            else:
+                anchor = start
     out = lag_summary(lags, p["n"] * round(window), actual)
-    return {**out, **grid_summary(starts.by_task, first, 1.0, window)}
+    return {**out, **grid_summary(starts.by_task, firsts or first, 1.0, window)}
 
 
-def _recorded_starts(path: Path) -> dict[str, list[float]]:
+def _recorded_starts(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """Each task's recorded (start, created), by start."""
     from redengine_nb.runlog.sqlite import SQLiteRunLog
 
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[tuple[float, float]]] = {}
     log = SQLiteRunLog(path)
     for r in log.records():
         if r.start is not None:
-            out.setdefault(r.task_name, []).append(r.start)
+            out.setdefault(r.task_name, []).append((r.start, r.created))
     log.close()
     return {k: sorted(v) for k, v in out.items()}
 
