@@ -210,6 +210,23 @@ def condition(p: Params) -> Result:
                 return bool(cond.is_met(Context(now=now, history=log, task="t1")))
 
             out[key] = time_per_call_us(one)
+        # cron's next due instant, at a new minute each call (as a step sees it after a
+        # run: nothing cached from the call before).
+        cron = parse("cron */15 * * * *")
+        contexts = [
+            Context(
+                now=datetime.fromtimestamp(now.timestamp() + 61 * i, now.tzinfo),
+                history=log,
+                task="t1",
+            )
+            for i in range(4096)
+        ]
+        turn = iter(range(1 << 62))
+
+        def cron_next() -> object:
+            return cron.next_due(contexts[next(turn) & 4095])
+
+        out["cron_us"] = time_per_call_us(cron_next)
         log.close()
     out["note"] = "SQLite log, bounded last() cache on"
     return out

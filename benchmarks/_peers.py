@@ -142,7 +142,11 @@ def aps_condition(p: Params) -> Result:
         for i in range(8)
     ]
     compound = OrTrigger(parts)
+    cron = CronTrigger.from_crontab("*/15 * * * *", timezone=tz)
+    nows = [now + timedelta(seconds=61 * i) for i in range(4096)]
+    turn = iter(range(1 << 62))
     return {
+        "cron_us": time_per_call_us(lambda: cron.get_next_fire_time(None, nows[next(turn) & 4095])),
         "every_us": time_per_call_us(lambda: every.get_next_fire_time(prev, now)),
         "daily_us": time_per_call_us(lambda: daily.get_next_fire_time(prev, now)),
         "after_us": None,

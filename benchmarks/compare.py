@@ -127,6 +127,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             Metric("daily_us", "`daily`, µs/eval"),
             Metric("after_us", "`after task 'x'`, µs/eval"),
             Metric("compound_us", "8-node compound, µs/eval"),
+            Metric("cron_us", "`cron */15 * * * *` next due (a new minute each), µs"),
         ),
     ),
     Scenario(
