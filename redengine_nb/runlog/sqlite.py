@@ -64,6 +64,7 @@ from typing import Any, TypeVar
 from ..errors import RunLogError
 from ..records import Action, RunRecord
 from .base import start_times
+from .checkpoint import Checkpointer
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteRunLog"]
 
@@ -265,6 +266,15 @@ class SQLiteRunLog:
             self._conn.close()
             raise
         self._data_version = self._scalar("PRAGMA data_version")
+        # WAL checkpoints on a thread of their own, not in one of our commits.
+        self._checkpointer: Checkpointer | None = None
+        if not self._memory:
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+            page_size = int(self._scalar("PRAGMA page_size"))
+            self._checkpointer = Checkpointer(self.location, self.busy_timeout, page_size)
+            # Started over after a checkpoint, the -wal file is cut back to the limit
+            # (its size then says how much is waiting).
+            self._conn.execute(f"PRAGMA journal_size_limit = {self._checkpointer.limit}")
 
     # -- opening ---------------------------------------------------------------------
     def _check_file(self, path: Path) -> None:
@@ -419,6 +429,7 @@ class SQLiteRunLog:
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
+                self._committed()
             except BaseException:
                 # The body may have updated the cache for a write that is not made.
                 self._cache.clear()
@@ -502,6 +513,7 @@ class SQLiteRunLog:
                             raise  # the transaction is gone: nothing of it is written
                         item.error = exc  # refused alone; it changed nothing
                 conn.execute("COMMIT")
+                self._committed()
             except BaseException as exc:
                 self._cache.clear()
                 self._counts.clear()
@@ -837,6 +849,7 @@ class SQLiteRunLog:
                     conn.execute("ROLLBACK")
                     return False
                 conn.execute("COMMIT")
+                self._committed()
                 return True
             except BaseException:
                 if self._in_tx():
@@ -1017,11 +1030,17 @@ class SQLiteRunLog:
                 self._counts.clear()
                 self._present = None
 
+    def _committed(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.committed(self._conn)
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             try:
                 self._conn.execute("PRAGMA optimize")
             except sqlite3.Error:
