@@ -41,18 +41,9 @@ from ..records import Action
 from ..runlog.base import RunLog
 from .ends import EndWriter
 from .launch import Launcher, _local, _Run
+from .options import TaskOptions, check_execution, check_options, check_target, check_timeout
 from .step import Step
-from .tasks import (
-    BaseTask,
-    CodeTask,
-    CommandTask,
-    FuncTask,
-    TaskOptions,
-    check_execution,
-    check_options,
-    check_target,
-    check_timeout,
-)
+from .tasks import BaseTask, CodeTask, CommandTask, FuncTask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,34 +64,6 @@ EVENTS = (
     "scheduler_started",
     "scheduler_stopped",
 )
-STATUS_COLUMNS = [
-    "name",
-    "condition",
-    "status",
-    "last_run",
-    "last_success",
-    "last_fail",
-    "next_due",
-    "is_running",
-    "disabled",
-    "execution",
-    "runs",
-    "fails",
-    "runtime",
-    "priority",
-    "running_since",
-]
-LOG_COLUMNS = [
-    "task_name",
-    "run_id",
-    "action",
-    "created",
-    "start",
-    "end",
-    "runtime",
-    "exc_text",
-    "output",
-]
 
 
 def _owner_tools() -> tuple[Callable[[], str], Callable[[str | None], bool]]:
@@ -514,53 +477,12 @@ class Session:
     def running_runs(self) -> int:
         return len(self._runs)
 
-    # -- tables --------------------------------------------------------------------------
-    def _runtime_of(self, name: str) -> float | None:
-        known = self.ends.last_runtime
-        if name in known:
-            return known[name]
-        for record in reversed(self.runlog.records(task=name, limit=3)):
-            if record.action is not Action.RUN and record.runtime is not None:
-                known[name] = record.runtime
-                return record.runtime
-        return None
-
+    # -- tables (tables.py) ------------------------------------------------------------
     def status(self) -> pd.DataFrame:
         """One row per task: what it is, how it went, when it is next due."""
-        import pandas as pd
+        from .tables import status_frame
 
-        rows = []
-        now = self.now()
-        for task in self.tasks:
-            try:
-                nxt = (
-                    now
-                    if self._has_forced(task)
-                    else task.start_cond.next_due(self._context(task.name, now))
-                )
-            except Exception as exc:
-                log.debug("next_due of %r raised: %s", task.name, exc)
-                nxt = None
-            rows.append(
-                {
-                    "name": task.name,
-                    "condition": str(task.start_cond),
-                    "status": task.status,
-                    "last_run": task.last_run,
-                    "last_success": task.last_success,
-                    "last_fail": task.last_fail,
-                    "next_due": None if task.disabled else nxt,
-                    "is_running": task.is_running,
-                    "disabled": task.disabled,
-                    "execution": task.execution,
-                    "runs": self.runlog.count(task.name, Action.RUN),
-                    "fails": self.runlog.count(task.name, Action.FAIL),
-                    "runtime": self._runtime_of(task.name),
-                    "priority": task.priority,
-                    "running_since": task.running_since,
-                }
-            )
-        return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        return status_frame(self)
 
     def get_task_log(
         self,
@@ -570,21 +492,9 @@ class Session:
         limit: int | None = None,
     ) -> pd.DataFrame:
         """Run records as a DataFrame, newest last."""
-        import pandas as pd
+        from .tables import log_frame
 
-        from ..timetext import parse_datetime
-
-        act = None if action is None else Action.parse(action)
-        since_ts: float | None
-        if since is None:
-            since_ts = None
-        elif isinstance(since, int | float):
-            since_ts = float(since)
-        else:
-            since_ts = parse_datetime(since, self.tz).timestamp()
-        records = self.runlog.records(task=task, action=act, since=since_ts, limit=limit)
-        rows = [r.as_dict(self.tz) for r in records]
-        return pd.DataFrame(rows, columns=LOG_COLUMNS)
+        return log_frame(self, task, action, since, limit)
 
     def __repr__(self) -> str:
         return f"<Session {len(self._tasks)} tasks, log={self.runlog.location!r}>"

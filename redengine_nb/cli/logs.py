@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from typing import TextIO
 
 from ..records import Action
 from .common import (
+    Output,
     ServeError,
     fmt_runtime,
     fmt_time,
@@ -19,7 +19,7 @@ from .common import (
 __all__ = ["cmd_log", "cmd_status"]
 
 
-def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         print(f"run log: {runlog.location}", file=out)
@@ -33,7 +33,7 @@ def _indent(text: str, prefix: str = "    | ") -> str:
     return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())
 
 
-def cmd_log(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_log(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         names = runlog.task_names()
