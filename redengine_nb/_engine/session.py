@@ -38,7 +38,7 @@ from ..clock import Clock, get_zone
 from ..config import Config
 from ..errors import ConditionParseError, TaskExistsError, TaskSetupError
 from ..records import Action
-from ..runlog.base import RunLog
+from ..runlog.base import RunLog, last_of
 from .ends import EndWriter
 from .launch import Launcher, _local, _Run
 from .options import TaskOptions, check_execution, check_options, check_target, check_timeout
@@ -72,6 +72,10 @@ def _owner_tools() -> tuple[Callable[[], str], Callable[[str | None], bool]]:
     return current_owner, owner_alive
 
 
+#: The actions that close a run (an open run is a ``RUN`` record newer than all of these).
+_ENDS = tuple(a for a in Action if a is not Action.RUN)
+
+
 class Session:
     """Tasks, parameters, the run log and the scheduling step of one app."""
 
@@ -91,6 +95,10 @@ class Session:
         self.app = app
         self.parameters: dict[str, Any] = {}
         self.returns: dict[str, Any] = {}
+        # What 'scheduler has more than 3 cycles' / 'scheduler started 10 minutes ago' read:
+        # steps taken, and the clock at the first one.
+        self.cycles = 0
+        self.started: float | None = None
         self._tasks: dict[str, BaseTask] = {}
         self._lock = threading.RLock()
         self._tick_lock = threading.RLock()
@@ -130,7 +138,25 @@ class Session:
     def _context(self, task: str | None, now: datetime | None = None) -> Context:
         from ..conditions.base import Context
 
-        return Context(now or self.now(), self.runlog, task, self.is_task_running)
+        return Context(
+            now or self.now(),
+            self.runlog,
+            task,
+            self.is_task_running,
+            parameters=self.parameters,
+            cycles=self.cycles,
+            started=self.started,
+        )
+
+    @property
+    def env(self) -> Any:
+        """The session parameter ``env`` (Red Engine's ``session.env``), which the
+        condition ``env 'prod'`` reads; ``None`` when unset."""
+        return self.parameters.get("env")
+
+    @env.setter
+    def env(self, value: Any) -> None:
+        self.parameters["env"] = value
 
     # -- conditions --------------------------------------------------------------------
     def parse_condition(self, value: Any) -> BaseCondition:
@@ -353,7 +379,18 @@ class Session:
 
     # -- state -------------------------------------------------------------------------
     def is_task_running(self, name: str) -> bool:
-        return self._running.get(name, 0) > 0
+        """A run of ``name`` is alive here, or (with ``force_status_from_logs``) the run
+        log says so: its newest record is an open run, written by another scheduler
+        perhaps, as the task's status reads it."""
+        if self._running.get(name, 0) > 0:
+            return True
+        if not self.config.force_status_from_logs:
+            return False
+        started = self.runlog.last(name, Action.RUN)
+        if started is None:
+            return False
+        ended = last_of(self.runlog, name, _ENDS)
+        return ended is None or started > ended
 
     def _running_since(self, name: str) -> datetime | None:
         with self._lock:

@@ -175,6 +175,9 @@ class Step:
                     self.all_dirty = True
             self._last_now = now_ts
             now = datetime.fromtimestamp(now_ts, session.tz)
+            if session.started is None:
+                session.started = now_ts
+            session.cycles += 1
             self.check_runs(now, now_ts)
             if session.stop_requested:
                 self._shut_next = None
@@ -202,6 +205,8 @@ class Step:
         raise SchedulerError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
     def _check_shut_cond(self, now: datetime) -> None:
+        from ..conditions.base import OUTSIDE_RECHECK
+
         session = self._session
         cond = session.config.shut_cond
         self._shut_next = None
@@ -217,6 +222,9 @@ class Step:
                 return
             nxt = cond.next_due(ctx)
             self._shut_next = None if nxt is None else nxt.timestamp()
+            if cond.reads_outside():  # parameters, steps taken: nothing announces a change
+                soon = now.timestamp() + OUTSIDE_RECHECK
+                self._shut_next = soon if self._shut_next is None else min(soon, self._shut_next)
         except Exception as exc:
             self._cond_error(f"shut_cond {cond}", exc)
 
@@ -308,6 +316,7 @@ class Step:
         running = session._running
         with session._lock:
             reads = _Reads(session.runlog, session.is_task_running, self._anchors)
+            params, cycles, started = session.parameters, session.cycles, session.started
             due_now = self._due_now
             due_now.clear()
             candidates = self._candidates(now_ts)  # (no longer dirty)
@@ -325,7 +334,15 @@ class Step:
                     continue
                 reads.names.clear()
                 reads.wild = False
-                ctx = Context(now, reads, name, reads.is_running)
+                ctx = Context(
+                    now,
+                    reads,
+                    name,
+                    reads.is_running,
+                    parameters=params,
+                    cycles=cycles,
+                    started=started,
+                )
                 try:
                     if task._start_cond.is_met(ctx):
                         next_check.pop(name, None)
