@@ -121,6 +121,11 @@ class Session:
         self.owner = current_owner()
         clock.subscribe(self._clock_moved)
         config.on_change(self._config_changed)
+        # A store shared by several schedulers (PostgreSQL) tells when another one wrote:
+        # a run that ended there may make a task due here, so wake at once.
+        hook = getattr(runlog, "on_change", None)
+        if hook is not None:
+            hook(self._clock_moved)
         self.mark_crashed_runs()
 
     # -- time --------------------------------------------------------------------------
@@ -509,6 +514,12 @@ class Session:
 
     def close_executors(self, *, terminate: bool) -> None:
         self.launcher.close_executors(terminate=terminate)
+
+    def dask_cluster(self) -> dict[str, Any] | None:
+        """The Dask cluster of this session's ``dask`` runs, for panels: ``{'address',
+        'workers', 'dashboard'}`` (``None`` until a dask run has connected). No round trip."""
+        info = getattr(self.launcher._executors.get("dask"), "cluster_info", None)
+        return None if info is None else info()
 
     @property
     def running_runs(self) -> int:

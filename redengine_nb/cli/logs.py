@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import time
+from typing import TYPE_CHECKING, Any
 
 from ..records import Action
 from .common import (
@@ -16,7 +18,10 @@ from .common import (
     open_existing_log,
 )
 
-__all__ = ["cmd_log", "cmd_status"]
+if TYPE_CHECKING:
+    from ..runlog.base import RunLog
+
+__all__ = ["cmd_log", "cmd_status", "fleet_rows"]
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
@@ -24,9 +29,38 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     try:
         print(f"run log: {runlog.location}", file=out)
         print(format_table(log_status_rows(runlog)), file=out)
+        fleet = fleet_rows(runlog)
+        if fleet is not None:
+            print("\nschedulers (leases):", file=out)
+            print(format_table(fleet) if fleet else "(none)", file=out)
     finally:
         runlog.close()
     return 0
+
+
+def fleet_rows(runlog: RunLog) -> list[dict[str, Any]] | None:
+    """One row per scheduler holding a lease on a shared log (``None``: the store keeps
+    no leases), with how many open runs it owns."""
+    leases = getattr(runlog, "leases", None)
+    if leases is None:
+        return None
+    now = time.time()
+    owned: dict[str | None, int] = {}
+    for rec in runlog.open_runs():
+        owned[rec.owner] = owned.get(rec.owner, 0) + 1
+    return [
+        {
+            "scheduler": f"{lease.host}:{lease.pid}",
+            "lease": lease.lease_id[:12],
+            "state": "alive" if lease.alive(now) else "expired",
+            "started": fmt_time(lease.started),
+            "renewed": fmt_time(lease.renewed),
+            "expires": fmt_time(lease.expires),
+            "running": owned.get(lease.lease_id, 0),
+            "info": lease.info or "-",
+        }
+        for lease in leases(now)
+    ]
 
 
 def _indent(text: str, prefix: str = "    | ") -> str:

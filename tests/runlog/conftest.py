@@ -21,11 +21,22 @@ def child_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory"])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite-file",
+        "sqlite-memory",
+        pytest.param("postgres", marks=pytest.mark.slow),
+    ]
+)
 def runlog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunLog]:
     """Every store, so that the same behavioural tests pin them all."""
     log: RunLog
-    if request.param == "memory":
+    if request.param == "postgres":
+        from redengine_nb.runlog.postgres import PostgresRunLog
+
+        log = PostgresRunLog(request.getfixturevalue("pg_url"))
+    elif request.param == "memory":
         log = MemoryRunLog()
     elif request.param == "sqlite-file":
         log = SQLiteRunLog(tmp_path / "runs.db")
