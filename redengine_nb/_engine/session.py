@@ -125,7 +125,7 @@ class Session:
         # a run that ended there may make a task due here, so wake at once.
         hook = getattr(runlog, "on_change", None)
         if hook is not None:
-            hook(self._clock_moved)
+            hook(self._log_changed)
         self.mark_crashed_runs()
 
     # -- time --------------------------------------------------------------------------
@@ -219,6 +219,12 @@ class Session:
     def _clock_moved(self) -> None:
         # Forward, the step's check times say what the move made due, as they do for
         # passing time; a step that finds the clock went back looks at everything.
+        self.wake.set()
+
+    def _log_changed(self) -> None:
+        # Another scheduler wrote to the shared log: any condition reading another task's
+        # history may have changed, and which ones is not known here.
+        self.step.invalidate()
         self.wake.set()
 
     def _config_changed(self, key: str, value: Any) -> None:
