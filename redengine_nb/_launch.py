@@ -27,11 +27,10 @@ from .args import TerminationFlag as _TerminationFlagMarker
 from .errors import SchedulerError, TaskSetupError
 from .executors import RunFlag, RunOutcome, RunSpec, make_executor
 from .records import Action, RunRecord
-from .runlog.base import start_runs
 
 if TYPE_CHECKING:
     from collections import deque
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from contextlib import AbstractContextManager
 
     from .clock import Clock
@@ -95,7 +94,7 @@ class _Run:
 class _Prepared:
     """A due run, ready but for its start record."""
 
-    __slots__ = ("at", "executor", "flag", "privates", "target", "task")
+    __slots__ = ("at", "executor", "flag", "forced", "privates", "target", "task")
 
     def __init__(
         self,
@@ -105,8 +104,10 @@ class _Prepared:
         flag: RunFlag,
         privates: list[str],
         at: float,
+        forced: bool,
     ) -> None:
         self.at = at  # its start time: when it was made ready
+        self.forced = forced  # asked for (run_task): not subject to a claim's recheck
         self.task = task
         self.executor = executor
         self.target = target
@@ -154,7 +155,10 @@ class _Launcher:
         config: Config
         clock: Clock
         runlog: RunLog
-        owner: str
+
+        @property
+        def owner(self) -> str: ...
+
         parameters: dict[str, Any]
         _lock: threading.RLock
         _executors: dict[str, Executor]
@@ -169,6 +173,8 @@ class _Launcher:
         def _emit(self, event: str, task: str | None = None) -> None: ...
         def _run_event(self, name: str) -> None: ...
         def _on_done(self, run: _Run, outcome: RunOutcome) -> None: ...
+        def _still_due(self, names: Sequence[str], forced: set[str]) -> list[str]: ...
+        def _claim_refused(self, task: BaseTask, now_ts: float) -> None: ...
 
     # -- launching ---------------------------------------------------------------------
     def _executor(self, kind: str) -> Executor:
@@ -330,7 +336,15 @@ class _Launcher:
         except Exception as exc:
             self._prerun_failed(task, exc, now_ts)
             return None
-        return _Prepared(task, executor, target, flag, privates, max(now_ts, self.clock.time()))
+        return _Prepared(
+            task,
+            executor,
+            target,
+            flag,
+            privates,
+            max(now_ts, self.clock.time()),
+            params is not None,
+        )
 
     def _start_batch(self, batch: list[_Prepared], now_ts: float, started: list[str]) -> None:
         """Write the starts of ``batch`` in one transaction, then start each run."""
@@ -340,13 +354,22 @@ class _Launcher:
         # before this write. In a long step the later runs start later, and a condition
         # on their last start (every 10 minutes) then finds them due again one by one,
         # not all at the step's instant (measured: lag-1000 p50 28 -> 11 ms).
-        records = start_runs(
-            self.runlog,
+        # A claim: if another scheduler wrote to the log since we read it, the store
+        # asks _still_due (inside its write transaction) which of them are due yet.
+        forced = {p.task.name for p in batch if p.forced}
+        records = self.runlog.claim_starts(
             [p.task.name for p in batch],
             created=now_ts,
             start=[p.at for p in batch],
             owner=self.owner,
+            recheck=lambda names: self._still_due(names, forced),
         )
+        if len(records) != len(batch):
+            claimed = {r.task_name for r in records}
+            for p in batch:
+                if p.task.name not in claimed:  # another scheduler started it
+                    self._claim_refused(p.task, now_ts)
+            batch = [p for p in batch if p.task.name in claimed]
         runs: list[tuple[_Prepared, _Run]] = []
         with self._lock:
             for prepared, record in zip(batch, records, strict=True):

@@ -20,15 +20,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import SchedulerError
+from .records import Action
 from .runlog.base import last_of
 
 if TYPE_CHECKING:
     import threading
     from collections import deque
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from zoneinfo import ZoneInfo
 
     from ._launch import _Run
+    from ._lease import LeaseKeeper
     from .clock import Clock
     from .conditions.base import BaseCondition, Context
     from .config import Config
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
 
 _COND_ERROR_RETRY = 10.0  # seconds before a condition that raised (silenced) is tried again
+# Every action that closes a run: a start newer than all of them is a run still open.
+_CLOSING = tuple(a for a in Action if a is not Action.RUN)
 
 
 class _Reads:
@@ -88,6 +92,7 @@ class _Step:
         config: Config
         clock: Clock
         runlog: RunLog
+        _lease: LeaseKeeper
         stop_requested: bool
         _lock: threading.RLock
         _tick_lock: threading.RLock
@@ -126,6 +131,9 @@ class _Step:
                 else:
                     quick()  # not behind our own end writer's commit (it wakes us after)
             now_ts = self.clock.time()
+            if self._lease.beat(now_ts):  # the heartbeat, when due; it may reap crashes
+                with self._lock:
+                    self._all_dirty = True
             now = datetime.fromtimestamp(now_ts, self.tz)
             self._check_runs(now, now_ts)
             if self.stop_requested:
@@ -229,6 +237,11 @@ class _Step:
                 ctx = Context(now, reads, name, reads.is_running)
                 try:
                     if task._start_cond.is_met(ctx):
+                        if self._open_in_log(name):
+                            # Started by another scheduler on this log and not ended:
+                            # looked at again at its end, or at our next heartbeat.
+                            task._next_check = now_ts + self.config.lease_ttl / 3
+                            continue
                         task._next_check = None
                         due.append((task, None))
                     else:
@@ -246,6 +259,45 @@ class _Step:
                     self._note_reads(name, reads)
         due.sort(key=lambda item: -item[0].priority)
         return due
+
+    def _open_in_log(self, name: str) -> bool:
+        """Whether the run log holds an open run of ``name`` (not one of ours: the caller
+        skips the tasks running here): its newest start is newer than every end."""
+        runlog = self.runlog
+        started = runlog.last(name, Action.RUN)
+        if started is None:
+            return False
+        ended = runlog.last_of(name, _CLOSING)
+        return ended is None or ended < started
+
+    def _still_due(self, names: Sequence[str], forced: set[str]) -> list[str]:
+        """A claim's recheck (called by the run log inside its write transaction, after
+        another scheduler wrote): the names whose start is still due against the history
+        as stored -- their condition true and no open run of them -- or asked for."""
+        from .conditions.base import Context
+
+        now_ts = self.clock.time()
+        now = datetime.fromtimestamp(now_ts, self.tz)
+        keep: list[str] = []
+        for name in names:
+            if name in forced:
+                keep.append(name)
+                continue
+            task = self._tasks.get(name)
+            if task is None or self._open_in_log(name):
+                continue
+            try:
+                if task._start_cond.is_met(Context(now, self.runlog, name, self.is_task_running)):
+                    keep.append(name)
+            except Exception:
+                continue  # counted as false; the step reports it at its next look
+        return keep
+
+    def _claim_refused(self, task: BaseTask, now_ts: float) -> None:
+        """``task`` was due here but another scheduler started it first."""
+        log.info("task %r was started by another scheduler on this run log", task.name)
+        with self._lock:
+            task._dirty = True
 
     def _note_reads(self, name: str, reads: _Reads) -> None:
         """Remember which other tasks' runs can change ``name``'s condition (under the

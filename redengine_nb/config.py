@@ -114,6 +114,11 @@ OPTIONS: dict[str, _Option] = {
     "timeout": _Option(lambda: None, _timeout, "default task timeout (seconds once set)"),
     "timezone": _Option(lambda: None, _timezone, "IANA timezone name (None: the clock's)"),
     "shut_cond": _Option(lambda: None, _any, "a condition; when true the scheduler shuts down"),
+    "lease_ttl": _Option(
+        lambda: 30.0,
+        _timeout,
+        "seconds a scheduler's lease on the run log lives unrenewed (heartbeat: a third)",
+    ),
     "instant_shutdown": _Option(
         lambda: False, _bool, "terminate running tasks on shut down instead of waiting"
     ),

@@ -103,6 +103,7 @@ class Runner:
         session = self.session
         session.runner = self
         session.mark_crashed_runs()
+        session._lease.owner  # noqa: B018 - take the lease now: others see us alive
         session._all_dirty = True
         session._emit("scheduler_started", None)
 
@@ -114,7 +115,10 @@ class Runner:
             session.tick()
             if session.stop_requested:
                 return
-            wake.wait(session.seconds_until_wake(self.cap))
+            # The lease's heartbeat is the only other reason to wake while idle.
+            wait = session.seconds_until_wake(self.cap)
+            beat = session._lease.seconds_until_beat()
+            wake.wait(wait if beat is None else min(wait, beat))
             if session.stop_requested:
                 return
 
@@ -127,6 +131,7 @@ class Runner:
         if session.running_runs:
             log.info("waiting for %d running task(s) to finish", session.running_runs)
         session.wait_idle(None if not instant else 10.0)
+        session._lease.release()
         session._emit("scheduler_stopped", None)
 
     def join(self, timeout: float | None = None) -> bool:

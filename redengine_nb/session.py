@@ -39,10 +39,10 @@ from ._launch import _Launcher, _local, _Run
 from ._step import _Step
 from .clock import Clock, get_zone
 from .config import Config
-from .errors import ConditionParseError, TaskExistsError, TaskSetupError
+from .errors import ConditionParseError, RunLogError, TaskExistsError, TaskSetupError
 from .executors import Executor
 from .records import Action
-from .runlog.base import RunLog
+from .runlog.base import RunLog, is_lease_id
 from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
 
 if TYPE_CHECKING:
@@ -93,12 +93,6 @@ LOG_COLUMNS = [
 ]
 
 
-def _owner_tools() -> tuple[Callable[[], str], Callable[[str | None], bool]]:
-    from .runlog.owner import current_owner, owner_alive
-
-    return current_owner, owner_alive
-
-
 class Session(_Step, _Launcher, _EndWriter):
     """Tasks, parameters, the run log and the scheduling step of one app."""
 
@@ -144,8 +138,11 @@ class Session(_Step, _Launcher, _EndWriter):
         self.stop_requested = False
         self.restart_requested = False
         self.runner: Any = None
-        current_owner, self._owner_alive = _owner_tools()
-        self.owner = current_owner()
+        from ._lease import LeaseKeeper
+        from .runlog.owner import owner_alive
+
+        self._owner_alive = owner_alive
+        self._lease = LeaseKeeper(runlog, clock.time, lambda: self.config.lease_ttl)
         clock.subscribe(self._clock_moved)
         config.on_change(self._config_changed)
         self.mark_crashed_runs()
@@ -440,23 +437,36 @@ class Session(_Step, _Launcher, _EndWriter):
         return task.start_cond.next_due(ctx)
 
     # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def owner(self) -> str:
+        """This scheduler's lease id in the run log (the ``owner`` of the runs it starts);
+        the lease is taken at the first use."""
+        return self._lease.owner
+
     def mark_crashed_runs(self) -> int:
-        """Turn open runs whose owning process is gone into ``crash`` records."""
+        """Turn open runs whose scheduler is gone into ``crash`` records: those of expired
+        leases (and of this host's schedulers whose process died), and those written
+        before leases whose owning process is gone."""
+        from .executors.orphans import sweep_orphans
+
+        sweep_orphans()  # a child of a dead scheduler still at work dies before its crash
         try:
+            count = len(self._lease.reap())
             open_runs = self.runlog.open_runs()
-        except Exception:
-            log.exception("could not read open runs from %s", self.runlog.location)
+        except RunLogError:
+            log.exception("could not reap the open runs of %s", self.runlog.location)
             return 0
         dead = [
             r.run_id
             for r in open_runs
             if r.run_id not in self._runs
-            and r.owner != self.owner
+            and not is_lease_id(r.owner)
             and not self._owner_alive(r.owner)
         ]
-        if not dead:
+        if dead:
+            count += self.runlog.mark_crashed(dead, end=self.clock.time())
+        if not count:
             return 0
-        count = self.runlog.mark_crashed(dead, end=self.clock.time())
         log.warning("marked %d run(s) left open by a dead scheduler as crash", count)
         self._all_dirty = True
         return count

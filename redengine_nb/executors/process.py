@@ -36,6 +36,28 @@ The parts of one run:
 * **Timing**: timeouts and the grace period are measured in real (monotonic) seconds; the
   outcome's ``end`` is read from the session's clock.
 
+**Children die with their scheduler.** A scheduler killed with ``SIGKILL`` must not leave
+its runs working on: its restart marks them ``crash`` and starts their tasks again, and two
+copies would run at once. Of the three ways to tie a child to its scheduler -- Linux's
+``PR_SET_PDEATHSIG``, a process group the scheduler kills, a watchdog pipe the child
+reads -- only the first needs neither the scheduler alive at the end (a group is killed
+by someone who still lives) nor the task's cooperation (a pipe must be read by a thread
+of the child, which a task in a C call or with ``os.fork`` escapes). So each child, first
+thing, asks the kernel (``prctl`` through :mod:`ctypes`) for ``SIGKILL`` when its parent
+ends. Its parent is the forkserver, which itself exits as soon as the scheduler is gone
+(multiprocessing's design: it reads a pipe only the scheduler holds). The child then
+checks that the scheduler is still alive (pid and start time), closing the window between
+its fork and the ``prctl``. Elsewhere than Linux, and with ``spawn`` (where the parent is
+the scheduler *thread* that started the child, whose end would kill it), this is not
+done; the restart check below is then the only guard. Processes a task starts itself are
+its own business (a task that wants them gone does the same, or uses a process group).
+
+**At the next start** :func:`sweep_orphans` looks at the temp folders of runs
+(``redengine-run-<pid>-<start>-*``, named after the scheduler that made them): for one
+whose scheduler is gone, a child still alive -- the pid and start time it recorded in the
+folder's ``child`` file, so a reused pid is never hit -- is killed, and the folder removed.
+The session does this before it marks any run ``crash``.
+
 One watcher thread per executor waits on the children's sentinels and a wake-up pipe
 (``multiprocessing.connection.wait``) with a timeout only when a deadline is pending; it
 calls ``on_done`` and exits when no child is left. Nothing polls.
@@ -70,9 +92,17 @@ from ..capture import TRUNCATED
 from ..clock import Clock
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
+from ..runlog.owner import current_owner, owner_alive
 from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
+from .orphans import note_child, sweep_orphans, workdir_prefix
 
-__all__ = ["DEFAULT_GRACE", "ProcessExecutor", "child_termination_flag", "default_start_method"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "ProcessExecutor",
+    "child_termination_flag",
+    "default_start_method",
+    "sweep_orphans",
+]
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +259,35 @@ def _write_result(path: str, action: Action, value: bytes | None, exc_text: str 
     os.replace(temp, path)
 
 
-def _child_main(payload: bytes, uses_flag: bool, out_path: str, result_path: str) -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(scheduler: str | None) -> None:
+    """Ask Linux for ``SIGKILL`` when this child's parent (the forkserver) ends; then, if
+    the scheduler ``scheduler`` (an owner token) is gone already, end now."""
+    if scheduler is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl here: the restart check still guards
+        return
+
+    if not owner_alive(scheduler):
+        os._exit(1)
+
+
+def _child_main(
+    payload: bytes,
+    uses_flag: bool,
+    out_path: str,
+    result_path: str,
+    scheduler: str | None = None,
+) -> None:
     """Entry point of the child process."""
+    _die_with_parent(scheduler)
     _redirect_output(out_path)
     if uses_flag:
         signal.signal(signal.SIGTERM, lambda signum, frame: _CHILD_FLAG.set())
@@ -434,12 +491,13 @@ class ProcessExecutor(Executor):
         if self._closed:
             raise RuntimeError("this process executor has been shut down")
         payload, uses_flag = _pickle_target(spec)
-        workdir = tempfile.mkdtemp(prefix="redengine-run-")
+        workdir = tempfile.mkdtemp(prefix=workdir_prefix())
         out_path = os.path.join(workdir, _OUTPUT_FILE)
         result_path = os.path.join(workdir, _RESULT_FILE)
+        scheduler = current_owner() if self.start_method == "forkserver" else None
         process = self._ctx.Process(
             target=_child_main,
-            args=(payload, uses_flag, out_path, result_path),
+            args=(payload, uses_flag, out_path, result_path, scheduler),
             name=_CHILD_NAME_PREFIX + spec.task_name,
             daemon=False,  # a task may start processes of its own; atexit ends ours
         )
@@ -451,6 +509,7 @@ class ProcessExecutor(Executor):
                 f"task {spec.task_name!r}: could not start its process "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+        note_child(workdir, process.pid)
         handle = _ProcessHandle(self, spec, on_done, process, workdir)
         with self._lock:
             self._children[process.sentinel] = handle
