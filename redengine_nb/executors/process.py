@@ -42,10 +42,12 @@ copies would run at once. Of the three ways to tie a child to its scheduler -- L
 ``PR_SET_PDEATHSIG``, a process group the scheduler kills, a watchdog pipe the child
 reads -- only the first needs neither the scheduler alive at the end (a group is killed
 by someone who still lives) nor the task's cooperation (a pipe must be read by a thread
-of the child, which a task in a C call or with ``os.fork`` escapes). So each child, first
-thing, asks the kernel (``prctl`` through :mod:`ctypes`) for ``SIGKILL`` when its parent
-ends. Its parent is the forkserver, which itself exits as soon as the scheduler is gone
-(multiprocessing's design: it reads a pipe only the scheduler holds). The child then
+of the child, which cannot run while the task holds the GIL in a C call). So each child,
+first thing, asks the kernel (``prctl`` through :mod:`ctypes`) for ``SIGKILL`` when its
+parent ends. Its parent is the forkserver, which exits when the write ends of its "alive"
+pipe are all closed: the scheduler holds one, and multiprocessing gives every child one
+too -- which the child closes, so that the forkserver's life, and so the child's, ends
+with the scheduler's. The child then
 checks that the scheduler is still alive (pid and start time), closing the window between
 its fork and the ``prctl``. Elsewhere than Linux, and with ``spawn`` (where the parent is
 the scheduler *thread* that started the child, whose end would kill it), this is not
@@ -267,6 +269,19 @@ def _die_with_parent(scheduler: str | None) -> None:
     the scheduler ``scheduler`` (an owner token) is gone already, end now."""
     if scheduler is None or not sys.platform.startswith("linux"):
         return
+    # The forkserver outlives the scheduler while any process holds the write end of its
+    # "alive" pipe, and it hands that end to every child it forks. This child has no use
+    # for it (a forkserver it needs itself is started anew), so it lets go of it.
+    import multiprocessing.forkserver as mp_forkserver
+
+    server: Any = mp_forkserver._forkserver
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None and getattr(server, "_forkserver_pid", None) is None:
+        try:
+            os.close(alive_fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
     try:
         import ctypes
 
