@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .records import Action
-from .runlog.base import end_runs
+from .runlog.base import RunLogLost
 
 if TYPE_CHECKING:
     from ._launch import _Run
+    from .config import Config
     from .executors import RunOutcome
     from .runlog.base import RunLog
     from .tasks import BaseTask
@@ -73,6 +75,13 @@ class _EndWriter:
         _ends: list[_End]
         _ends_cv: threading.Condition
         _writer: threading.Thread | None
+        _retry_wake: threading.Event
+        store_error: str | None
+        fatal_error: BaseException | None
+        stop_requested: bool
+        config: Config
+
+        def shut_down(self) -> None: ...
 
         def _emit(self, event: str, task: str | None = None) -> None: ...
         def _run_event(self, name: str) -> None: ...
@@ -129,10 +138,7 @@ class _EndWriter:
         ends = [
             (e.run.task.name, e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch
         ]
-        try:
-            results: list[Any] = end_runs(self.runlog, ends)
-        except Exception as exc:
-            results = [exc] * len(batch)
+        results: list[Any] = self._write_with_retry(ends)
         for item, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 log.error(
@@ -168,6 +174,60 @@ class _EndWriter:
                 self._runs.pop(item.run.run_id, None)
             if not self._runs:
                 self._idle.notify_all()  # wait_idle() waits for no run at all
+
+    def _write_with_retry(self, ends: list[Any]) -> list[Any]:
+        """The store's answer for ``ends``; while the shared write fails (a full disk, a
+        lock held too long) the ends stay here, unacknowledged -- their tasks count as
+        running, so none starts again over an outcome not yet kept -- and the write is
+        tried again, less and less often (0.1 s doubling to 30 s), until it is made. The
+        error is logged and kept in ``store_error`` meanwhile. A lost log file cannot be
+        retried: the scheduler stops with that error (``fatal_error``)."""
+        delay = 0.1
+        shown: str | None = None
+        given_up_at: float | None = None
+        while True:
+            try:
+                results: list[Any] = self.runlog.end_runs(ends)
+            except RunLogLost as exc:
+                self._fatal(exc)
+                return [exc] * len(ends)
+            except Exception as exc:
+                text = str(exc)
+                self.store_error = text
+                if text != shown:
+                    shown = text
+                    log.error(
+                        "could not write the end of %d run(s); their outcome is kept and "
+                        "written when the run log accepts it: %s",
+                        len(ends),
+                        text,
+                    )
+                if self.stop_requested:
+                    limit = self.config.shutdown_timeout or 60.0
+                    now = time.monotonic()
+                    given_up_at = given_up_at or now + limit
+                    if now >= given_up_at:
+                        log.critical(
+                            "gave up writing the end of %d run(s) at shut down: %s",
+                            len(ends),
+                            text,
+                        )
+                        return [exc] * len(ends)
+                self._retry_wake.wait(delay)
+                self._retry_wake.clear()
+                delay = min(30.0, delay * 2)
+                continue
+            if shown is not None:
+                log.warning("the run log accepts writes again: %d run end(s) written", len(ends))
+                self.store_error = None
+            return results
+
+    def _fatal(self, exc: BaseException) -> None:
+        """The run log cannot go on (its file was lost): stop the scheduler with ``exc``."""
+        if self.fatal_error is None:
+            log.critical("%s", exc)
+            self.fatal_error = exc
+            self.shut_down()
 
     def _terminate_run(self, run: _Run, reason: str) -> None:
         log.info("task %r: %s", run.task.name, reason)

@@ -134,6 +134,11 @@ class Session(_Step, _Launcher, _EndWriter):
         self._ends: list[_End] = []
         self._ends_cv = threading.Condition(threading.Lock())
         self._writer: threading.Thread | None = None
+        self._retry_wake = threading.Event()  # set to retry a failed end write at once
+        #: The run log's last write error while run ends wait to be written (else None).
+        self.store_error: str | None = None
+        #: What stopped the scheduler for good (the run log's file was lost), else None.
+        self.fatal_error: BaseException | None = None
         self._state_lock = threading.Lock()
         self.stop_requested = False
         self.restart_requested = False

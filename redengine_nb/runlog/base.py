@@ -46,6 +46,7 @@ __all__ = [
     "RunEnd",
     "RunLog",
     "RunLogBase",
+    "RunLogLost",
     "TaskRunEnd",
     "end_runs",
     "finish_runs",
@@ -60,6 +61,11 @@ __all__ = [
 class LeaseLost(RunLogError):
     """This scheduler's lease is gone (it expired and another scheduler reaped it): its
     runs were marked ``crash`` and it must not write starts any more."""
+
+
+class RunLogLost(RunLogError):
+    """The store lost records it had acknowledged (its file was deleted or replaced while
+    open): every later write is refused, and the scheduler stops with this error."""
 
 
 @dataclass(frozen=True, slots=True)

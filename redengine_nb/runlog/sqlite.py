@@ -69,6 +69,7 @@ from .base import (
     LeaseLost,
     Recheck,
     RunLogBase,
+    RunLogLost,
     is_lease_id,
     new_lease_id,
     start_times,
@@ -208,11 +209,6 @@ class _Guard:
     ) -> None:
         if isinstance(exc, sqlite3.Error):
             raise self.log._error(self.doing, exc) from exc
-
-
-class RunLogLost(RunLogError):
-    """The run log's file was deleted or replaced while open: what was written since went
-    to a file nobody can read. Every later write is refused."""
 
 
 def _record(row: Row) -> RunRecord:
