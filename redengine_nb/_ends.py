@@ -24,6 +24,7 @@ from .runlog.base import RunLogLost
 
 if TYPE_CHECKING:
     from ._launch import _Run
+    from .clock import Clock
     from .config import Config
     from .executors import RunOutcome
     from .runlog.base import RunLog
@@ -36,6 +37,7 @@ _END_BATCH = 1024  # most run ends written in one run-log transaction
 # lives, so that a task every few seconds does not start (and end) a thread per run; an
 # exiting thread costs ~0.2 ms of CPU, a waiting one nothing.
 _WRITER_KEEPALIVE = 60.0
+_PRUNE_EVERY = 60.0  # seconds of the scheduler's clock between two log_retention passes
 
 
 class _End:
@@ -80,6 +82,8 @@ class _EndWriter:
         fatal_error: BaseException | None
         stop_requested: bool
         config: Config
+        clock: Clock
+        _pruned_at: float | None
 
         def shut_down(self) -> None: ...
 
@@ -139,6 +143,8 @@ class _EndWriter:
             (e.run.task.name, e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch
         ]
         results: list[Any] = self._write_with_retry(ends)
+        if self.config.log_retention is not None:
+            self._apply_retention()
         for item, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 log.error(
@@ -221,6 +227,22 @@ class _EndWriter:
                 log.warning("the run log accepts writes again: %d run end(s) written", len(ends))
                 self.store_error = None
             return results
+
+    def _apply_retention(self) -> None:
+        """``log_retention``, at most once a minute (of the scheduler's clock), on the end
+        writer's thread after a batch: the runs wait for nothing of it."""
+        now = self.clock.time()
+        if self._pruned_at is not None and 0 <= now - self._pruned_at < _PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        age, keep = self.config.log_retention
+        try:
+            deleted = self.runlog.prune(before=None if age is None else now - age, keep=keep)
+        except Exception as exc:
+            log.error("log_retention: could not delete old runs: %s", exc)
+            return
+        if deleted:
+            log.info("log_retention: deleted %d old run record(s)", deleted)
 
     def _fatal(self, exc: BaseException) -> None:
         """The run log cannot go on (its file was lost): stop the scheduler with ``exc``."""

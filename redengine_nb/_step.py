@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from zoneinfo import ZoneInfo
 
+    from ._clockstep import ClockGuard
     from ._launch import _Run
     from ._lease import LeaseKeeper
     from .clock import Clock
@@ -93,6 +94,7 @@ class _Step:
         clock: Clock
         runlog: RunLog
         _lease: LeaseKeeper
+        _clock_guard: ClockGuard
         stop_requested: bool
         _lock: threading.RLock
         _tick_lock: threading.RLock
@@ -125,12 +127,10 @@ class _Step:
         """One scheduler step at the clock's now; returns the names of the tasks started."""
         with self._tick_lock:
             if self.config.force_status_from_logs:
-                quick = getattr(self.runlog, "refresh_if_free", None)
-                if quick is None:
-                    self.runlog.refresh()
-                else:
-                    quick()  # not behind our own end writer's commit (it wakes us after)
+                # Not behind our own end writer's commit (it wakes us after).
+                self.runlog.refresh_if_free()
             now_ts = self.clock.time()
+            self._clock_guard.see(now_ts)
             if self._lease.beat(now_ts):  # the heartbeat, when due; it may reap crashes
                 with self._lock:
                     self._all_dirty = True
@@ -215,7 +215,7 @@ class _Step:
             wild_dirty = self._wild_dirty
             self._wild_dirty = False
             wild = self._wild
-            reads = _Reads(self.runlog, self.is_task_running)
+            reads = _Reads(self._clock_guard.history(now_ts), self.is_task_running)
             for task in self._tasks.values():
                 name = task.name
                 if self._forced.get(name):
@@ -237,7 +237,7 @@ class _Step:
                 ctx = Context(now, reads, name, reads.is_running)
                 try:
                     if task._start_cond.is_met(ctx):
-                        if self._open_in_log(name):
+                        if self._open_in_log(name, reads.history):
                             # Started by another scheduler on this log and not ended:
                             # looked at again at its end, or at our next heartbeat.
                             task._next_check = now_ts + self.config.lease_ttl / 3
@@ -260,14 +260,13 @@ class _Step:
         due.sort(key=lambda item: -item[0].priority)
         return due
 
-    def _open_in_log(self, name: str) -> bool:
+    def _open_in_log(self, name: str, history: Any) -> bool:
         """Whether the run log holds an open run of ``name`` (not one of ours: the caller
         skips the tasks running here): its newest start is newer than every end."""
-        runlog = self.runlog
-        started = runlog.last(name, Action.RUN)
+        started = history.last(name, Action.RUN)
         if started is None:
             return False
-        ended = runlog.last_of(name, _CLOSING)
+        ended = last_of(history, name, _CLOSING)
         return ended is None or ended < started
 
     def _still_due(self, names: Sequence[str], forced: set[str]) -> list[str]:
@@ -284,10 +283,11 @@ class _Step:
                 keep.append(name)
                 continue
             task = self._tasks.get(name)
-            if task is None or self._open_in_log(name):
+            history = self._clock_guard.history(now_ts)
+            if task is None or self._open_in_log(name, history):
                 continue
             try:
-                if task._start_cond.is_met(Context(now, self.runlog, name, self.is_task_running)):
+                if task._start_cond.is_met(Context(now, history, name, self.is_task_running)):
                     keep.append(name)
             except Exception:
                 continue  # counted as false; the step reports it at its next look

@@ -134,6 +134,7 @@ class Session(_Step, _Launcher, _EndWriter):
         self._ends: list[_End] = []
         self._ends_cv = threading.Condition(threading.Lock())
         self._writer: threading.Thread | None = None
+        self._pruned_at: float | None = None  # when log_retention last ran
         self._retry_wake = threading.Event()  # set to retry a failed end write at once
         #: The run log's last write error while run ends wait to be written (else None).
         self.store_error: str | None = None
@@ -148,6 +149,10 @@ class Session(_Step, _Launcher, _EndWriter):
 
         self._owner_alive = owner_alive
         self._lease = LeaseKeeper(runlog, clock.time, lambda: self.config.lease_ttl)
+        from ._clockstep import ClockGuard
+
+        self._clock_guard = ClockGuard(runlog, lambda: self.config.clock_step_tolerance)
+        self._clock_guard.start(clock.time())
         clock.subscribe(self._clock_moved)
         config.on_change(self._config_changed)
         self.mark_crashed_runs()
@@ -167,7 +172,9 @@ class Session(_Step, _Launcher, _EndWriter):
     def _context(self, task: str | None, now: datetime | None = None) -> Context:
         from .conditions.base import Context
 
-        return Context(now or self.now(), self.runlog, task, self.is_task_running)
+        now = now or self.now()
+        history = self._clock_guard.history(now.timestamp())
+        return Context(now, history, task, self.is_task_running)
 
     # -- conditions --------------------------------------------------------------------
     def parse_condition(self, value: Any) -> BaseCondition:
@@ -356,7 +363,7 @@ class Session(_Step, _Launcher, _EndWriter):
                 old._deleted = True
             self._tasks[name] = task
             self._all_dirty = True
-            fit_cache = getattr(self.runlog, "fit_cache", None)
+            fit_cache = self.runlog.fit_cache
             if fit_cache is not None:
                 fit_cache(len(self._tasks))
         self._emit("task_changed" if old is not None else "task_added", name)
@@ -442,6 +449,11 @@ class Session(_Step, _Launcher, _EndWriter):
         return task.start_cond.next_due(ctx)
 
     # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def clock_step(self) -> str | None:
+        """The backward clock step beyond ``clock_step_tolerance`` seen, as text, or None."""
+        return self._clock_guard.step
+
     @property
     def owner(self) -> str:
         """This scheduler's lease id in the run log (the ``owner`` of the runs it starts);

@@ -139,6 +139,16 @@ class RunLogBase(abc.ABC):
                 best = t
         return best
 
+    def last_before(self, task: str, action: Action, until: float) -> float | None:
+        """Like :meth:`last`, among the records with a time before ``until`` (used only
+        after a backward clock step, to ignore records from the future)."""
+        best: float | None = None
+        for r in self.records(task=task, action=None if action is Action.RUN else action):
+            t = r.start if action is Action.RUN else r.time
+            if t is not None and t < until and (best is None or t > best):
+                best = t
+        return best
+
     @abc.abstractmethod
     def count(
         self,

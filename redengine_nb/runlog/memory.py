@@ -62,6 +62,14 @@ class MemoryRunLog(RunLogBase):
                 best = t
         return best
 
+    def last_before(self, task: str, action: Action, until: float) -> float | None:
+        with self._lock:
+            times = self._times.get((task, Action.parse(action)))
+            if not times:
+                return None
+            i = bisect.bisect_left(times, until)
+            return times[i - 1] if i > 0 else None
+
     def count(
         self,
         task: str,

@@ -761,6 +761,24 @@ class SQLiteRunLog(RunLogBase):
                     best = t
         return best
 
+    def last_before(self, task: str, action: Action, until: float) -> float | None:
+        action = Action.parse(action)
+        if action is Action.RUN:
+            sql = (
+                "SELECT start FROM runs WHERE task_name = ? AND start IS NOT NULL "
+                "AND start < ? ORDER BY start DESC LIMIT 1"
+            )
+            params: tuple[Any, ...] = (task, until)
+        else:
+            sql = (
+                f"SELECT {_TIME} FROM runs WHERE task_name = ? AND action = ? "
+                f"AND {_TIME} < ? ORDER BY {_TIME} DESC LIMIT 1"
+            )
+            params = (task, action.value, until)
+        with self._lock, self._guard("reading"):
+            value = self._scalar(sql, params)
+        return None if value is None else float(value)
+
     def count(
         self,
         task: str,

@@ -109,3 +109,25 @@ def test_a_log_deleted_while_serving_stops_the_scheduler_with_an_error(tmp_path:
         go.set()
         app.session.close_executors(terminate=True)
         app.runlog.close()
+
+
+def test_log_retention_deletes_old_runs_in_the_end_writer(tmp_path: Path) -> None:
+    clock = FakeClock("2024-03-11 09:00", tz="UTC")
+    app = RedEngine(
+        {"task_execution": "thread", "log_retention": "2 runs"},
+        logs=str(tmp_path / "runs.db"),
+        clock=clock,
+    )
+    try:
+        app.task("every 1 minute", func=lambda: None, name="job")
+        for _ in range(5):
+            assert app.session.tick() == ["job"]
+            assert app.session.wait_idle(GUARD)
+            clock.advance("1 minute")
+        ends = [r.end for r in app.session.runlog.records(task="job")]
+        # pruned after each end (one pass a minute): the newest two are left
+        assert len(ends) == 2 and ends == sorted(ends)
+        assert app.session.runlog.last("job", Action.SUCCESS) == ends[-1]
+    finally:
+        app.session.close_executors(terminate=True)
+        app.runlog.close()
