@@ -14,16 +14,19 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
+from ._engine.runner import Runner
+from ._engine.session import Session
+from ._engine.tasks import TaskOptions, check_options, check_target
 from .clock import Clock, SystemClock
 from .config import Config
 from .runlog.base import RunLog
-from .runner import Runner
-from .session import Session
+
+if TYPE_CHECKING:
+    from .conditions.parser import Grammar
 
 __all__ = ["RedEngine"]
 
@@ -36,11 +39,9 @@ def _open_log(logs: Any) -> RunLog:
     return open_runlog(logs)
 
 
-def _default_grammar() -> Any:
-    try:
-        from .conditions import DEFAULT_GRAMMAR  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
+def _default_grammar() -> Grammar:
+    from .conditions.parser import DEFAULT_GRAMMAR
+
     return DEFAULT_GRAMMAR.copy()
 
 
@@ -62,74 +63,40 @@ class RedEngine:
         self.config = Config(config, **config_kwargs)
         self.clock: Clock = clock if clock is not None else SystemClock(self.config.timezone)
         self.runlog: RunLog = _open_log(logs)
-        self.grammar = _default_grammar()
+        self.grammar: Grammar = _default_grammar()
         self.session = Session(self.config, self.clock, self.runlog, grammar=self.grammar, app=self)
         self.config.set_condition_checker(self.session.parse_condition)
         self._runner: Runner | None = None
         self._lock = threading.Lock()
 
     # -- tasks -------------------------------------------------------------------------
-    def task(
-        self,
-        start_cond: Any = None,
-        *,
-        name: str | None = None,
-        func: Callable[..., Any] | None = None,
-        func_name: str | None = None,
-        path: str | os.PathLike[str] | None = None,
-        command: str | list[str] | None = None,
-        code: str | None = None,
-        execution: str | None = None,
-        timeout: Any = None,
-        end_cond: Any = None,
-        priority: int = 0,
-        disabled: bool = False,
-        parameters: dict[str, Any] | None = None,
-        namespace: dict[str, Any] | None = None,
-    ) -> Any:
+    def task(self, start_cond: Any = None, **options: Unpack[TaskOptions]) -> Any:
         """Create a task; with no ``func``/``path``/``command``/``code``, a decorator that
-        registers the function and returns it unchanged."""
-        options: dict[str, Any] = {
-            "name": name,
-            "execution": execution,
-            "timeout": timeout,
-            "end_cond": end_cond,
-            "priority": priority,
-            "disabled": disabled,
-            "parameters": parameters,
-        }
-        if func is None and path is None and command is None and code is None:
-            if func_name is not None:
-                from .errors import TaskSetupError
+        registers the function and returns it unchanged.
 
-                raise TaskSetupError("func_name= goes with path= (the file that defines it)")
+        ``start_cond``: condition text (``'daily'``, ``"after task 'fetch'"``) or object.
+        The keywords are :class:`~redengine_nb._engine.tasks.TaskOptions`: ``name``,
+        ``func``, ``path`` + ``func_name``, ``command``, ``code``, ``execution``,
+        ``timeout``, ``end_cond``, ``priority``, ``disabled``, ``parameters``,
+        ``namespace``.
+        """
+        if all(options.get(k) is None for k in ("func", "path", "command", "code")):
+            check_options(options)
+            check_target(options, decorating=True)
             # Parse now so that a bad condition fails at the decorator line.
             cond = None if start_cond is None else self.session.parse_condition(start_cond)
 
             def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
-                self.session.create_task(cond, func=function, **options)
+                made = options.copy()
+                made["func"] = function
+                self.session.create_task(cond, **made)
                 return function
 
             return decorator
-        return self.session.create_task(
-            start_cond,
-            func=func,
-            func_name=func_name,
-            path=path,
-            command=command,
-            code=code,
-            namespace=namespace,
-            **options,
-        )
+        return self.session.create_task(start_cond, **options)
 
     def cond(self, pattern: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register a custom condition phrase (text or compiled regex) for this app."""
-        if self.grammar is None:
-            from .errors import ConditionParseError
-
-            raise ConditionParseError(
-                "custom phrases need the condition parser, which is not available"
-            )
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             self.grammar.add_custom(pattern, func)

@@ -9,33 +9,50 @@ from __future__ import annotations
 
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["Clock", "SystemClock", "get_zone", "local_zone"]
 
 
-@runtime_checkable
-class Clock(Protocol):
-    """What the scheduler needs of a clock."""
+class Clock(ABC):
+    """The base of every clock: what the scheduler needs of one, with the defaults written
+    once. A clock is made with its timezone and gives :meth:`time`; :meth:`now` follows
+    from them. :meth:`subscribe` keeps callbacks that a clock which moves on request (a
+    fake one) calls through :meth:`_notify` when it is set.
+    """
+
+    def __init__(self, tz: str | ZoneInfo | None = None) -> None:
+        if tz is None:
+            self._tz = local_zone()
+        elif isinstance(tz, ZoneInfo):
+            self._tz = tz
+        else:
+            self._tz = get_zone(tz)
+        self._callbacks: list[Callable[[], None]] = []
 
     @property
-    def tz(self) -> ZoneInfo: ...
+    def tz(self) -> ZoneInfo:
+        return self._tz
+
+    @abstractmethod
+    def time(self) -> float:
+        """The current instant as seconds since the epoch."""
 
     def now(self) -> datetime:
         """The current instant, aware, in :attr:`tz`."""
-        ...
-
-    def time(self) -> float:
-        """The current instant as seconds since the epoch."""
-        ...
+        return datetime.fromtimestamp(self.time(), self._tz)
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever time moves other than by itself (a fake clock is set)."""
-        ...
+        self._callbacks.append(callback)
+
+    def _notify(self) -> None:
+        for callback in list(self._callbacks):
+            callback()
 
 
 def get_zone(name: str) -> ZoneInfo:
@@ -74,20 +91,8 @@ def local_zone() -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
-class SystemClock:
+class SystemClock(Clock):
     """The real clock, in a given timezone (default: the machine's)."""
-
-    def __init__(self, tz: str | ZoneInfo | None = None) -> None:
-        if tz is None:
-            self._tz = local_zone()
-        elif isinstance(tz, ZoneInfo):
-            self._tz = tz
-        else:
-            self._tz = get_zone(tz)
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return self._tz
 
     def now(self) -> datetime:
         return datetime.now(self._tz)
@@ -96,7 +101,7 @@ class SystemClock:
         return time.time()
 
     def subscribe(self, callback: Callable[[], None]) -> None:
-        """The real clock never jumps on request; nothing to subscribe to."""
+        """The real clock never jumps on request: nothing to tell, nothing kept."""
 
     def __repr__(self) -> str:
         return f"SystemClock(tz={self._tz.key!r})"

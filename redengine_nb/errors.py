@@ -7,6 +7,7 @@ All of them derive from :class:`RedEngineError`; the ones about bad input are al
 from __future__ import annotations
 
 __all__ = [
+    "CommandFailed",
     "ConditionParseError",
     "ConfigError",
     "RedEngineError",
@@ -73,6 +74,11 @@ class RunLogError(RedEngineError):
 
 class SchedulerError(RedEngineError):
     """The scheduler stopped because of an error it was told not to silence."""
+
+
+class CommandFailed(RedEngineError):
+    """A command task's command exited with a non-zero status (the message has the
+    stderr tail); its run is logged ``fail``."""
 
 
 class TaskInaction(Exception):  # the public name comes from Red Engine

@@ -13,17 +13,16 @@ and a scheduler driven by ``session.tick()`` runs days of schedule in millisecon
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .clock import get_zone
+from .clock import Clock, get_zone
 from .timetext import parse_datetime, to_timedelta
 
 __all__ = ["FakeClock"]
 
 
-class FakeClock:
+class FakeClock(Clock):
     """A clock that stands still until it is told to move.
 
     ``FakeClock('2024-03-10 09:00', tz='Europe/Helsinki')``: naive text is wall time in
@@ -35,14 +34,9 @@ class FakeClock:
     def __init__(
         self, start: str | datetime = "2024-01-01 00:00", tz: str | ZoneInfo = "UTC"
     ) -> None:
-        self._tz = tz if isinstance(tz, ZoneInfo) else get_zone(tz)
+        super().__init__(tz if isinstance(tz, ZoneInfo) else get_zone(tz))
         self._lock = threading.Lock()
         self._ts = parse_datetime(start, self._tz).timestamp()
-        self._callbacks: list[Callable[[], None]] = []
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return self._tz
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._ts, self._tz)
@@ -66,13 +60,6 @@ class FakeClock:
             self._ts = parse_datetime(when, self._tz).timestamp()
         self._notify()
         return self.now()
-
-    def subscribe(self, callback: Callable[[], None]) -> None:
-        self._callbacks.append(callback)
-
-    def _notify(self) -> None:
-        for callback in list(self._callbacks):
-            callback()
 
     def __repr__(self) -> str:
         return f"FakeClock({self.now().isoformat()!r}, tz={self._tz.key!r})"

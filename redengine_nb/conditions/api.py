@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from ..periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit
 from .base import BaseCondition
+from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit
 from .status import After, HasAction, Running
 from .time import Cron, Every, PeriodCondition, TimeCondition
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any as _Any
 
 from ..errors import ConditionParseError
-from ..periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit
 from .base import All, Any, BaseCondition, Not, false, true
+from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit
 from .status import AFTER_VERBS, VERBS, After, HasAction, Running
 from .time import (
     UNIT_NAMES,

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from ..periods import TimeWindow
 from ..records import FINISHED, Action
 from ..runlog.base import History
 from ..timetext import format_duration, to_timedelta
 from .base import BaseCondition, Context
+from .periods import TimeWindow
 from .time import UNIT_NAMES, _Span, _window_segment, _Windowed, format_window, quantize
 
 __all__ = ["VERBS", "After", "HasAction", "Running", "quote_name"]

@@ -15,7 +15,6 @@ from collections import OrderedDict
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from ..periods import DAY, HOUR, MINUTE, MONTH, WEEK, Interval, TimeWindow, Unit
 from ..records import FINISHED, Action
 from ..runlog.base import History, last_of
 from ..timetext import (
@@ -28,6 +27,7 @@ from ..timetext import (
     to_timedelta,
 )
 from .base import BaseCondition, Context, to_datetime
+from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, Interval, TimeWindow, Unit
 
 __all__ = [
     "UNIT_NAMES",

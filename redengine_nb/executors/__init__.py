@@ -35,7 +35,7 @@ def make_executor(kind: str, clock: Clock, *, max_processes: int = 1) -> Executo
     if kind == "thread":
         return ThreadExecutor(clock)
     if kind == "process":
-        from .process import ProcessExecutor  # type: ignore[import-not-found,unused-ignore]
+        from .process import ProcessExecutor
 
         executor: Executor = ProcessExecutor(max_processes, clock)
         return executor

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..clock import Clock
 from ..records import Action
 
 __all__ = ["Executor", "RunFlag", "RunHandle", "RunOutcome", "RunSpec"]
@@ -115,22 +116,36 @@ class RunOutcome:
 
 
 class RunHandle(ABC):
-    """A live run."""
+    """A live run: its spec, whether it is alive, how to ask it to stop."""
+
+    __slots__ = ()
 
     spec: RunSpec
 
     @abstractmethod
     def is_alive(self) -> bool: ...
 
-    @abstractmethod
     def terminate(self) -> None:
-        """Ask the run to stop: set its flag; a process is killed (TERM, then KILL)."""
+        """Ask the run to stop. The default sets its flag, which is all an in-process run
+        can be told; an executor that can do more (kill a process) overrides it."""
+        self.spec.flag.set()
 
 
 class Executor(ABC):
-    """Starts runs of one kind (``main``, ``thread`` or ``process``)."""
+    """The base of every executor: starts runs of one kind (``main``, ``thread``,
+    ``process``).
+
+    A subclass names its ``kind`` and gives :meth:`start`; the rest has defaults written
+    here once: ``clock`` (the session's, for the outcome's ``end``), :meth:`capacity` (no
+    limit), :meth:`shutdown` (nothing to stop). Every executor passes the contract suite
+    in ``tests/executors/test_executor_contract.py``; a new one is a module here, its line
+    in :func:`~redengine_nb.executors.make_executor` and its line in that suite.
+    """
 
     kind: str
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
 
     @abstractmethod
     def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
@@ -140,6 +155,10 @@ class Executor(ABC):
         """How many more runs may start now (``None``: no limit)."""
         return None
 
-    @abstractmethod
     def shutdown(self, *, terminate: bool) -> None:
-        """Stop accepting runs; with ``terminate``, stop the running ones."""
+        """Stop accepting runs; with ``terminate``, stop the running ones. The default has
+        nothing to stop."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} kind={self.kind!r}>"

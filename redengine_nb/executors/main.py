@@ -11,11 +11,11 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from ..capture import begin_capture, end_capture
 from ..clock import Clock
 from ..errors import TaskInaction
 from ..records import Action
 from .base import Executor, RunHandle, RunOutcome, RunSpec
+from .capture import begin_capture, end_capture
 
 __all__ = ["MainExecutor", "execute"]
 
@@ -48,6 +48,8 @@ def execute(spec: RunSpec, clock: Clock) -> RunOutcome:
 
 
 class _DoneHandle(RunHandle):
+    __slots__ = ("done", "spec")
+
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         self.done = threading.Event()
@@ -55,17 +57,11 @@ class _DoneHandle(RunHandle):
     def is_alive(self) -> bool:
         return not self.done.is_set()
 
-    def terminate(self) -> None:
-        self.spec.flag.set()
-
 
 class MainExecutor(Executor):
     """Runs each run inline; ``start`` returns when the run has ended."""
 
     kind = "main"
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
 
     def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
         handle = _DoneHandle(spec)
@@ -74,6 +70,3 @@ class MainExecutor(Executor):
         finally:
             handle.done.set()
         return handle
-
-    def shutdown(self, *, terminate: bool) -> None:
-        """Nothing to stop: a main run has ended before ``start`` returns."""

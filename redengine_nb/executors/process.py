@@ -54,11 +54,11 @@ the scheduler *thread* that started the child, whose end would kill it), this is
 done; the restart check below is then the only guard. Processes a task starts itself are
 its own business (a task that wants them gone does the same, or uses a process group).
 
-**At the next start** :func:`sweep_orphans` looks at the temp folders of runs
-(``redengine-run-<pid>-<start>-*``, named after the scheduler that made them): for one
-whose scheduler is gone, a child still alive -- the pid and start time it recorded in the
-folder's ``child`` file, so a reused pid is never hit -- is killed, and the folder removed.
-The session does this before it marks any run ``crash``.
+**At the next start** :func:`~redengine_nb.executors.orphans.sweep_orphans` looks at the
+temp folders of runs (``redengine-run-<pid>-<start>-*``, named after the scheduler that
+made them): for one whose scheduler is gone, a child still alive -- the pid and start time
+it recorded in the folder's ``child`` file, so a reused pid is never hit -- is killed, and
+the folder removed. The session does this before it marks any run ``crash``.
 
 One watcher thread per executor waits on the children's sentinels and a wake-up pipe
 (``multiprocessing.connection.wait``) with a timeout only when a deadline is pending; it
@@ -90,20 +90,19 @@ from typing import Any
 
 import cloudpickle
 
-from ..capture import TRUNCATED
 from ..clock import Clock
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
 from ..runlog.owner import current_owner, owner_alive
 from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
-from .orphans import note_child, sweep_orphans, workdir_prefix
+from .capture import TRUNCATED
+from .orphans import note_child, workdir_prefix
 
 __all__ = [
     "DEFAULT_GRACE",
     "ProcessExecutor",
     "child_termination_flag",
     "default_start_method",
-    "sweep_orphans",
 ]
 
 log = logging.getLogger(__name__)
@@ -375,7 +374,7 @@ def _skip_main_in_children() -> None:
 def _read_tail(path: str, limit: int) -> str | None:
     """The last ``limit`` characters of a UTF-8 file (``None`` if empty or missing).
 
-    A cut is marked the way :mod:`redengine_nb.capture` marks it for thread runs.
+    A cut is marked the way :mod:`redengine_nb.executors.capture` marks it for thread runs.
     """
     limit = max(1, limit)
     try:
@@ -481,8 +480,8 @@ class ProcessExecutor(Executor):
                 f"start_method {method!r} is not allowed; use 'forkserver' or 'spawn' "
                 "(forking the threaded scheduler process can deadlock the child)"
             )
+        super().__init__(clock)
         self.max_processes = max_processes
-        self.clock = clock
         self.grace = grace
         self.start_method = method
         # typeshed types get_context() as BaseContext, which lacks .Process

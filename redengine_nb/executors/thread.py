@@ -105,7 +105,7 @@ class ThreadExecutor(Executor):
         patience: float = 0.002,
         grace: float = 2.0,
     ) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.grace = grace
         self.keepalive = keepalive
         self.eager = max(1, eager if eager is not None else 2 * (os.cpu_count() or 1) + 2)

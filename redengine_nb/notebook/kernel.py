@@ -24,7 +24,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .capture import DisplayRouter
+from .display import DisplayRouter
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

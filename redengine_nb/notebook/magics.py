@@ -14,11 +14,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .cells import TaskCellError, default_task_name, parse_task_line, task_line_help
+from .cells import (
+    TaskCellError,
+    TaskCellOptions,
+    default_task_name,
+    parse_task_line,
+    task_line_help,
+)
 
 if TYPE_CHECKING:
+    from .._engine.tasks import BaseTask as Task
     from ..app import RedEngine
-    from ..tasks import BaseTask as Task
+    from ..conditions.base import BaseCondition
 
 __all__ = [
     "cell_task_names",
@@ -46,7 +53,7 @@ def _session_has(app: RedEngine, name: str) -> bool:
 
 def register_cell_task(
     app: RedEngine,
-    line: str,
+    line: str | TaskCellOptions,
     body: str,
     *,
     cell_id: str | None,
@@ -54,7 +61,8 @@ def register_cell_task(
 ) -> Task:
     """Register the ``%%task`` cell ``line`` / ``body`` as a code task of ``app``.
 
-    ``line`` is the text after ``%%task`` (condition and options, verbatim); ``cell_id``
+    ``line`` is the text after ``%%task`` (condition and options, verbatim), or what
+    :func:`~.cells.parse_task_line` made of it (the magic has read it already); ``cell_id``
     identifies the cell when the front end says which one it is (JupyterLab's ``cellId``)
     and ``namespace`` is where thread and main runs execute the body (the notebook's
     ``user_ns``; process runs get a fresh interpreter). The name is ``--name``, else the
@@ -65,9 +73,11 @@ def register_cell_task(
     deleted once the new one is in. A bad line or condition raises (``TaskCellError``,
     ``ConditionParseError``, ``ValueError``) and changes nothing.
     """
-    opts = parse_task_line(line)
+    opts = parse_task_line(line) if isinstance(line, str) else line
     if opts.help:
         raise TaskCellError(task_line_help())
+    # Parsed once, here: before anything changes (a bad condition leaves the old task).
+    condition = app.session.parse_condition(opts.condition)
     owned = cell_task_names(app)
     previous = owned.get(cell_id) if cell_id else None
     name = opts.name.strip() if opts.name is not None else default_task_name(body, cell_id)
@@ -87,9 +97,9 @@ def register_cell_task(
     # The same cell again: its task is replaced whatever ``task_pre_exist`` says (a
     # headless app may say 'raise'); a name held by another task follows the app's policy.
     if previous == name and _session_has(app, name) and _pre_exist(app) != "replace":
-        task = _replace_task(app, opts.condition, kwargs)
+        task = _replace_task(app, condition, kwargs)
     else:
-        task = app.task(opts.condition, **kwargs)
+        task = app.task(condition, **kwargs)
     assert task is not None
     if cell_id:
         owned[cell_id] = name
@@ -105,12 +115,9 @@ def _pre_exist(app: RedEngine) -> str:
         return "replace"
 
 
-def _replace_task(app: RedEngine, condition: str, kwargs: dict[str, Any]) -> Task:
+def _replace_task(app: RedEngine, condition: BaseCondition, kwargs: dict[str, Any]) -> Task:
     """Replace a task this cell owns on an app whose policy is not 'replace'."""
     old = app.session[kwargs["name"]]
-    if isinstance(condition, str):
-        # Validate before removing anything: a bad condition must leave the old task.
-        app.session.parse_condition(condition)
     app.session.delete_task(old.name)
     task: Task = app.task(condition, **kwargs)
     return task
@@ -260,7 +267,7 @@ class SchedulerMagics(Magics):
         assert self.shell is not None
         try:
             task = register_cell_task(
-                app, line, cell, cell_id=_cell_id_of(self.shell), namespace=self.shell.user_ns
+                app, opts, cell, cell_id=_cell_id_of(self.shell), namespace=self.shell.user_ns
             )
         except (ValueError, TypeError) as exc:  # ConditionParseError, ConfigError, ...
             raise UsageError(str(exc)) from None

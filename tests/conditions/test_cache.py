@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from redengine_nb.conditions import BaseCondition, Context, daily, parse
 from redengine_nb.conditions import time as time_conditions
-from redengine_nb.periods import Interval, TimeWindow
+from redengine_nb.conditions.periods import Interval, TimeWindow
 from redengine_nb.records import Action
 from redengine_nb.runlog.memory import MemoryRunLog
 

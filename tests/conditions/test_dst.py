@@ -15,10 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redengine_nb import periods
-from redengine_nb.conditions import Context, parse
+from redengine_nb.conditions import Context, parse, periods
+from redengine_nb.conditions.periods import DAY, HOUR, MINUTE, TimeWindow
 from redengine_nb.conditions.time import clear_segment_cache
-from redengine_nb.periods import DAY, HOUR, MINUTE, TimeWindow
 from redengine_nb.records import Action
 from redengine_nb.runlog.memory import MemoryRunLog
 

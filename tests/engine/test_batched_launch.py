@@ -11,9 +11,8 @@ import pytest
 from engine_helpers import log_of, step
 
 from redengine_nb import RedEngine, SchedulerError
-from redengine_nb._launch import _FIRST_START_BATCH
+from redengine_nb._engine.launch import _FIRST_START_BATCH, _START_BATCH
 from redengine_nb.records import Action
-from redengine_nb.session import _START_BATCH
 from redengine_nb.testing import FakeClock
 
 GUARD = 30.0

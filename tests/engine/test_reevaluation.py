@@ -24,16 +24,16 @@ def test_a_run_of_a_makes_its_readers_due_without_the_clock_moving(
     assert step(app) == ["b"]
     assert step(app) == []
     assert app.session.seconds_until_wake(cap=86400) > 3600  # nothing until tomorrow
-    assert app.session._readers == {"a": {"b"}}  # c and a read only themselves
+    assert app.session.step._readers == {"a": {"b"}}  # c and a read only themselves
 
 
 def test_a_deleted_reader_is_forgotten(app: RedEngine, clock: FakeClock) -> None:
     app.task("daily", func=lambda: None, name="a")
     app.task("after task 'a'", func=lambda: None, name="b")
     step(app)
-    assert app.session._readers == {"a": {"b"}}
+    assert app.session.step._readers == {"a": {"b"}}
     app.session.delete_task("b")
-    assert app.session._readers == {} and "b" not in app.session._reads
+    assert app.session.step._readers == {} and "b" not in app.session.step._reads
     clock.advance("1 day")
     assert step(app) == ["a"]
 
@@ -49,7 +49,7 @@ def test_a_task_waiting_for_a_slot_is_started_when_a_run_ends_and_never_spins(
     app: RedEngine,
 ) -> None:
     release = threading.Event()
-    app.session._executors["thread"] = _OneSlot(app.session.clock)
+    app.session.launcher._executors["thread"] = _OneSlot(app.session.clock)
     app.task("daily", func=lambda: release.wait(30), name="a", priority=2)
     app.task("daily", func=lambda: None, name="b")
     app.task("false", func=lambda: None, name="c").run()  # a forced run waits too

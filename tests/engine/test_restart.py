@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from redengine_nb._engine.restart import (
+    RESTART_COUNT_ENV,
+    restart_command,
+    restart_count,
+    restart_process,
+)
 from redengine_nb.errors import ConfigError
 from redengine_nb.records import Action
-from redengine_nb.restart import RESTART_COUNT_ENV, restart_command, restart_count, restart_process
 from redengine_nb.runlog.sqlite import SQLiteRunLog
 
 SCRIPTS = Path(__file__).parent / "scripts"

@@ -17,7 +17,7 @@ def test_shut_cond_made_true_by_a_run_ending_mid_step_stops_before_a_restart(mak
     app.task("true", func=lambda: release.wait(GUARD), name="probe")
     assert app.session.tick() == ["probe"]
     session = app.session
-    check_runs = session._check_runs
+    check_runs = session.step.check_runs
 
     def run_ends_now(*args: Any) -> None:
         # the run ends inside the step, after its start had been looked at
@@ -25,7 +25,7 @@ def test_shut_cond_made_true_by_a_run_ending_mid_step_stops_before_a_restart(mak
         release.set()
         assert session.wait_idle(GUARD)
 
-    session._check_runs = run_ends_now
+    session.step.check_runs = run_ends_now
     assert session.tick() == []
     assert session.stop_requested
     assert [r["action"] for r in log_of(app, "probe")] == ["success"]

@@ -77,7 +77,7 @@ def test_a_run_ending_on_a_full_disk_keeps_its_outcome_until_written(small_fs: P
         assert app.session.is_task_running("job")  # not acknowledged: not started again
         assert app.session.tick() == []
         os.unlink(filler)
-        app.session._retry_wake.set()  # do not wait for the next retry
+        app.session.ends.retry_wake.set()  # do not wait for the next retry
         assert app.session.wait_idle(GUARD)
         assert app.session.store_error is None
         [record] = app.session.runlog.records(task="job")

@@ -1,7 +1,7 @@
 """A headless scheduler that restarts once: ``restart_app.py MODE LOG``.
 
 ``lifetime`` records which life of the process chain it runs in (pid, session id and the
-restart count that :mod:`redengine_nb.restart` passes on). In the first life it asks the
+restart count that :mod:`redengine_nb._engine.restart` passes on). In the first life it asks the
 session to restart (``restarting`` = MODE); in the second it shuts the scheduler down.
 """
 
@@ -11,8 +11,8 @@ import os
 import sys
 
 from redengine_nb import RedEngine
+from redengine_nb._engine.restart import restart_count
 from redengine_nb.args import Session
-from redengine_nb.restart import restart_count
 
 
 def main() -> None:

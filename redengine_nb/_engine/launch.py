@@ -1,17 +1,18 @@
-"""Launching: the part of :class:`~redengine_nb.session.Session` that starts due runs.
+"""Launching: the part of the session that starts due runs.
 
-For each task the step found due, in priority order, ``_Launcher._prepare`` does all of a
+For each task the step found due, in priority order, ``Launcher._prepare`` does all of a
 launch that comes before its start is written: it picks the executor and checks for a
 free slot, takes a forced run off its queue, resolves the parameters and argument markers
 and builds the target. The starts are then written in batches (a small first one, so that
 its runs begin while the rest are prepared, then larger ones up to ``_START_BATCH``), one
 run-log transaction each (``_start_batch``), and each run is handed to its executor,
-which reports its end to the end writer (``_ends.py``). A ``_Run`` is a run as the
+which reports its end to the end writer (``ends.py``). A ``_Run`` is a run as the
 session tracks it, from its start until its end is acknowledged; ``_InTask`` calls a
 main/thread run's target inside the session's run wrappers.
 
-``_Launcher`` is a mixin without state of its own: ``Session.__init__`` creates all it
-uses (declared under ``TYPE_CHECKING`` in its class body, for the type checker only).
+:class:`Launcher` is owned by the session. Its own state: the executors it made (one per
+kind, on first use), the run wrappers entered around each main/thread run, and the tasks
+found due that wait for an executor slot (``slot_wait``, looked at again when a run ends).
 """
 
 from __future__ import annotations
@@ -22,21 +23,18 @@ import traceback
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from .args import Argument, Private, ResolveContext
-from .args import TerminationFlag as _TerminationFlagMarker
-from .errors import SchedulerError, TaskSetupError
-from .executors import RunFlag, RunOutcome, RunSpec, make_executor
-from .records import Action, RunRecord
+from ..args import Argument, Private, ResolveContext
+from ..args import TerminationFlag as _TerminationFlagMarker
+from ..errors import SchedulerError, TaskSetupError
+from ..executors import RunFlag, RunOutcome, RunSpec, make_executor
+from ..records import Action, RunRecord
 
 if TYPE_CHECKING:
-    from collections import deque
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-    from .clock import Clock
-    from .config import Config
-    from .executors import Executor, RunHandle
-    from .runlog.base import RunLog
+    from ..executors import Executor, RunHandle
+    from .session import Session
     from .tasks import BaseTask
 
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
@@ -74,7 +72,7 @@ class _Run:
         privates: list[str],
         ended: Callable[[_Run, RunOutcome], None],
     ) -> None:
-        self.ended = ended  # the session's _on_done (one bound method for all runs)
+        self.ended = ended  # the end writer's on_done (one bound method for all runs)
         self.task = task
         self.spec = spec
         self.run_id = spec.run_id
@@ -147,42 +145,37 @@ class _InTask:
             _local.task = previous
 
 
-class _Launcher:
-    """Starting the due runs of a :class:`~redengine_nb.session.Session` (a mixin)."""
+class Launcher:
+    """Starts the due runs of a session: prepares them, writes their starts in batches,
+    hands each to its executor."""
 
-    if TYPE_CHECKING:
-        # Made by Session.__init__, or defined by the session and its other parts.
-        config: Config
-        clock: Clock
-        runlog: RunLog
-
-        @property
-        def owner(self) -> str: ...
-
-        parameters: dict[str, Any]
-        _lock: threading.RLock
-        _executors: dict[str, Executor]
-        _wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]]
-        _runs: dict[str, _Run]
-        _ended: Callable[[_Run, RunOutcome], None]
-        _running: dict[str, int]
-        _forced: dict[str, deque[dict[str, Any]]]
-        _all_dirty: bool
-        _slot_wait: set[str]
-
-        def _emit(self, event: str, task: str | None = None) -> None: ...
-        def _run_event(self, name: str) -> None: ...
-        def _on_done(self, run: _Run, outcome: RunOutcome) -> None: ...
-        def _still_due(self, names: Sequence[str], forced: set[str]) -> list[str]: ...
-        def _claim_refused(self, task: BaseTask, now_ts: float) -> None: ...
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._executors: dict[str, Executor] = {}
+        self.wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]] = []
+        #: Tasks found due that wait for an executor slot (a run end frees one).
+        self.slot_wait: set[str] = set()
 
     # -- launching ---------------------------------------------------------------------
-    def _executor(self, kind: str) -> Executor:
+    def executor(self, kind: str) -> Executor:
+        """The executor of ``kind``, made on first use."""
         executor = self._executors.get(kind)
         if executor is None:
-            executor = make_executor(kind, self.clock, max_processes=self.config.max_process_count)
+            session = self._session
+            executor = make_executor(
+                kind, session.clock, max_processes=session.config.max_process_count
+            )
             self._executors[kind] = executor
         return executor
+
+    def close_executors(self, *, terminate: bool) -> None:
+        """Shut every executor down (the next run makes new ones)."""
+        executors, self._executors = self._executors, {}
+        for executor in executors.values():
+            try:
+                executor.shutdown(terminate=terminate)
+            except Exception:
+                log.exception("shutting down the %s executor failed", executor.kind)
 
     def _resolve(
         self, task: BaseTask, params: dict[str, Any], process: bool, flag: RunFlag
@@ -193,7 +186,11 @@ class _Launcher:
             not defaults
             and not params
             and not task.parameters
-            and (names is None or not self.parameters or names.isdisjoint(self.parameters))
+            and (
+                names is None
+                or not (parameters := self._session.parameters)
+                or names.isdisjoint(parameters)
+            )
         ):
             return {}, []  # the usual run: nothing to pass, nothing to resolve
         kwargs: dict[str, Any] = {}
@@ -201,7 +198,7 @@ class _Launcher:
             if isinstance(default, Argument | Private):
                 kwargs[key] = default
         if names is not None:
-            for key, value in self.parameters.items():
+            for key, value in self._session.parameters.items():
                 if key in names:
                     kwargs[key] = value
         given = {**task.parameters, **params}
@@ -214,7 +211,7 @@ class _Launcher:
                     + f" (it takes: {', '.join(sorted(names)) or 'none'})"
                 )
         kwargs.update(given)
-        ctx = ResolveContext(self, task, flag)
+        ctx = ResolveContext(self._session, task, flag)
         privates: list[str] = []
         for key, value in list(kwargs.items()):
             if isinstance(value, Argument):
@@ -241,14 +238,15 @@ class _Launcher:
         return kwargs, privates
 
     def _wrap(self, task: BaseTask, run_id: str, target: Callable[[], Any]) -> Callable[[], Any]:
-        return _InTask(task, run_id, target, tuple(self._wrappers))
+        return _InTask(task, run_id, target, tuple(self.wrappers))
 
     def _prerun_failed(self, task: BaseTask, exc: BaseException, now_ts: float) -> None:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         detail = f"the run could not start: {text}"
         if not isinstance(exc, TaskSetupError):
             detail += "\n" + "".join(traceback.format_exception(exc))
-        self.runlog.log_run(
+        session = self._session
+        session.runlog.log_run(
             RunRecord(
                 "",
                 task.name,
@@ -257,18 +255,18 @@ class _Launcher:
                 now_ts,
                 now_ts,
                 exc_text=detail,
-                owner=self.owner,
+                owner=session.owner,
             )
         )
-        task._cached_status = Action.FAIL
-        with self._lock:
-            self._all_dirty = True
-        self._emit("run_ended", task.name)
-        if not self.config.silence_task_prerun:
+        with session._lock:
+            session._status[task.name] = Action.FAIL
+            session.step.invalidate()
+        session._emit("run_ended", task.name)
+        if not session.config.silence_task_prerun:
             raise SchedulerError(f"task {task.name!r} could not start: {text}") from exc
         log.error("task %r could not start (silence_task_prerun): %s", task.name, text)
 
-    def _launch_due(
+    def launch_due(
         self, due: list[tuple[BaseTask, dict[str, Any] | None]], now_ts: float
     ) -> list[str]:
         """Start the due runs in priority order; returns the names started.
@@ -315,7 +313,7 @@ class _Launcher:
         execution = task.execution
         process = execution == "process"
         try:
-            executor = self._executor(execution)
+            executor = self.executor(execution)
         except Exception as exc:
             self._pop_forced(task, params)
             self._prerun_failed(task, exc, now_ts)
@@ -324,8 +322,8 @@ class _Launcher:
         if capacity is not None:
             capacity -= sum(1 for p in pending if p.executor is executor)
             if capacity <= 0:
-                with self._lock:  # looked at again when a run ends (not before: no spin)
-                    self._slot_wait.add(task.name)
+                with self._session._lock:  # looked at when a run ends (not before: no spin)
+                    self.slot_wait.add(task.name)
                 return None
         self._pop_forced(task, params)
         flag = RunFlag()
@@ -336,15 +334,8 @@ class _Launcher:
         except Exception as exc:
             self._prerun_failed(task, exc, now_ts)
             return None
-        return _Prepared(
-            task,
-            executor,
-            target,
-            flag,
-            privates,
-            max(now_ts, self.clock.time()),
-            params is not None,
-        )
+        at = max(now_ts, self._session.clock.time())
+        return _Prepared(task, executor, target, flag, privates, at, params is not None)
 
     def _start_batch(self, batch: list[_Prepared], now_ts: float, started: list[str]) -> None:
         """Write the starts of ``batch`` in one transaction, then start each run."""
@@ -354,53 +345,54 @@ class _Launcher:
         # before this write. In a long step the later runs start later, and a condition
         # on their last start (every 10 minutes) then finds them due again one by one,
         # not all at the step's instant (measured: lag-1000 p50 28 -> 11 ms).
+        session = self._session
         # A claim: if another scheduler wrote to the log since we read it, the store
-        # asks _still_due (inside its write transaction) which of them are due yet.
+        # asks the step (inside its write transaction) which of them are still due.
         forced = {p.task.name for p in batch if p.forced}
-        records = self.runlog.claim_starts(
+        step = session.step
+        records = session.runlog.claim_starts(
             [p.task.name for p in batch],
             created=now_ts,
             start=[p.at for p in batch],
-            owner=self.owner,
-            recheck=lambda names: self._still_due(names, forced),
+            owner=session.owner,
+            recheck=lambda names: step.still_due(names, forced),
         )
         if len(records) != len(batch):
             claimed = {r.task_name for r in records}
             for p in batch:
                 if p.task.name not in claimed:  # another scheduler started it
-                    self._claim_refused(p.task, now_ts)
+                    step.claim_refused(p.task.name)
             batch = [p for p in batch if p.task.name in claimed]
         runs: list[tuple[_Prepared, _Run]] = []
-        with self._lock:
+        running = session._running
+        status = session._status
+        ended = session.ends.on_done  # the session makes its end writer before its launcher
+        with session._lock:
             for prepared, record in zip(batch, records, strict=True):
                 task = prepared.task
                 target = prepared.target
                 if prepared.executor.kind != "process":
                     target = self._wrap(task, record.run_id, target)
                 spec = RunSpec(task.name, record.run_id, target, task.timeout, prepared.flag)
-                run = _Run(task, spec, prepared.at, prepared.privates, self._ended)
-                self._runs[run.run_id] = run
-                self._running[task.name] = self._running.get(task.name, 0) + 1
-                task._cached_status = Action.RUN
-                self._run_event(task.name)
+                run = _Run(task, spec, prepared.at, prepared.privates, ended)
+                session._runs[run.run_id] = run
+                running[task.name] = running.get(task.name, 0) + 1
+                status[task.name] = Action.RUN
+                session.step.run_event(task.name)
                 runs.append((prepared, run))
         error: SchedulerError | None = None
         for prepared, run in runs:
             name = run.task.name
-            self._emit("run_started", name)
+            session._emit("run_started", name)
             run.sync = prepared.executor.kind == "main"
             try:
                 run.handle = prepared.executor.start(run.spec, run)
             except Exception as exc:
                 text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 run.sync = True
-                self._on_done(
-                    run,
-                    RunOutcome(
-                        Action.FAIL, self.clock.time(), exc_text=f"the run could not start: {text}"
-                    ),
-                )
-                if not self.config.silence_task_prerun:
+                at = session.clock.time()
+                ended(run, RunOutcome(Action.FAIL, at, exc_text=f"the run could not start: {text}"))
+                if not session.config.silence_task_prerun:
                     # The others' starts are written: they still start, then this raises.
                     if error is None:
                         error = SchedulerError(f"task {name!r} could not start: {text}")
@@ -415,9 +407,10 @@ class _Launcher:
     def _pop_forced(self, task: BaseTask, params: dict[str, Any] | None) -> None:
         if params is None:
             return
-        with self._lock:
-            queue = self._forced.get(task.name)
+        forced = self._session._forced
+        with self._session._lock:
+            queue = forced.get(task.name)
             if queue:
                 queue.popleft()
                 if not queue:
-                    del self._forced[task.name]
+                    del forced[task.name]

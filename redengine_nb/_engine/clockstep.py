@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .records import Action
-from .runlog.base import History, RunLogBase
+from ..records import Action
+from ..runlog.base import History, RunLogBase
 
 __all__ = ["BoundedHistory", "ClockGuard"]
 

@@ -11,14 +11,15 @@ itself changed, or after an event that may change any condition (a run started o
 the clock was set, the config changed). Everything is guarded by one re-entrant lock that
 is never held while a task runs.
 
-:class:`Session` is assembled from parts that share its state, all of it created in
-``Session.__init__``: the scheduler step (``_step.py``: ``tick()``, the checks of
-timeouts, end conditions and ``shut_cond``, and which conditions to look at again),
-launching (``_launch.py``: preparing the due runs and writing their starts in batches)
-and the end writer (``_ends.py``: writing and acknowledging run ends, terminating runs).
-This module holds the class itself: the task registry, events and run wrappers, what a
-task asks about its own state, the stop and restart requests the runner acts on, and the
-status and log tables.
+:class:`Session` owns three parts, each an object with its own state: the scheduler step
+(``step.py``, :class:`Step`: ``tick()``, the checks of timeouts, end conditions and
+``shut_cond``, and which conditions to look at again), the launcher (``launch.py``,
+:class:`Launcher`: preparing the due runs, writing their starts in batches, the
+executors) and the end writer (``ends.py``, :class:`EndWriter`: writing and
+acknowledging run ends, terminating runs). The session itself holds what they share —
+the task registry, the runs in flight, the forced-run queues, the status cache, one lock
+— and the events, what a task asks about its own state, the stop and restart requests
+the runner acts on, and the status and log tables.
 """
 
 from __future__ import annotations
@@ -28,27 +29,36 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from zoneinfo import ZoneInfo
 
-from ._ends import _End, _EndWriter
-from ._launch import _START_BATCH as _START_BATCH  # the tests read it from here
-from ._launch import _Launcher, _local, _Run
-from ._step import _Step
-from .clock import Clock, get_zone
-from .config import Config
-from .errors import ConditionParseError, RunLogError, TaskExistsError, TaskSetupError
-from .executors import Executor
-from .records import Action
-from .runlog.base import RunLog, is_lease_id
-from .tasks import BaseTask, CodeTask, CommandTask, FuncTask, check_execution, check_timeout
+from ..clock import Clock, get_zone
+from ..config import Config
+from ..errors import ConditionParseError, RunLogError, TaskExistsError, TaskSetupError
+from ..records import Action
+from ..runlog.base import RunLog, is_lease_id
+from .ends import EndWriter
+from .launch import Launcher, _local, _Run
+from .step import Step
+from .tasks import (
+    BaseTask,
+    CodeTask,
+    CommandTask,
+    FuncTask,
+    TaskOptions,
+    check_execution,
+    check_options,
+    check_target,
+    check_timeout,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .conditions.base import BaseCondition, Context
+    from ..conditions.base import BaseCondition, Context
+    from ..conditions.parser import Grammar
 
 __all__ = ["Session"]
 
@@ -93,11 +103,17 @@ LOG_COLUMNS = [
 ]
 
 
-class Session(_Step, _Launcher, _EndWriter):
+class Session:
     """Tasks, parameters, the run log and the scheduling step of one app."""
 
     def __init__(
-        self, config: Config, clock: Clock, runlog: RunLog, *, grammar: Any = None, app: Any = None
+        self,
+        config: Config,
+        clock: Clock,
+        runlog: RunLog,
+        *,
+        grammar: Grammar | None = None,
+        app: Any = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -110,49 +126,30 @@ class Session(_Step, _Launcher, _EndWriter):
         self._lock = threading.RLock()
         self._tick_lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
-        self._runs: dict[str, _Run] = {}
-        self._ended = self._on_done  # one bound method, kept by every run (see _Run)
-        self._running: dict[str, int] = {}
+        self._runs: dict[str, _Run] = {}  # runs in flight, by run id
+        self._running: dict[str, int] = {}  # runs in flight, by task name
         self._forced: dict[str, deque[dict[str, Any]]] = {}
-        self._executors: dict[str, Executor] = {}
+        self._status: dict[str, Action] = {}  # each task's newest action, as last known
         self._subscribers: list[Callable[[str, str | None], None]] = []
-        self._wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]] = []
-        self._last_runtime: dict[str, float] = {}
-        self._all_dirty = True
-        self._slot_wait: set[str] = set()  # due, waiting for an executor slot (a run end)
-        # What each task's condition read at its last evaluation (see _Reads): the
-        # tasks whose runs can change it; _wild: tasks whose condition read no task, or
-        # read the history some other way, looked at again after every run event.
-        self._reads: dict[str, tuple[str, ...]] = {}
-        self._readers: dict[str, set[str]] = {}
-        self._wild: set[str] = set()
-        self._wild_dirty = True
-        self._shut_next: float | None = None
-        self._end_next: float | None = None
         self.wake = threading.Event()
-        # Ends waiting for the end writer (a thread started on demand; see _on_done).
-        self._ends: list[_End] = []
-        self._ends_cv = threading.Condition(threading.Lock())
-        self._writer: threading.Thread | None = None
-        self._pruned_at: float | None = None  # when log_retention last ran
-        self._retry_wake = threading.Event()  # set to retry a failed end write at once
-        #: The run log's last write error while run ends wait to be written (else None).
-        self.store_error: str | None = None
-        #: What stopped the scheduler for good (the run log's file was lost), else None.
-        self.fatal_error: BaseException | None = None
+        # The parts, each with its own state (the launcher uses the end writer's on_done).
+        self.ends = EndWriter(self)
+        self.step = Step(self)
+        self.launcher = Launcher(self)
         self._state_lock = threading.Lock()
         self.stop_requested = False
         self.restart_requested = False
         self.runner: Any = None
-        from ._lease import LeaseKeeper
-        from .runlog.owner import owner_alive
+        from ..runlog.owner import owner_alive
+        from .clockstep import ClockGuard
+        from .lease import LeaseKeeper
 
         self._owner_alive = owner_alive
-        self._lease = LeaseKeeper(runlog, clock.time, lambda: self.config.lease_ttl)
-        from ._clockstep import ClockGuard
-
-        self._clock_guard = ClockGuard(runlog, lambda: self.config.clock_step_tolerance)
-        self._clock_guard.start(clock.time())
+        #: This scheduler's lease on the run log (taken at the first start it writes).
+        self.lease = LeaseKeeper(runlog, clock.time, lambda: self.config.lease_ttl)
+        #: Watches for backward clock steps; gives the conditions their history.
+        self.clock_guard = ClockGuard(runlog, lambda: self.config.clock_step_tolerance)
+        self.clock_guard.start(clock.time())
         clock.subscribe(self._clock_moved)
         config.on_change(self._config_changed)
         self.mark_crashed_runs()
@@ -170,27 +167,23 @@ class Session(_Step, _Launcher, _EndWriter):
         return None if ts is None else datetime.fromtimestamp(ts, self.tz)
 
     def _context(self, task: str | None, now: datetime | None = None) -> Context:
-        from .conditions.base import Context
+        from ..conditions.base import Context
 
         now = now or self.now()
-        history = self._clock_guard.history(now.timestamp())
+        history = self.clock_guard.history(now.timestamp())
         return Context(now, history, task, self.is_task_running)
 
     # -- conditions --------------------------------------------------------------------
     def parse_condition(self, value: Any) -> BaseCondition:
         """A condition object from text (parsed with this app's grammar) or an object."""
-        from .conditions.base import BaseCondition
+        from ..conditions.base import BaseCondition
 
         if isinstance(value, BaseCondition):
             return value
         if isinstance(value, str):
-            try:
-                from .conditions import parse  # type: ignore[attr-defined,unused-ignore]
-            except ImportError as exc:  # the parser is another layer; say so plainly
-                raise ConditionParseError(f"condition text needs the parser: {exc}", value) from exc
-            if self.grammar is None:
-                return parse(value)  # type: ignore[no-any-return,unused-ignore]
-            return parse(value, self.grammar)  # type: ignore[no-any-return,unused-ignore]
+            from ..conditions.parser import parse
+
+            return parse(value, self.grammar)
         raise ConditionParseError(
             f"a condition is text (e.g. 'daily') or a condition object; got {type(value).__name__}"
         )
@@ -223,23 +216,40 @@ class Session(_Step, _Launcher, _EndWriter):
         self, factory: Callable[[BaseTask, str], AbstractContextManager[Any]]
     ) -> Callable[[], None]:
         """Enter ``factory(task, run_id)`` around each main/thread run, in its thread."""
-        self._wrappers.append(factory)
+        self.launcher.wrappers.append(factory)
 
         def remove() -> None:
             try:
-                self._wrappers.remove(factory)
+                self.launcher.wrappers.remove(factory)
             except ValueError:
                 pass
 
         return remove
 
     def _clock_moved(self) -> None:
-        self._all_dirty = True
+        self.step.invalidate()
         self.wake.set()
 
     def _config_changed(self, key: str, value: Any) -> None:
-        self._all_dirty = True
+        self.step.invalidate()
         self.wake.set()
+
+    # -- the parts' faces --------------------------------------------------------------
+    def tick(self) -> list[str]:
+        """One scheduler step at the clock's now; returns the names of the tasks started."""
+        return self.step.tick()
+
+    def seconds_until_wake(self, cap: float = 60.0) -> float:
+        """Seconds until the next thing can be due by the clock alone (at most ``cap``)."""
+        return self.step.seconds_until_wake(cap)
+
+    def begin(self) -> None:
+        """For the runner, as its loop (re)starts: mark runs dead schedulers left open,
+        look at every condition again, say the scheduler started."""
+        self.mark_crashed_runs()
+        self.lease.owner  # noqa: B018 - take the lease now: other schedulers see us alive
+        self.step.invalidate()
+        self._emit("scheduler_started", None)
 
     # -- registry ----------------------------------------------------------------------
     @property
@@ -266,41 +276,19 @@ class Session(_Step, _Launcher, _EndWriter):
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def create_task(
-        self,
-        start_cond: Any = None,
-        *,
-        name: str | None = None,
-        func: Callable[..., Any] | None = None,
-        func_name: str | None = None,
-        path: Any = None,
-        command: str | list[str] | None = None,
-        code: str | None = None,
-        execution: str | None = None,
-        timeout: Any = None,
-        end_cond: Any = None,
-        priority: int = 0,
-        disabled: bool = False,
-        parameters: dict[str, Any] | None = None,
-        namespace: dict[str, Any] | None = None,
-    ) -> BaseTask:
+    def create_task(self, start_cond: Any = None, **options: Unpack[TaskOptions]) -> BaseTask:
         """Create a task (see ``app.task``); returns it (the old one under ``'ignore'``)."""
-        from .conditions.base import false
+        from ..conditions.base import false
 
-        kinds = [
-            k
-            for k, v in (("func", func), ("path", path), ("command", command), ("code", code))
-            if v is not None
-        ]
-        if func_name is not None and "path" not in kinds:
-            raise TaskSetupError("func_name= goes with path= (the file that defines it)")
-        if len(kinds) != 1:
-            raise TaskSetupError(
-                "a task needs exactly one of func=, path= + func_name=, command= or code=; "
-                + (f"got {', '.join(kinds)}" if kinds else "got none")
-            )
-        if path is not None and func_name is None:
-            raise TaskSetupError(f"path={str(path)!r} needs func_name= (the function to call)")
+        check_options(options)
+        check_target(options)
+        name = options.get("name")
+        func = options.get("func")
+        path = options.get("path")
+        func_name = options.get("func_name")
+        command = options.get("command")
+        code = options.get("code")
+        priority = options.get("priority", 0)
         if name is None:
             if func is not None:
                 name = getattr(func, "__name__", None)
@@ -317,15 +305,16 @@ class Session(_Step, _Launcher, _EndWriter):
         if not isinstance(name, str) or not name:
             raise TaskSetupError(f"a task name is a non-empty string; got {name!r}")
         cond = false if start_cond is None else self.parse_condition(start_cond)
+        end_cond = options.get("end_cond")
         end = None if end_cond is None else self.parse_condition(end_cond)
         common: dict[str, Any] = {
             "start_cond": cond,
             "end_cond": end,
-            "execution": check_execution(execution),
-            "timeout": check_timeout(timeout),
+            "execution": check_execution(options.get("execution")),
+            "timeout": check_timeout(options.get("timeout")),
             "priority": priority,
-            "disabled": disabled,
-            "parameters": parameters,
+            "disabled": options.get("disabled", False),
+            "parameters": options.get("parameters"),
         }
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise ValueError(f"priority must be an integer; got {priority!r}")
@@ -357,39 +346,32 @@ class Session(_Step, _Launcher, _EndWriter):
                 task = CommandTask(self, name, command=command, **common)
             else:
                 assert code is not None
-                task = CodeTask(self, name, code=code, namespace=namespace, **common)
+                task = CodeTask(self, name, code=code, namespace=options.get("namespace"), **common)
             old = self._tasks.get(name)
-            if old is not None:
-                old._deleted = True
             self._tasks[name] = task
-            self._all_dirty = True
-            fit_cache = self.runlog.fit_cache
-            if fit_cache is not None:
-                fit_cache(len(self._tasks))
+            self._status.pop(name, None)  # a new definition: read it from the log
+            self.step.task_changed(name)
+            self.step.invalidate()
+            self.runlog.fit_cache(len(self._tasks))
         self._emit("task_changed" if old is not None else "task_added", name)
         return task
 
     def delete_task(self, name: str | BaseTask) -> None:
         key = name.name if isinstance(name, BaseTask) else name
         with self._lock:
-            task = self[key]
-            del self._tasks[key]
+            del self._tasks[self[key].name]  # self[key]: a KeyError naming close matches
             self._forced.pop(key, None)
-            for other in self._reads.pop(key, ()):  # it no longer reads anything
-                readers = self._readers.get(other)
-                if readers is not None:
-                    readers.discard(key)
-                    if not readers:
-                        del self._readers[other]
-            self._wild.discard(key)
-            task._deleted = True
+            self._status.pop(key, None)
+            self.step.forget(key)
         self._emit("task_deleted", key)
 
-    def _update_task(self, task: BaseTask, attr: str, value: Any) -> None:
+    @contextmanager
+    def _changing(self, task: BaseTask) -> Iterator[None]:
+        """Around a change of ``task``'s definition (made by the task, in the block):
+        under the lock, then the step looks at it again and ``task_changed`` is sent."""
         with self._lock:
-            setattr(task, attr, value)
-            task._dirty = True
-            task._cached_status = task._cached_status
+            yield
+            self.step.task_changed(task.name)
         self._emit("task_changed", task.name)
 
     # -- forced runs -------------------------------------------------------------------
@@ -418,8 +400,9 @@ class Session(_Step, _Launcher, _EndWriter):
         return self._dt(min(starts)) if starts else None
 
     def _status_of(self, task: BaseTask) -> Action | None:
-        if not self.config.force_status_from_logs and task._cached_status is not None:
-            return task._cached_status
+        cached = self._status.get(task.name)
+        if not self.config.force_status_from_logs and cached is not None:
+            return cached
         best: tuple[float, int, Action] | None = None
         for action in Action:
             ts = self.runlog.last(task.name, action)
@@ -429,7 +412,8 @@ class Session(_Step, _Launcher, _EndWriter):
             if best is None or key[:2] > best[:2]:
                 best = key
         status = None if best is None else best[2]
-        task._cached_status = status
+        if status is not None:
+            self._status[task.name] = status
         return status
 
     def _last_time(self, name: str, action: Action) -> datetime | None:
@@ -450,25 +434,36 @@ class Session(_Step, _Launcher, _EndWriter):
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
-    def clock_step(self) -> str | None:
-        """The backward clock step beyond ``clock_step_tolerance`` seen, as text, or None."""
-        return self._clock_guard.step
-
-    @property
     def owner(self) -> str:
         """This scheduler's lease id in the run log (the ``owner`` of the runs it starts);
         the lease is taken at the first use."""
-        return self._lease.owner
+        return self.lease.owner
+
+    @property
+    def clock_step(self) -> str | None:
+        """The backward clock step beyond ``clock_step_tolerance`` seen, as text, or None."""
+        return self.clock_guard.step
+
+    @property
+    def store_error(self) -> str | None:
+        """The run log's write error while run ends wait to be written, else None."""
+        return self.ends.store_error
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """What stopped the scheduler for good (its run log's file was lost), else None."""
+        return self.ends.fatal_error
 
     def mark_crashed_runs(self) -> int:
         """Turn open runs whose scheduler is gone into ``crash`` records: those of expired
         leases (and of this host's schedulers whose process died), and those written
-        before leases whose owning process is gone."""
-        from .executors.orphans import sweep_orphans
+        before leases whose owning process is gone. First, the process runs such a
+        scheduler of this host left alive are killed and their temp folders removed."""
+        from ..executors.orphans import sweep_orphans
 
-        sweep_orphans()  # a child of a dead scheduler still at work dies before its crash
+        sweep_orphans()
         try:
-            count = len(self._lease.reap())
+            count = len(self.lease.reap())
             open_runs = self.runlog.open_runs()
         except RunLogError:
             log.exception("could not reap the open runs of %s", self.runlog.location)
@@ -485,7 +480,7 @@ class Session(_Step, _Launcher, _EndWriter):
         if not count:
             return 0
         log.warning("marked %d run(s) left open by a dead scheduler as crash", count)
-        self._all_dirty = True
+        self.step.invalidate()
         return count
 
     def in_task(self) -> bool:
@@ -529,7 +524,7 @@ class Session(_Step, _Launcher, _EndWriter):
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
-            self._terminate_run(run, reason)
+            self.ends.terminate_run(run, reason)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no run is alive; False if ``timeout`` passed first."""
@@ -544,12 +539,7 @@ class Session(_Step, _Launcher, _EndWriter):
             self._idle.notify_all()
 
     def close_executors(self, *, terminate: bool) -> None:
-        executors, self._executors = self._executors, {}
-        for executor in executors.values():
-            try:
-                executor.shutdown(terminate=terminate)
-            except Exception:
-                log.exception("shutting down the %s executor failed", executor.kind)
+        self.launcher.close_executors(terminate=terminate)
 
     @property
     def running_runs(self) -> int:
@@ -557,11 +547,12 @@ class Session(_Step, _Launcher, _EndWriter):
 
     # -- tables --------------------------------------------------------------------------
     def _runtime_of(self, name: str) -> float | None:
-        if name in self._last_runtime:
-            return self._last_runtime[name]
+        known = self.ends.last_runtime
+        if name in known:
+            return known[name]
         for record in reversed(self.runlog.records(task=name, limit=3)):
             if record.action is not Action.RUN and record.runtime is not None:
-                self._last_runtime[name] = record.runtime
+                known[name] = record.runtime
                 return record.runtime
         return None
 
@@ -612,7 +603,7 @@ class Session(_Step, _Launcher, _EndWriter):
         """Run records as a DataFrame, newest last."""
         import pandas as pd
 
-        from .timetext import parse_datetime
+        from ..timetext import parse_datetime
 
         act = None if action is None else Action.parse(action)
         since_ts: float | None

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redengine_nb.periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit, localize
+from redengine_nb.conditions.periods import (
+    DAY,
+    HOUR,
+    MINUTE,
+    MONTH,
+    WEEK,
+    TimeWindow,
+    Unit,
+    localize,
+)
 
 HEL = ZoneInfo("Europe/Helsinki")
 

@@ -1,6 +1,6 @@
 """Per-run capture of ``display()`` and rich output inside a kernel.
 
-The engine's :mod:`redengine_nb.capture` routes a task thread's ``print`` to its run's
+The engine's :mod:`redengine_nb.executors.capture` routes a task thread's ``print`` to its run's
 buffer. Rich output takes another road: ``display(obj)`` calls the shell's display
 publisher, which in ipykernel sends a ``display_data`` message with the parent header of
 the thread (ipykernel 7: a per-thread context variable that falls back to the header of

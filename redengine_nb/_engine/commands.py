@@ -15,10 +15,10 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .tasks import CommandFailed
+from ..errors import CommandFailed
 
 if TYPE_CHECKING:
-    from .executors.base import RunFlag
+    from ..executors.base import RunFlag
 
 __all__ = ["run_command"]
 

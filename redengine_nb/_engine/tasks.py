@@ -22,21 +22,86 @@ import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
-from .errors import TaskSetupError
-from .records import Action
+from ..errors import TaskSetupError
+from ..records import Action
 
 if TYPE_CHECKING:
-    from .conditions.base import BaseCondition
-    from .executors.base import RunFlag
+    from ..conditions.base import BaseCondition
+    from ..executors.base import RunFlag
     from .session import Session
 
-__all__ = ["BaseTask", "CodeTask", "CommandFailed", "CommandTask", "FuncTask"]
+__all__ = [
+    "BaseTask",
+    "CodeTask",
+    "CommandTask",
+    "FuncTask",
+    "TaskOptions",
+    "check_options",
+    "check_target",
+]
 
 
-class CommandFailed(Exception):
-    """A command exited with a non-zero status (the message has the stderr tail)."""
+class TaskOptions(TypedDict, total=False):
+    """The keywords of ``app.task`` and ``session.create_task``, written once.
+
+    What to call (exactly one): ``func``; ``path`` + ``func_name`` (a file imported per
+    run); ``command`` (a string through the shell, a list without); ``code`` (source text,
+    run in ``namespace`` or a fresh one). How: ``name`` (default: from the function, the
+    path or the command), ``execution`` (``'process'``, ``'thread'``, ``'main'``; default
+    the config's ``task_execution``), ``timeout`` (seconds or a duration text),
+    ``end_cond`` (terminate a run when it becomes true), ``priority`` (higher starts
+    first), ``disabled``, ``parameters`` (passed to the function by name).
+    """
+
+    name: str | None
+    func: Callable[..., Any] | None
+    func_name: str | None
+    path: str | os.PathLike[str] | None
+    command: str | list[str] | None
+    code: str | None
+    execution: str | None
+    timeout: Any
+    end_cond: Any
+    priority: int
+    disabled: bool
+    parameters: dict[str, Any] | None
+    namespace: dict[str, Any] | None
+
+
+_OPTION_NAMES = frozenset(TaskOptions.__annotations__)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming a keyword that is not one of :class:`TaskOptions`."""
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(_OPTION_NAMES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"task() got unexpected keyword(s) {', '.join(map(repr, unknown))}{hint} "
+            f"(it takes start_cond and {', '.join(sorted(_OPTION_NAMES))})"
+        )
+
+
+def check_target(options: Mapping[str, Any], *, decorating: bool = False) -> None:
+    """Raise :class:`TaskSetupError` unless the options name exactly one thing to call
+    (``decorating``: the function comes later, from the decorator)."""
+    given = [k for k in ("func", "path", "command", "code") if options.get(k) is not None]
+    kinds = ["func", *given] if decorating else given
+    if options.get("func_name") is not None and "path" not in kinds:
+        raise TaskSetupError("func_name= goes with path= (the file that defines it)")
+    if len(kinds) != 1:
+        raise TaskSetupError(
+            "a task needs exactly one of func=, path= + func_name=, command= or code=; "
+            + (f"got {', '.join(kinds)}" if kinds else "got none")
+        )
+    path = options.get("path")
+    if path is not None and options.get("func_name") is None:
+        raise TaskSetupError(f"path={str(path)!r} needs func_name= (the function to call)")
 
 
 # Parameters per function, read once: inspect.signature() costs more than the rest of a
@@ -115,11 +180,6 @@ class BaseTask:
         self._priority = int(priority)
         self._disabled = bool(disabled)
         self.parameters: dict[str, Any] = dict(parameters or {})
-        # Scheduler bookkeeping (owned by the session, under its lock).
-        self._next_check: float | None = None
-        self._dirty = True
-        self._cached_status: Action | None = None
-        self._deleted = False
 
     # -- definition ------------------------------------------------------------------
     @property
@@ -137,7 +197,8 @@ class BaseTask:
     @start_cond.setter
     def start_cond(self, value: str | BaseCondition) -> None:
         cond = self._session.parse_condition(value)
-        self._session._update_task(self, "_start_cond", cond)
+        with self._session._changing(self):
+            self._start_cond = cond
 
     @property
     def end_cond(self) -> BaseCondition | None:
@@ -146,7 +207,8 @@ class BaseTask:
     @end_cond.setter
     def end_cond(self, value: str | BaseCondition | None) -> None:
         cond = None if value is None else self._session.parse_condition(value)
-        self._session._update_task(self, "_end_cond", cond)
+        with self._session._changing(self):
+            self._end_cond = cond
 
     @property
     def execution(self) -> str:
@@ -154,7 +216,9 @@ class BaseTask:
 
     @execution.setter
     def execution(self, value: str | None) -> None:
-        self._session._update_task(self, "_execution", check_execution(value))
+        execution = check_execution(value)
+        with self._session._changing(self):
+            self._execution = execution
 
     @property
     def timeout(self) -> float | None:
@@ -166,7 +230,9 @@ class BaseTask:
 
     @timeout.setter
     def timeout(self, value: Any) -> None:
-        self._session._update_task(self, "_timeout", check_timeout(value))
+        timeout = check_timeout(value)
+        with self._session._changing(self):
+            self._timeout = timeout
 
     @property
     def priority(self) -> int:
@@ -176,7 +242,8 @@ class BaseTask:
     def priority(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"priority must be an integer; got {value!r}")
-        self._session._update_task(self, "_priority", value)
+        with self._session._changing(self):
+            self._priority = value
 
     @property
     def disabled(self) -> bool:
@@ -184,7 +251,8 @@ class BaseTask:
 
     @disabled.setter
     def disabled(self, value: bool) -> None:
-        self._session._update_task(self, "_disabled", bool(value))
+        with self._session._changing(self):
+            self._disabled = bool(value)
 
     # Red Engine's spelling: ``task.disable = True``.
     disable = disabled
@@ -258,7 +326,7 @@ class BaseTask:
 
     def terminate(self) -> None:
         """Ask the running run(s) of this task to stop."""
-        self._session._terminate_task(self._name, reason="terminated on request")
+        self._session.ends.terminate_task(self._name, reason="terminated on request")
 
     def delete(self) -> None:
         self._session.delete_task(self._name)
@@ -546,7 +614,7 @@ def check_execution(value: str | None) -> str | None:
 def check_timeout(value: Any) -> float | None:
     if value is None:
         return None
-    from .timetext import to_timedelta
+    from ..timetext import to_timedelta
 
     seconds = to_timedelta(value).total_seconds()
     if seconds <= 0:

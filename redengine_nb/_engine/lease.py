@@ -27,8 +27,8 @@ import os
 import socket
 from collections.abc import Callable
 
-from .runlog.base import LeaseLost, RunLogBase, is_lease_id
-from .runlog.owner import current_owner, owner_alive
+from ..runlog.base import LeaseLost, RunLogBase, is_lease_id
+from ..runlog.owner import current_owner, owner_alive
 
 __all__ = ["LeaseKeeper"]
 

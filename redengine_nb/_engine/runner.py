@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import SchedulerError
+from ..errors import SchedulerError
 
 if TYPE_CHECKING:
     from .session import Session
@@ -84,8 +84,8 @@ class Runner:
                     restart_mode = mode
                     break
                 log.info("restarting the scheduler (recall)")
-            if session.fatal_error is not None:
-                raise session.fatal_error  # never a clean exit after losing records
+            if session.ends.fatal_error is not None:
+                raise session.ends.fatal_error  # never a clean exit after losing records
         except BaseException as exc:
             self.error = exc
             raise
@@ -95,7 +95,7 @@ class Runner:
                 session.clear_stop()
             self.stopped.set()
         if restart_mode is not None:
-            from .restart import restart_process  # type: ignore[import-not-found,unused-ignore]
+            from .restart import restart_process
 
             log.info("restarting the process (%s)", restart_mode)
             session.runlog.close()
@@ -104,10 +104,7 @@ class Runner:
     def _begin(self) -> None:
         session = self.session
         session.runner = self
-        session.mark_crashed_runs()
-        session._lease.owner  # noqa: B018 - take the lease now: others see us alive
-        session._all_dirty = True
-        session._emit("scheduler_started", None)
+        session.begin()
 
     def _loop(self) -> None:
         session = self.session
@@ -119,7 +116,7 @@ class Runner:
                 return
             # The lease's heartbeat is the only other reason to wake while idle.
             wait = session.seconds_until_wake(self.cap)
-            beat = session._lease.seconds_until_beat()
+            beat = session.lease.seconds_until_beat()
             wake.wait(wait if beat is None else min(wait, beat))
             if session.stop_requested:
                 return
@@ -140,7 +137,7 @@ class Runner:
             log.warning("shutdown_timeout passed: terminating %d run(s)", session.running_runs)
             session.terminate_all(f"terminated: shutdown_timeout of {limit:g} s passed")
             session.wait_idle(30.0)
-        session._lease.release()
+        session.lease.release()
         session._emit("scheduler_stopped", None)
 
     def join(self, timeout: float | None = None) -> bool:

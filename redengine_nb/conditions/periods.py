@@ -60,7 +60,7 @@ MINUTE, HOUR, DAY, WEEK, MONTH = Unit.MINUTE, Unit.HOUR, Unit.DAY, Unit.WEEK, Un
 _LENGTH = {MINUTE: 60, HOUR: 3600, DAY: 86400, WEEK: 7 * 86400, MONTH: 31 * 86400}
 _INF = float("inf")
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("redengine_nb.periods")  # the name the docs give
 # Occurrences whose start fell into a DST gap that were already logged: (window, zone,
 # start). Bounded by clearing; a repeat after a clear is one more log line, nothing worse.
 _GAP_LOGGED: set[tuple[object, ...]] = set()

@@ -1,6 +1,6 @@
-"""The end writer: the part of :class:`~redengine_nb.session.Session` that ends runs.
+"""The end writer: the part of the session that ends runs.
 
-An executor reports a run's end to ``_EndWriter._on_done``, from whichever thread saw it.
+An executor reports a run's end to ``EndWriter.on_done``, from whichever thread saw it.
 The end is queued for the end writer, a thread started on demand, which writes the ends
 queued meanwhile in one run-log transaction and then acknowledges each (``_finish``): the
 task's status and runtime, ``returns``, the ``run_ended`` event, ``wait_idle``. A run on
@@ -8,8 +8,15 @@ the scheduler's own thread has its end written and acknowledged there, at once. 
 is the termination of runs (a timeout, an end condition, a request): it sets the run's
 flag and asks its handle to stop; the end then comes the usual way.
 
-``_EndWriter`` is a mixin without state of its own: ``Session.__init__`` creates all it
-uses (declared under ``TYPE_CHECKING`` in its class body, for the type checker only).
+:class:`EndWriter` is owned by the session. Its own state: the ends queued for its thread,
+that thread, and each task's runtime of its newest run (``last_runtime``); while the run
+log refuses writes, its error (``store_error``); what stopped the scheduler for good
+(``fatal_error``: the log's file was lost).
+
+A batch the run log cannot take (a full disk, a lock held too long) is not dropped: its
+ends stay here, unacknowledged -- their tasks still count as running, so none starts again
+over an outcome not yet kept -- and the write is tried again until it is made. After
+each batch, ``log_retention`` is applied at most once a minute (:meth:`_apply_retention`).
 """
 
 from __future__ import annotations
@@ -19,16 +26,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .records import Action
-from .runlog.base import RunLogLost
+from ..records import Action
+from ..runlog.base import RunLogLost
 
 if TYPE_CHECKING:
-    from ._launch import _Run
-    from .clock import Clock
-    from .config import Config
-    from .executors import RunOutcome
-    from .runlog.base import RunLog
-    from .tasks import BaseTask
+    from ..executors import RunOutcome
+    from .launch import _Run
+    from .session import Session
 
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
 
@@ -60,37 +64,24 @@ class _End:
         self.output = output
 
 
-class _EndWriter:
-    """Ending the runs of a :class:`~redengine_nb.session.Session` (a mixin)."""
+class EndWriter:
+    """Writes and acknowledges the ends of a session's runs; terminates runs."""
 
-    if TYPE_CHECKING:
-        # Made by Session.__init__, or defined by the session and its other parts.
-        runlog: RunLog
-        returns: dict[str, Any]
-        _lock: threading.RLock
-        _idle: threading.Condition
-        _tasks: dict[str, BaseTask]
-        _runs: dict[str, _Run]
-        _running: dict[str, int]
-        _last_runtime: dict[str, float]
-        _slot_wait: set[str]
-        _ends: list[_End]
-        _ends_cv: threading.Condition
-        _writer: threading.Thread | None
-        _retry_wake: threading.Event
-        store_error: str | None
-        fatal_error: BaseException | None
-        stop_requested: bool
-        config: Config
-        clock: Clock
-        _pruned_at: float | None
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._ends: list[_End] = []  # waiting for the writer thread (started on demand)
+        self._ends_cv = threading.Condition(threading.Lock())
+        self._writer: threading.Thread | None = None
+        #: Each task's runtime of its newest ended run (seconds).
+        self.last_runtime: dict[str, float] = {}
+        #: The run log's last write error while run ends wait to be written (else None).
+        self.store_error: str | None = None
+        #: What stopped the scheduler for good (the run log's file was lost), else None.
+        self.fatal_error: BaseException | None = None
+        self.retry_wake = threading.Event()  # set: try a failed end write again at once
+        self._pruned_at: float | None = None  # when log_retention last ran
 
-        def shut_down(self) -> None: ...
-
-        def _emit(self, event: str, task: str | None = None) -> None: ...
-        def _run_event(self, name: str) -> None: ...
-
-    def _on_done(self, run: _Run, outcome: RunOutcome) -> None:
+    def on_done(self, run: _Run, outcome: RunOutcome) -> None:
         """A run ended (called once, from whichever thread saw it end).
 
         The end goes to the end writer thread, which writes the ends queued meanwhile in
@@ -139,11 +130,12 @@ class _EndWriter:
 
     def _finish(self, batch: list[_End]) -> None:
         """Write ``batch``'s ends in one transaction, then acknowledge each, in order."""
+        session = self._session
         ends = [
             (e.run.task.name, e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch
         ]
         results: list[Any] = self._write_with_retry(ends)
-        if self.config.log_retention is not None:
+        if session.config.log_retention is not None:
             self._apply_retention()
         for item, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
@@ -154,48 +146,50 @@ class _EndWriter:
                     exc_info=result,
                 )
             if item.action is Action.SUCCESS:
-                self.returns[item.run.task.name] = item.return_value
-        with self._lock:
+                session.returns[item.run.task.name] = item.return_value
+        running = session._running
+        status = session._status
+        step = session.step
+        with session._lock:
             for item in batch:
                 run = item.run
                 name = run.task.name
-                left = self._running.get(name, 0) - 1
+                left = running.get(name, 0) - 1
                 if left > 0:
-                    self._running[name] = left
+                    running[name] = left
                 else:
-                    self._running.pop(name, None)
-                run.task._cached_status = item.action
-                self._last_runtime[name] = item.end - run.start
-                self._run_event(name)
-            for name in self._slot_wait:  # a slot may be free now
-                waiting = self._tasks.get(name)
-                if waiting is not None:
-                    waiting._dirty = True
-            self._slot_wait.clear()
+                    running.pop(name, None)
+                status[name] = item.action
+                self.last_runtime[name] = item.end - run.start
+                step.run_event(name)
+            slot_wait = session.launcher.slot_wait
+            for name in slot_wait:  # a slot may be free now
+                if name in session._tasks:
+                    step.task_changed(name)
+            slot_wait.clear()
         for item in batch:
-            self._emit("run_ended", item.run.task.name)
+            session._emit("run_ended", item.run.task.name)
         # Last, so that wait_idle() returns only once the run_ended events are out.
-        with self._lock:
+        with session._lock:
             for item in batch:
-                self._runs.pop(item.run.run_id, None)
-            if not self._runs:
-                self._idle.notify_all()  # wait_idle() waits for no run at all
+                session._runs.pop(item.run.run_id, None)
+            if not session._runs:
+                session._idle.notify_all()  # wait_idle() waits for no run at all
 
     def _write_with_retry(self, ends: list[Any]) -> list[Any]:
-        """The store's answer for ``ends``; while the shared write fails (a full disk, a
-        lock held too long) the ends stay here, unacknowledged -- their tasks count as
-        running, so none starts again over an outcome not yet kept -- and the write is
-        tried again, less and less often (0.1 s doubling to 30 s), until it is made. The
-        error is logged and kept in ``store_error`` meanwhile. A lost log file cannot be
-        retried: the scheduler stops with that error (``fatal_error``)."""
+        """The store's answer for ``ends``, retried while the shared write fails (0.1 s
+        doubling to 30 s between tries) and the error kept in ``store_error``. At shut
+        down it gives up after ``shutdown_timeout`` (60 s if unset). A lost log file
+        cannot be retried: the scheduler stops with that error."""
+        session = self._session
         delay = 0.1
         shown: str | None = None
-        given_up_at: float | None = None
+        give_up: float | None = None
         while True:
             try:
-                results: list[Any] = self.runlog.end_runs(ends)
+                results: list[Any] = session.runlog.end_runs(ends)
             except RunLogLost as exc:
-                self._fatal(exc)
+                self.fail(exc)
                 return [exc] * len(ends)
             except Exception as exc:
                 text = str(exc)
@@ -208,19 +202,19 @@ class _EndWriter:
                         len(ends),
                         text,
                     )
-                if self.stop_requested:
-                    limit = self.config.shutdown_timeout or 60.0
+                if session.stop_requested:
                     now = time.monotonic()
-                    given_up_at = given_up_at or now + limit
-                    if now >= given_up_at:
+                    if give_up is None:
+                        give_up = now + (session.config.shutdown_timeout or 60.0)
+                    if now >= give_up:
                         log.critical(
                             "gave up writing the end of %d run(s) at shut down: %s",
                             len(ends),
                             text,
                         )
                         return [exc] * len(ends)
-                self._retry_wake.wait(delay)
-                self._retry_wake.clear()
+                self.retry_wake.wait(delay)
+                self.retry_wake.clear()
                 delay = min(30.0, delay * 2)
                 continue
             if shown is not None:
@@ -229,29 +223,30 @@ class _EndWriter:
             return results
 
     def _apply_retention(self) -> None:
-        """``log_retention``, at most once a minute (of the scheduler's clock), on the end
+        """``log_retention``, at most once a minute of the scheduler's clock, on the end
         writer's thread after a batch: the runs wait for nothing of it."""
-        now = self.clock.time()
+        session = self._session
+        now = session.clock.time()
         if self._pruned_at is not None and 0 <= now - self._pruned_at < _PRUNE_EVERY:
             return
         self._pruned_at = now
-        age, keep = self.config.log_retention
+        age, keep = session.config.log_retention
         try:
-            deleted = self.runlog.prune(before=None if age is None else now - age, keep=keep)
+            deleted = session.runlog.prune(before=None if age is None else now - age, keep=keep)
         except Exception as exc:
             log.error("log_retention: could not delete old runs: %s", exc)
             return
         if deleted:
             log.info("log_retention: deleted %d old run record(s)", deleted)
 
-    def _fatal(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
         """The run log cannot go on (its file was lost): stop the scheduler with ``exc``."""
         if self.fatal_error is None:
             log.critical("%s", exc)
             self.fatal_error = exc
-            self.shut_down()
+            self._session.shut_down()
 
-    def _terminate_run(self, run: _Run, reason: str) -> None:
+    def terminate_run(self, run: _Run, reason: str) -> None:
         log.info("task %r: %s", run.task.name, reason)
         if run.reason is None:
             run.reason = reason
@@ -259,8 +254,10 @@ class _EndWriter:
         if run.handle is not None:
             run.handle.terminate()
 
-    def _terminate_task(self, name: str, reason: str) -> None:
-        with self._lock:
-            runs = [r for r in self._runs.values() if r.task.name == name]
+    def terminate_task(self, name: str, reason: str) -> None:
+        """Terminate the running runs of task ``name``."""
+        session = self._session
+        with session._lock:
+            runs = [r for r in session._runs.values() if r.task.name == name]
         for run in runs:
-            self._terminate_run(run, reason)
+            self.terminate_run(run, reason)

@@ -6,7 +6,12 @@ import io
 import sys
 import threading
 
-from redengine_nb.capture import RoutingStream, TailBuffer, capture_output, ensure_installed
+from redengine_nb.executors.capture import (
+    RoutingStream,
+    TailBuffer,
+    capture_output,
+    ensure_installed,
+)
 
 
 def test_tail_is_kept() -> None:

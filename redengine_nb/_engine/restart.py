@@ -34,7 +34,7 @@ import subprocess
 import sys
 from typing import NoReturn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "PROCESS_MODES",
@@ -61,10 +61,7 @@ def restart_count() -> int:
 
 def restart_command() -> list[str]:
     """The command line that starts this program again (interpreter first)."""
-    original = list(getattr(sys, "orig_argv", None) or [])
-    if original:
-        return [sys.executable, *original[1:]]
-    return [sys.executable, *sys.argv]  # pragma: no cover - Python < 3.10 only
+    return [sys.executable, *sys.orig_argv[1:]]
 
 
 def _flush() -> None:

@@ -1,0 +1,186 @@
+"""What the ``redengine-nb`` commands share: their error, the run log they open, and the
+plain-text lines and tables they print."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RedEngineError
+from ..records import Action, RunRecord
+from ..timetext import parse_duration
+
+if TYPE_CHECKING:
+    from ..runlog.base import RunLog
+
+__all__ = [
+    "ServeError",
+    "format_run_line",
+    "format_table",
+    "log_status_rows",
+    "open_existing_log",
+    "parse_config_pairs",
+]
+
+
+class ServeError(RedEngineError):
+    """``serve`` cannot go on; ``exit_code`` says how the process exits."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def fmt_time(ts: float | None, *, date: bool = True) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+
+
+def fmt_runtime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{int(minutes)}m{secs:04.1f}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)}h{int(minutes):02d}m{int(secs):02d}s"
+
+
+def format_run_line(record: RunRecord) -> str:
+    """One progress line: ``time  task  status  runtime`` (fixed columns, plain text)."""
+    when = record.end if record.end is not None else record.time
+    line = (
+        f"{fmt_time(when)}  {record.task_name:<24} {record.action.value:<9} "
+        f"{fmt_runtime(record.runtime):>9}"
+    )
+    if record.exc_text:
+        last = [s for s in record.exc_text.strip().splitlines() if s.strip()]
+        if last:
+            line += f"  {last[-1].strip()[:120]}"
+    return line
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    return text
+
+
+def parse_config_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+    """``['max_process_count=2', 'instant_shutdown=true', 'timeout=30 minutes']`` → a dict.
+
+    Values: ``true``/``false`` (also yes/no, on/off), ``none``, integers, decimals, else
+    text (durations and conditions stay text; the app validates them).
+    """
+    config: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ServeError(f"--config {pair!r}: expected KEY=VALUE, e.g. instant_shutdown=true")
+        config[key.strip()] = _parse_value(value)
+    return config
+
+
+def positive_duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be positive")
+    return seconds
+
+
+def logs_arg(logs: str | None) -> str:
+    from ..runlog import DEFAULT_LOG_FILE
+
+    text = logs if logs is not None else DEFAULT_LOG_FILE
+    if text == ":memory:" or "://" in text:
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
+def open_existing_log(logs: str | None) -> RunLog:
+    from ..runlog import open_runlog
+
+    location = logs_arg(logs)
+    if location != ":memory:" and "://" not in location and not Path(location).exists():
+        hint = "" if logs is not None else " (the default; pass --logs PATH for another)"
+        raise ServeError(
+            f"no run log at {location}{hint}: serve writes one when it runs a notebook", 1
+        )
+    return open_runlog(location)
+
+
+# -- the status table from a run log ------------------------------------------------------
+
+
+def log_status_rows(
+    runlog: RunLog, conditions: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per task with records (and per task in ``conditions``), read from the log.
+
+    Works from any process: it needs only the run log, not the session that wrote it.
+    """
+    runlog.refresh()
+    # The session's tasks in their order, then any other task the log knows, by name.
+    names = list(conditions or {})
+    names += sorted(n for n in runlog.task_names() if n not in (conditions or {}))
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        newest = runlog.records(task=name, limit=1)
+        last = newest[-1] if newest else None
+        status = None if last is None else last.action.value
+        if status == Action.RUN.value:
+            status = "running"
+        finished = [r for r in runlog.records(task=name, limit=5) if r.runtime is not None]
+        row: dict[str, Any] = {"task": name}
+        if conditions is not None:
+            row["condition"] = conditions.get(name, "-")
+        row.update(
+            status=status or "-",
+            last_run=fmt_time(runlog.last(name, Action.RUN)),
+            last_success=fmt_time(runlog.last(name, Action.SUCCESS)),
+            last_fail=fmt_time(runlog.last(name, Action.FAIL)),
+            runtime=fmt_runtime(finished[-1].runtime if finished else None),
+            runs=runlog.count(name),
+            fails=runlog.count(name, Action.FAIL),
+        )
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text columns (readable in a terminal and in a service log)."""
+    if not rows:
+        return "(no runs recorded)"
+    headers = list(rows[0])
+    cells = [[str(row.get(h, "")) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for c in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+    return "\n".join(lines)
