@@ -4,6 +4,8 @@ plain-text lines and tables they print."""
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +57,17 @@ def fmt_runtime(seconds: float | None) -> str:
     return f"{int(hours)}h{int(minutes):02d}m{int(secs):02d}s"
 
 
+# Control characters but newline and tab: C0, DEL and C1 (an escape sequence in a task's
+# output must not move the cursor, recolour or retitle the terminal that reads the log).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control characters shown as escapes (``\\x1b``), newlines
+    and tabs kept: what ``serve`` and ``log`` print comes from tasks, and is data."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def format_run_line(record: RunRecord) -> str:
     """One progress line: ``time  task  status  runtime`` (fixed columns, plain text)."""
     when = record.end if record.end is not None else record.time
@@ -66,7 +79,7 @@ def format_run_line(record: RunRecord) -> str:
         last = [s for s in record.exc_text.strip().splitlines() if s.strip()]
         if last:
             line += f"  {last[-1].strip()[:120]}"
-    return line
+    return printable(line)
 
 
 def _parse_value(text: str) -> Any:
@@ -122,8 +135,10 @@ def logs_arg(logs: str | None) -> str:
     return str(Path(text).expanduser().resolve())
 
 
-def open_existing_log(logs: str | None) -> RunLog:
-    from ..runlog import open_runlog
+def open_existing_log(logs: str | None, *, write: bool = False) -> RunLog:
+    """The run log ``logs`` names, which must exist. To read it (``status``, ``log``), a
+    file this user may not write is opened read-only."""
+    from ..runlog import SQLiteRunLog, open_runlog
 
     location = logs_arg(logs)
     if location != ":memory:" and "://" not in location and not Path(location).exists():
@@ -131,6 +146,11 @@ def open_existing_log(logs: str | None) -> RunLog:
         raise ServeError(
             f"no run log at {location}{hint}: serve writes one when it runs a notebook", 1
         )
+    path = location[len("sqlite:///") :] if location.startswith("sqlite:///") else location
+    if not write and location != ":memory:" and "://" not in path:
+        folder = os.path.dirname(path) or "."
+        if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK)):
+            return SQLiteRunLog(path, readonly=True)
     return open_runlog(location)
 
 
@@ -177,7 +197,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no runs recorded)"
     headers = list(rows[0])
-    cells = [[str(row.get(h, "")) for h in headers] for row in rows]
+    cells = [[printable(str(row.get(h, ""))) for h in headers] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))

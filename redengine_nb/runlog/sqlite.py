@@ -292,14 +292,7 @@ class SQLiteRunLog(RunLogBase):
             self._create_private(self.location)
         try:
             if self.readonly:
-                uri = "file:" + urllib.parse.quote(os.path.abspath(self.location)) + "?mode=ro"
-                self._conn = sqlite3.connect(
-                    uri,
-                    uri=True,
-                    timeout=self.busy_timeout,
-                    check_same_thread=False,
-                    isolation_level=None,
-                )
+                self._conn = self._connect_readonly()
             else:
                 self._conn = sqlite3.connect(
                     self.location,
@@ -321,6 +314,30 @@ class SQLiteRunLog(RunLogBase):
         if not self._memory:
             st = os.stat(self.location)
             self._identity = (st.st_dev, st.st_ino)
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL file needs its ``-shm`` index, which a reader
+        creates if it is missing; where it cannot (a read-only folder, so nobody can be
+        writing the log either), the file is opened as immutable: read as it is."""
+        base = "file:" + urllib.parse.quote(os.path.abspath(self.location))
+        last: sqlite3.Error | None = None
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(
+                base + query,
+                uri=True,
+                timeout=self.busy_timeout,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                conn.close()
+                last = exc
+                continue
+            return conn
+        assert last is not None
+        raise last
 
     @staticmethod
     def _create_private(location: str) -> None:
