@@ -223,6 +223,7 @@ class Step:
             self._wild_dirty = False
             wild = self._wild
             reads = _Reads(session.clock_guard.history(now_ts), session.is_task_running)
+            shared = session.runlog.shared  # another scheduler writes this log too
             for task in session._tasks.values():
                 name = task.name
                 if forced.get(name):
@@ -241,7 +242,7 @@ class Step:
                 ctx = Context(now, reads, name, reads.is_running)
                 try:
                     if task._start_cond.is_met(ctx):
-                        if self._open_in_log(name, reads.history):
+                        if shared and self._open_in_log(name, reads.history):
                             # Started by another scheduler on this log and not ended:
                             # looked at again at its end, or at our next heartbeat.
                             next_check[name] = now_ts + session.config.lease_ttl / 3

@@ -39,7 +39,7 @@ from ..clock import Clock
 from ..records import Action
 from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .main import execute
-from .zombies import reap_after_run
+from .zombies import ForkWatch
 
 __all__ = ["ThreadExecutor"]
 
@@ -199,6 +199,7 @@ class ThreadExecutor(Executor):
 
     def _work(self) -> None:
         me = threading.current_thread()
+        forks = ForkWatch()
         try:
             while True:
                 try:
@@ -219,7 +220,7 @@ class ThreadExecutor(Executor):
                 back = False  # this worker goes back to the idle ones (not if interrupted)
                 try:
                     outcome = execute(handle.spec, self.clock)
-                    if reap_after_run():
+                    if forks.after_run():
                         log.debug("reaped the zombie children of a run of %r", me.name)
                     if handle.reported.acquire(blocking=False):
                         on_done(outcome)

@@ -5,9 +5,12 @@ never waits leaves a zombie for every such child: an entry in the process table 
 a ``wait`` of this process removes. :func:`reap_after_run` runs on the worker after each
 of its runs:
 
+0. it does nothing unless this process has forked with ``os.fork`` since the worker last
+   found no child of its own (a counter bumped by an ``os.register_at_fork`` hook, read
+   twice per run: the usual run pays nothing more). ``subprocess`` does not fork through
+   ``os.fork``; its ``Popen`` objects wait for their own children;
 1. one ``waitid(P_ALL, WNOHANG | WNOWAIT)`` asks, without reaping anything, whether any
-   child of this process has ended and not been waited for (about 2 µs; the usual answer
-   is no, and that is all it costs);
+   child of this process has ended and not been waited for;
 2. if one has, the children *this worker thread* forked (Linux lists them per thread in
    ``/proc/self/task/<tid>/children``) that are zombies are candidates;
 3. a candidate is reaped only if nobody else will wait for it: not the pid of a
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import threading
 
-__all__ = ["reap_after_run"]
+__all__ = ["ForkWatch", "reap_after_run"]
 
 _LINUX = sys.platform.startswith("linux")
 _PEEK = getattr(os, "WEXITED", 0) | getattr(os, "WNOHANG", 0) | getattr(os, "WNOWAIT", 0)
@@ -61,27 +64,63 @@ def _waited_for_by_others() -> set[int]:
     return owned
 
 
+_forks = [0]  # os.fork() calls of this process so far (in the parent)
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_parent=_count_fork)
+
+
+class ForkWatch:
+    """Per worker thread: whether a run may have left a child of this thread to reap."""
+
+    __slots__ = ("pending", "seen")
+
+    def __init__(self) -> None:
+        self.seen = _forks[0]
+        self.pending = False
+
+    def after_run(self) -> list[int]:
+        """Reap what the run(s) on this worker left, if it forked at all."""
+        forks = _forks[0]
+        if forks == self.seen and not self.pending:
+            return []  # no os.fork since this worker last looked: nothing of ours to reap
+        self.seen = forks
+        reaped, left = _reap()
+        self.pending = left
+        return reaped
+
+
 def reap_after_run() -> list[int]:
-    """Reap the zombies this worker thread's run forked and nobody will wait for; returns
-    their pids (see the module docstring)."""
+    """:func:`_reap` once (without the fork counter): the pids reaped."""
+    return _reap()[0]
+
+
+def _reap() -> tuple[list[int], bool]:
+    """Reap the zombies this worker thread forked and nobody will wait for: their pids,
+    and whether children of this thread are left (to look at again later)."""
     if not _LINUX:
-        return []
-    try:
-        info = os.waitid(os.P_ALL, 0, _PEEK)
-    except ChildProcessError:
-        return []  # no children at all
-    except OSError:
-        return []
-    if info is None:
-        return []  # no child has ended: the usual case
+        return [], False
     try:
         with open(f"/proc/self/task/{threading.get_native_id()}/children") as fh:
             mine = [int(p) for p in fh.read().split()]
     except (OSError, ValueError):
-        return []
+        return [], False
+    if not mine:
+        return [], False  # no child of this thread left: stop looking
+    try:
+        info = os.waitid(os.P_ALL, 0, _PEEK)
+    except OSError:  # ChildProcessError: none at all
+        return [], False
+    if info is None:
+        return [], True  # ours still run: look again after the next run
     candidates = [pid for pid in mine if _zombie(pid)]
     if not candidates:
-        return []
+        return [], True
     owned = _waited_for_by_others()
     reaped: list[int] = []
     for pid in candidates:
@@ -93,4 +132,4 @@ def reap_after_run() -> list[int]:
             continue  # someone else was quicker
         if done == pid:
             reaped.append(pid)
-    return reaped
+    return reaped, len(reaped) < len(mine)

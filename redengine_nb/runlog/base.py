@@ -125,6 +125,13 @@ class RunLogBase(abc.ABC):
     #: Human-readable location, used in error messages (a path or ``':memory:'``).
     location: str = ":memory:"
 
+    @property
+    def shared(self) -> bool:
+        """Whether another scheduler may be writing this store (one was seen: another
+        lease, or another connection's commit). Until then the session skips the checks
+        that only matter between schedulers."""
+        return True
+
     # -- History -----------------------------------------------------------------------
     @abc.abstractmethod
     def last(self, task: str, action: Action) -> float | None:

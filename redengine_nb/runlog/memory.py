@@ -40,6 +40,7 @@ class MemoryRunLog(RunLogBase):
     def __init__(self, records: Iterable[RunRecord] = ()) -> None:
         self._lock = threading.RLock()
         self._leases: dict[str, LeaseInfo] = {}
+        self._reap_all = True  # reap_expired looks at every open run (see SQLiteRunLog)
         self._records: dict[str, RunRecord] = {}
         self._last: dict[tuple[str, Action], float] = {}
         self._times: dict[tuple[str, Action], list[float]] = {}
@@ -155,6 +156,10 @@ class MemoryRunLog(RunLogBase):
             return [self.start_run(t, created=created, start=at, owner=owner) for t, at in pairs]
 
     # -- leases ----------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return len(self._leases) > 1
+
     def acquire_lease(self, *, now: float, ttl: float, host: str, pid: int, info: str = "") -> str:
         lease_id = new_lease_id()
         with self._lock:
@@ -174,6 +179,7 @@ class MemoryRunLog(RunLogBase):
     def release_lease(self, lease_id: str) -> None:
         with self._lock:
             self._leases.pop(lease_id, None)
+            self._reap_all = True
 
     def leases(self, now: float) -> list[LeaseInfo]:
         with self._lock:
@@ -181,9 +187,12 @@ class MemoryRunLog(RunLogBase):
 
     def reap_expired(self, *, now: float) -> list[str]:
         with self._lock:
-            for lease in list(self._leases.values()):
-                if lease.expires < now:
-                    del self._leases[lease.lease_id]
+            gone = [lease for lease in self._leases.values() if lease.expires < now]
+            for lease in gone:
+                del self._leases[lease.lease_id]
+            if not gone and not self._reap_all:
+                return []
+            self._reap_all = False
             dead = [
                 r.run_id
                 for r in self._records.values()

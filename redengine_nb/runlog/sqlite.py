@@ -271,6 +271,11 @@ class SQLiteRunLog(RunLogBase):
         # Leases taken through this handle and not deleted through it since: with no
         # other writer since we last looked (data_version), these are surely still there.
         self._held: set[str] = set()
+        self._shared = False  # another writer seen (see the ``shared`` property)
+        # reap_expired looks at the open runs only when a lease may have gone without its
+        # runs being reaped: at its first call, after it deleted expired leases, or after
+        # another scheduler's lease was released through this handle.
+        self._reap_all = True
         self.location: str = ":memory:" if self._memory else os.fspath(path)
         self.busy_timeout = float(busy_timeout)
         self.cache_size = int(cache_size)
@@ -876,6 +881,7 @@ class SQLiteRunLog(RunLogBase):
             version = self._scalar("PRAGMA data_version")
             foreign = version != self._data_version
             if foreign:
+                self._shared = True
                 self._data_version = version
                 self._cache.clear()
                 self._present = None
@@ -919,6 +925,10 @@ class SQLiteRunLog(RunLogBase):
         ]
 
     # -- leases ----------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return self._shared
+
     def acquire_lease(self, *, now: float, ttl: float, host: str, pid: int, info: str = "") -> str:
         lease_id = new_lease_id()
         with self._write("taking a lease") as conn:
@@ -927,6 +937,9 @@ class SQLiteRunLog(RunLogBase):
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (lease_id, host, pid, now, now, now + ttl, info),
             )
+            others = conn.execute("SELECT 1 FROM leases WHERE expires >= ? LIMIT 2", (now,))
+            if len(others.fetchall()) > 1:
+                self._shared = True
         self._held.add(lease_id)
         return lease_id
 
@@ -944,6 +957,8 @@ class SQLiteRunLog(RunLogBase):
     def release_lease(self, lease_id: str) -> None:
         with self._write("releasing the lease") as conn:
             conn.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+        if lease_id not in self._held:
+            self._reap_all = True
         self._held.discard(lease_id)
 
     def leases(self, now: float) -> list[LeaseInfo]:
@@ -956,7 +971,10 @@ class SQLiteRunLog(RunLogBase):
 
     def reap_expired(self, *, now: float) -> list[str]:
         with self._write("marking the runs of expired leases crash") as conn:
-            conn.execute("DELETE FROM leases WHERE expires < ?", (now,))
+            expired = conn.execute("DELETE FROM leases WHERE expires < ?", (now,)).rowcount
+            if not expired and not self._reap_all:
+                return []  # no lease went: no run to reap (one statement per heartbeat)
+            self._reap_all = False
             alive = {row[0] for row in conn.execute("SELECT lease_id FROM leases")}
             self._held &= alive
             dead: list[tuple[int, str]] = []
@@ -1302,6 +1320,7 @@ class SQLiteRunLog(RunLogBase):
         with self._lock, self._guard("reading"):
             version = self._scalar("PRAGMA data_version")
             if version != self._data_version:
+                self._shared = True
                 self._data_version = version
                 self._cache.clear()
                 self._present = None
