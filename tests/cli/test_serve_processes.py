@@ -234,3 +234,47 @@ def test_a_second_signal_terminates_what_the_first_waits_for(
     assert proc.returncode == 0, out + err
     assert "terminating running tasks" in out
     assert [a.value for a in _records(db)["slow"]] == ["terminate"]
+
+
+STUCK_TASK = """
+import threading, time
+from pathlib import Path
+
+@app.task('daily', execution='thread')
+def stuck():
+    Path('started').write_text('yes')
+    while True:  # never looks at its TerminationFlag
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["second signal", "shutdown_timeout"])
+def test_a_thread_task_that_never_returns_does_not_keep_serve_alive(
+    how: str, write_nb: Callable[..., Path], tmp_path: Path
+) -> None:
+    nb = write_nb([STUCK_TASK])
+    db = tmp_path / "runs.db"
+    extra = ["--config", "shutdown_timeout=1"] if how == "shutdown_timeout" else []
+    proc = start_cli("serve", nb.name, "--logs", str(db), *extra, cwd=tmp_path)
+    try:
+        _wait_for((tmp_path / "started").exists, proc, "the task started")
+        proc.send_signal(signal.SIGTERM)
+        if how == "second signal":
+            proc.send_signal(signal.SIGINT)  # another signal: two SIGTERMs may merge
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(60)
+    assert proc.returncode == 0, out + err
+    log = SQLiteRunLog(db)
+    try:
+        [run] = log.records(task="stuck")
+        assert log.leases(0.0) == []
+    finally:
+        log.close()
+    assert run.action is Action.TERMINATE
+    assert run.exc_text is not None and "still running" in run.exc_text
+    reason = "asked to stop again" if how == "second signal" else "shutdown_timeout of 1 s"
+    assert reason in run.exc_text
