@@ -7,8 +7,10 @@
 - :mod:`.common`: what they share (the error, the run log, lines and tables).
 
 Exit status: 0 after a clean stop; 1 when a setup cell raised or the scheduler stopped on
-an error; 2 for bad input. See ``docs/serve.md``. ``main`` is the console script's entry
-point (``redengine_nb.cli:main``).
+an error; 2 for bad input; 141 (128 + SIGPIPE, as a shell reports ``cat`` in
+``cat big.txt | head``) when standard output was a pipe whose reader went away — quietly,
+after ``serve`` has stopped its scheduler cleanly. See ``docs/serve.md``. ``main`` is the
+console script's entry point (``redengine_nb.cli:main``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from collections.abc import Sequence
 
 from ..errors import RunLogError
 from .common import (
+    READER_GONE_EXIT,
+    Output,
     ServeError,
     format_run_line,
     log_status_rows,
     parse_config_pairs,
     positive_duration,
+    reader_closed,
 )
 from .logs import cmd_log, cmd_status, cmd_vacuum
 from .serve import cmd_serve
@@ -122,13 +127,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--for: {exc}")
     if getattr(args, "n", 1) < 1:
         parser.error("-n must be at least 1")
-    out = sys.stdout
+    out = Output(sys.stdout)
     try:
         code: int = args.func(args, out)
+    except BrokenPipeError:
+        # A write that did not go through `out` (a setup cell's print): the reader may
+        # have gone before serve's own next line noticed it.
+        if not (out.gone or reader_closed(sys.stdout)):
+            raise
+        out.reader_gone()
+        return READER_GONE_EXIT
     except ServeError as exc:
         print(f"redengine-nb {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except RunLogError as exc:
         print(f"redengine-nb {args.command}: {exc}", file=sys.stderr)
         return 2
+    if out.gone and code == 0:
+        return READER_GONE_EXIT
     return code

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Sequence
+import select
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import RedEngineError
 from ..records import Action, RunRecord
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from ..runlog.base import RunLog
 
 __all__ = [
+    "READER_GONE_EXIT",
+    "Output",
     "ServeError",
     "format_run_line",
     "format_table",
@@ -34,6 +38,84 @@ class ServeError(RedEngineError):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+#: Exit status when standard output's reader went away (``serve NB | head``): 128 + SIGPIPE,
+#: the status a shell shows for ``cat`` in ``cat big.txt | head``.
+READER_GONE_EXIT = 141
+
+
+def reader_closed(stream: object) -> bool:
+    """True when ``stream`` is a pipe or socket whose reading end has been closed."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no fd (a StringIO), no poll (Windows)
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+
+
+class Output:
+    """A command's standard output that notices when its reader has gone.
+
+    Writing to a pipe whose reader has exited raises ``BrokenPipeError`` (Python ignores
+    SIGPIPE). The first one marks the output :attr:`gone`, points the stream's file
+    descriptor at ``os.devnull`` — so whatever else this process writes to it (a cell's
+    ``print``, the interpreter's flush at exit) goes nowhere instead of raising — and calls
+    the callbacks given to :meth:`on_gone` (serve stops its scheduler). Later writes are
+    dropped. Thread-safe: serve writes from the runner, the end writer and timer threads.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.gone = False
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self.reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.reader_gone()
+
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once when the reader goes (at once if it has gone already)."""
+        with self._lock:
+            if not self.gone:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def reader_gone(self) -> None:
+        """Record that the reader has gone: drop further output and tell the callbacks."""
+        with self._lock:
+            if self.gone:
+                return
+            self.gone = True
+            callbacks, self._callbacks = self._callbacks, []
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1
+        if fd >= 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+        for callback in callbacks:
+            callback()
 
 
 # -- small helpers ------------------------------------------------------------------------

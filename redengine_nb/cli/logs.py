@@ -8,11 +8,11 @@ import argparse
 import difflib
 import os
 import time
-from typing import TextIO
 
 from ..errors import ConfigError
 from ..records import Action
 from .common import (
+    Output,
     ServeError,
     fmt_runtime,
     fmt_time,
@@ -25,7 +25,7 @@ from .common import (
 __all__ = ["cmd_log", "cmd_status", "cmd_vacuum"]
 
 
-def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         print(f"run log: {runlog.location}", file=out)
@@ -35,7 +35,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_vacuum(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_vacuum(args: argparse.Namespace, out: Output) -> int:
     """Delete old runs (``--retention``, as the ``log_retention`` option) and give the
     file's free space back to the file system."""
     from ..config import Config
@@ -68,7 +68,7 @@ def _indent(text: str, prefix: str = "    | ") -> str:
     return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())
 
 
-def cmd_log(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_log(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         names = runlog.task_names()

@@ -17,6 +17,7 @@ Layer 2: nothing here imports IPython at import time; ``serve`` loads the notebo
 from __future__ import annotations
 
 import argparse
+import errno
 import linecache
 import os
 import signal
@@ -26,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConditionParseError,
@@ -37,6 +38,7 @@ from ..errors import (
 )
 from ..records import Action
 from .common import (
+    Output,
     ServeError,
     fmt_time,
     format_run_line,
@@ -44,6 +46,7 @@ from .common import (
     log_status_rows,
     logs_arg,
     parse_config_pairs,
+    reader_closed,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +86,7 @@ def _install_app(app: RedEngine) -> Callable[[], None]:
 
 
 def run_setup(
-    app: RedEngine, cells: Sequence[NotebookCell], notebook: Path, out: TextIO
+    app: RedEngine, cells: Sequence[NotebookCell], notebook: Path, out: Output
 ) -> dict[str, Any]:
     """Run the ordinary cells and register the ``%%task`` cells, in order, in one namespace.
 
@@ -113,6 +116,8 @@ def run_setup(
     namespace["get_ipython"] = lambda: shell
 
     for cell in cells:
+        if out.gone:  # the reader of serve's output has gone: stop, as `cat | head` does
+            raise BrokenPipeError(errno.EPIPE, "the reader of standard output has gone")
         if cell.skipped:
             continue
         current.append(cell)
@@ -152,6 +157,10 @@ def run_setup(
             exec(compiled, namespace)
         except NotebookError as exc:
             raise ServeError(f"{where}: {exc}", 2) from None
+        except BrokenPipeError as exc:
+            if reader_closed(sys.stdout):  # the cell printed to a pipe nobody reads
+                raise
+            raise ServeError(f"{where} raised during setup:\n{_cell_traceback(exc)}", 1) from None
         except (Exception, SystemExit) as exc:
             raise ServeError(f"{where} raised during setup:\n{_cell_traceback(exc)}", 1) from None
         finally:
@@ -202,7 +211,7 @@ def _canonical_argv(args: argparse.Namespace, notebook: Path, logs: str) -> None
     sys.argv[:] = [argv0, *tail]
 
 
-def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     from ..notebook.nbfile import NotebookError, read_notebook
 
     notebook = Path(args.notebook).expanduser().resolve()
@@ -259,7 +268,7 @@ def _run_scheduler(
     logs: str,
     deadline: float | None,
     started: float,
-    out: TextIO,
+    out: Output,
 ) -> int:
     session = app.session
     runlog = app.runlog
@@ -337,6 +346,10 @@ def _run_scheduler(
                 print(f"serve: cannot read the run of {task_name!r}: {exc}", file=out)
 
     unsubscribe = session.subscribe(on_event)
+    # `serve NB | head`: once the reader has gone, stop as on SIGTERM (the runs going on
+    # end and are recorded); the lines nobody reads are dropped, the exit status is 141.
+    # Not a second stop request when it is a stop line that met the broken pipe.
+    out.on_gone(lambda: None if stops else request_stop("the reader of standard output has gone"))
 
     def on_signal(signum: int, _frame: object) -> None:
         request_stop(signal.Signals(signum).name)

@@ -352,6 +352,16 @@ def _skip_main_in_children() -> None:
     would start a second scheduler inside every task process. The preparation data of
     processes *named by this module* is therefore stripped of the main-module entries;
     every other process is left as multiprocessing makes it.
+
+    This relies on CPython internals: ``multiprocessing.spawn.get_preparation_data`` (also
+    used by ``forkserver``) and its ``init_main_from_path`` / ``init_main_from_name`` keys,
+    read by ``spawn.prepare`` in the child. Without this patch (or if a Python renames
+    them, so that it silently does nothing), each task child runs the parent's main
+    module again before its task: an unguarded script's whole body (its side effects, a
+    second scheduler, process tasks of its own), and at best the import cost of the main
+    module (``ipykernel_launcher`` in a kernel) on every run.
+    ``tests/executors/test_process_main_guard.py`` pins both keys and the behaviour, and
+    fails naming the Python version if they change.
     """
     import multiprocessing.spawn as mp_spawn
 

@@ -33,17 +33,20 @@ __all__ = [
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext redengine_nb``: start this kernel's scheduler and register the magics."""
     from . import kernel
-    from .magics import SchedulerMagics
+    from .magics import SchedulerMagics, install_input_transformer
 
     kernel.activate(ipython)
     ipython.register_magics(SchedulerMagics(ipython, get_app))
+    install_input_transformer(ipython)  # so that `%%task --help` alone in a cell answers
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext redengine_nb``: stop the scheduler thread (the tasks are kept)."""
     from . import kernel
+    from .magics import uninstall_input_transformer
 
     kernel.deactivate(ipython)
+    uninstall_input_transformer(ipython)
 
 
 _served_app: RedEngine | None = None

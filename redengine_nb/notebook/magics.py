@@ -8,6 +8,7 @@ so a cell becomes the same task, under the same name, in a kernel and headless.
 
 from __future__ import annotations
 
+import re
 import shlex
 import weakref
 from collections.abc import Callable
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = [
     "cell_task_names",
     "describe_registration",
+    "install_input_transformer",
     "register_cell_task",
+    "uninstall_input_transformer",
 ]
 
 # Which task each cell registered, per app: re-running a cell (edited or not, even if the
@@ -176,8 +179,9 @@ actions:
   terminate NAME   ask its running run to stop (a process is killed; a thread's
                    TerminationFlag is set)
   log NAME [--limit N] [--verbose]
-                   its runs, newest last: status, start, end, runtime, output,
-                   traceback; --verbose prints them in full
+                   its runs, newest last: action (how each ended: success, fail,
+                   terminate, inaction, crash; run while it lives), start, end,
+                   runtime, output, traceback; --verbose prints them in full
 
 NAME may be quoted ('my task'). As a cell magic, %%task registers the cell as a task:
 see %%task --help.
@@ -197,6 +201,36 @@ SCHEDULER_HELP = """usage: %scheduler start|stop|restart|status|panel
   status    say whether it runs, and how many tasks there are
   panel     show the live ipywidgets panel
 """
+
+_TASK_CELL = re.compile(r"%%task(\s|$)")
+
+
+def empty_task_cell(lines: list[str]) -> list[str]:
+    """An input transformer: give a ``%%task`` cell with no body an empty line for body.
+
+    IPython refuses a cell magic whose body is empty before calling it ("the cell body is
+    empty. Did you mean the line magic %task?"), so ``%%task --help`` alone in a cell
+    would never print the usage. With a blank body the magic is called and answers:
+    the usage for ``--help``, else that the cell has no code to run.
+    """
+    if lines and _TASK_CELL.match(lines[0]) and not "".join(lines[1:]):
+        first = lines[0] if lines[0].endswith("\n") else lines[0] + "\n"
+        return [first, "\n"]
+    return lines
+
+
+def install_input_transformer(shell: Any) -> None:
+    """Add :func:`empty_task_cell` to ``shell``'s input cleanup (once)."""
+    cleanup = getattr(shell, "input_transformers_cleanup", None)
+    if cleanup is not None and empty_task_cell not in cleanup:
+        cleanup.append(empty_task_cell)
+
+
+def uninstall_input_transformer(shell: Any) -> None:
+    cleanup = getattr(shell, "input_transformers_cleanup", None)
+    while cleanup is not None and empty_task_cell in cleanup:
+        cleanup.remove(empty_task_cell)
+
 
 _TASK_ACTIONS = ("run", "disable", "enable", "delete", "terminate", "log")
 
@@ -418,13 +452,17 @@ def scheduler_status_line(app: RedEngine) -> str:
 
 
 def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
-    """A task's runs, newest last: run_id, status, start, end, runtime, output, traceback."""
+    """A task's runs, newest last: run_id, action, start, end, runtime, output, traceback.
+
+    The columns keep ``get_task_log()``'s names (a run's outcome is its ``action``, as in
+    Red Engine's logs), except ``exc_text``, shown as ``traceback``.
+    """
     frame = app.session.get_task_log(task=name)
     if limit > 0:
         frame = frame.tail(limit)
     columns = {
         "run_id": "run_id",
-        "action": "status",
+        "action": "action",
         "start": "start",
         "end": "end",
         "runtime": "runtime",
@@ -443,7 +481,7 @@ def format_task_log(frame: Any, name: str) -> str:
         runtime = getattr(row, "runtime", None)
         took = "" if runtime is None or runtime != runtime else f" in {runtime:.3f}s"
         start = row.start.strftime("%Y-%m-%d %H:%M:%S") if hasattr(row.start, "strftime") else "-"
-        parts.append(f"--- {row.status} at {start}{took} (run {row.run_id})")
+        parts.append(f"--- {row.action} at {start}{took} (run {row.run_id})")
         output = getattr(row, "output", None)
         if isinstance(output, str) and output:
             parts.append(output.rstrip("\n"))

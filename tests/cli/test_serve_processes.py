@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import REPO, run_cli, start_cli
+from cli_helpers import REPO, cli_command, cli_env, run_cli, start_cli
 
 from redengine_nb.records import Action
 from redengine_nb.runlog import SQLiteRunLog
@@ -197,18 +197,22 @@ def test_serve_restarts_with_a_new_interpreter(mode: str, tmp_path: Path) -> Non
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    if mode == "fresh":  # detached: wait (guard) for the new process to finish its work
+    lives = done.stdout
+    if mode == "fresh":  # detached, with its own output: wait (guard) for its final table
+        output = tmp_path / "redengine_nb.out"  # in the notebook's folder, serve's cwd
         deadline = time.monotonic() + 60
-        while Action.SUCCESS not in _records(db).get("do_shutdown", []):
-            assert time.monotonic() < deadline, done.stdout
+        while "\ntask " not in (output.read_text() if output.exists() else ""):
+            assert time.monotonic() < deadline, done.stdout + done.stderr
             time.sleep(0.1)
+        assert "redengine_nb: restarted (fresh) as process" in done.stderr
+        assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 1, done.stdout
+        lives += output.read_text()
     records = _records(db)
     assert records["do_restart"] == [Action.SUCCESS]
     assert records["do_shutdown"] == [Action.SUCCESS]
     assert records["hello"] == [Action.SUCCESS]  # daily: not run again after the restart
-    # Two lives, one pipe (fresh's new process inherits stdout, so the CLI run's output
-    # ends when it does).
-    assert done.stdout.count("serve: advanced.ipynb: 9 task(s)") == 2, done.stdout
+    # Two lives: one pipe, or the pipe and fresh's own output.
+    assert lives.count("serve: advanced.ipynb: 9 task(s)") == 2, lives
     log = SQLiteRunLog(db)
     try:
         (first_life,) = log.records(task="do_restart")
@@ -278,3 +282,72 @@ def test_a_thread_task_that_never_returns_does_not_keep_serve_alive(
     assert run.exc_text is not None and "still running" in run.exc_text
     reason = "asked to stop again" if how == "second signal" else "shutdown_timeout of 1 s"
     assert reason in run.exc_text
+
+
+READER_GOES = """
+from pathlib import Path
+from redengine_nb.args import TerminationFlag
+
+@app.task('daily', execution='thread')
+def slow(flag=TerminationFlag()):
+    Path('started').write_text('yes')
+    stopped_early = flag.wait({seconds})
+    print('stopped early' if stopped_early else 'did all its work')
+"""
+
+TICKING = """
+@app.task('every 0.1 seconds', execution='thread')
+def tick():
+    pass
+"""
+
+
+@pytest.mark.parametrize("noticed_by", ["a run line", "the --for stop line"])
+def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
+    write_nb: Callable[..., Path], tmp_path: Path, noticed_by: str
+) -> None:
+    """``serve NB | head -2``: once head has exited, serve stops like on SIGTERM (the
+    running task finishes and is recorded), prints no traceback and exits 141.
+
+    The broken pipe is met either by the line of a run that ended (``tick``), or by
+    serve's own "stopping (--for)" line, which must not count as a second stop request
+    (that would terminate ``slow`` instead of waiting for it)."""
+    if noticed_by == "a run line":
+        nb, duration = write_nb([READER_GOES.format(seconds=2.0), TICKING]), "10m"
+    else:
+        nb, duration = write_nb([READER_GOES.format(seconds=5.0)]), "3s"
+    db = tmp_path / "runs.db"
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(
+            cli_command("serve", nb.name, "--logs", str(db), "--for", duration),
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        assert proc.stdout is not None
+        try:
+            for _ in range(2):  # what `head -2` reads: the two lines of the header
+                assert proc.stdout.readline()
+            _wait_for((tmp_path / "started").exists, proc, "the task started")
+            proc.stdout.close()  # the reader exits: serve's next line meets a broken pipe
+            proc.wait(timeout=60)  # a guard (with 10m, --for would stop it much later)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert errors.read_text() == ""  # quiet: no BrokenPipeError traceback
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports `cat` in `cat | head`
+    log = SQLiteRunLog(db)
+    try:
+        assert log.open_runs() == []  # a clean stop: every run was recorded with its end
+        (run,) = log.records(task="slow")
+        ticks = log.records(task="tick")
+    finally:
+        log.close()
+    assert run.action is Action.SUCCESS  # waited for, as on SIGTERM
+    assert "did all its work" in (run.output or "")
+    assert all(r.action is Action.SUCCESS for r in ticks)
+    assert bool(ticks) == (noticed_by == "a run line")

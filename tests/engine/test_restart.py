@@ -9,12 +9,16 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from redengine_nb._engine.restart import (
+    FRESH_OUTPUT_ENV,
+    FRESH_OUTPUT_NAME,
     RESTART_COUNT_ENV,
+    fresh_output_path,
     restart_command,
     restart_count,
     restart_process,
@@ -28,20 +32,34 @@ ROOT = Path(__file__).resolve().parents[2]
 GUARD = 60.0
 
 
+def wait_for_text(path: Path, text: str) -> str:
+    """The content of ``path`` once it holds ``text`` (a guard of GUARD seconds)."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        assert time.monotonic() < deadline, f"{path} never said {text!r}: {content!r}"
+        time.sleep(0.05)
+
+
 def run_chain(
     mode: str, log: Path
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, int]]]:
     """Run the app until the whole chain of processes has ended; return its lives."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop(RESTART_COUNT_ENV, None)
-    # The pipes stay open while any process of the chain lives, so communicate() returns
-    # only when the last life has ended.
+    env.pop(FRESH_OUTPUT_ENV, None)
+    # The pipes stay open while any process of the chain that inherited them lives, so
+    # communicate() returns when the last such life has ended. A fresh life has its own
+    # output (in the working folder): wait for its last line there.
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPTS / "restart_app.py"), mode, str(log)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=log.parent,
     )
     try:
         out, err = proc.communicate(timeout=GUARD)
@@ -49,6 +67,8 @@ def run_chain(
         proc.kill()
         raise
     done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    if mode == "fresh":
+        wait_for_text(log.parent / FRESH_OUTPUT_NAME, "life 1 ended")
     store = SQLiteRunLog(log)
     try:
         records = store.records(task="lifetime")
@@ -101,7 +121,26 @@ def test_fresh_starts_a_detached_process_in_a_new_session(tmp_path: Path) -> Non
     assert life[0]["pid"] != life[1]["pid"]
     assert life[1]["sid"] == life[1]["pid"]  # the new process leads its own session
     assert life[1]["sid"] != life[0]["sid"]
-    assert done.stdout.splitlines() == ["life 1 ended"]
+    # Its own output: nothing of it reaches the first life's pipes (issue 18.5), which
+    # ended with the first life; it went to redengine_nb.out in the working folder.
+    output = tmp_path / FRESH_OUTPUT_NAME
+    assert done.stdout == ""
+    assert done.stderr.strip() == (
+        f"redengine_nb: restarted (fresh) as process {life[1]['pid']}; its output: {output}"
+    )
+    assert output.read_text().splitlines() == ["life 1 ended"]
+    assert output.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
+def test_fresh_output_goes_where_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(FRESH_OUTPUT_ENV, raising=False)
+    assert fresh_output_path() == str(tmp_path / FRESH_OUTPUT_NAME)
+    monkeypatch.setenv(FRESH_OUTPUT_ENV, str(tmp_path / "logs" / "app.out"))
+    assert fresh_output_path() == str(tmp_path / "logs" / "app.out")
 
 
 def test_restart_command_is_the_original_command_line() -> None:

@@ -15,7 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from redengine_nb import RedEngine, TaskExistsError
 from redengine_nb.args import TerminationFlag
 from redengine_nb.notebook import get_app, kernel
-from redengine_nb.notebook.magics import register_cell_task
+from redengine_nb.notebook.magics import empty_task_cell, register_cell_task
 
 
 def scheduler_threads() -> int:
@@ -70,8 +70,10 @@ def test_reload_and_unload_never_leave_two_threads(ip: InteractiveShell) -> None
     ip.run_line_magic("reload_ext", "redengine_nb")
     assert scheduler_threads() == 1
     assert get_app() is app and "keep" in app.session  # tasks survive a reload
+    assert ip.input_transformers_cleanup.count(empty_task_cell) == 1
     ip.run_line_magic("unload_ext", "redengine_nb")
     assert scheduler_threads() == 0
+    assert empty_task_cell not in ip.input_transformers_cleanup
     with pytest.raises(RuntimeError, match="load_ext redengine_nb"):
         get_app()
     ip.run_line_magic("load_ext", "redengine_nb")
@@ -149,6 +151,26 @@ def test_help_prints_usage_and_registers_nothing(
     assert names() == []
 
 
+@pytest.mark.parametrize("source", ["%%task --help", "%%task -h\n", "%%task daily --help"])
+def test_help_alone_in_a_cell_prints_usage(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str], source: str
+) -> None:
+    """A cell that is only ``%%task --help`` (IPython refuses an empty cell body itself)."""
+    result = stopped.run_cell(source)
+    assert result.success, result.error_before_exec or result.error_in_exec
+    assert "usage: %%task CONDITION" in capsys.readouterr().out
+    assert names() == []
+
+
+def test_a_task_cell_with_no_body_says_so(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = stopped.run_cell("%%task daily --name nothing")
+    assert not result.success
+    assert "%%task: the cell has no code to run" in str(result.error_in_exec)
+    assert names() == []
+
+
 def test_rerunning_a_named_cell_updates_its_task(stopped: InteractiveShell) -> None:
     cell(stopped, "every 5 minutes --name same", body="a = 1\n")
     cell(stopped, "every 10 minutes --name same", body="a = 2\n")
@@ -207,7 +229,7 @@ def test_process_execution_runs_the_cell_in_a_fresh_process(
     assert session.wait_idle(60), "the process run did not end"
     session.tick()
     log = stopped.run_line_magic("task", "log elsewhere")
-    assert list(log["status"]) == ["success"], log.to_dict("records")
+    assert list(log["action"]) == ["success"], log.to_dict("records")
     assert int(pid_file.read_text()) != os.getpid()
 
 
@@ -247,8 +269,12 @@ def test_task_actions(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) 
     assert not task.disabled
     run_and_wait(ip, "t1")
     log = stopped.run_line_magic("task", "log t1")
-    assert list(log["status"]) == ["success"]
-    assert {"status", "runtime", "output", "traceback"} <= set(log.columns)
+    assert list(log["action"]) == ["success"]
+    assert {"action", "runtime", "output", "traceback"} <= set(log.columns)
+    # One word for a run's outcome: `action`, as in get_task_log() (issue 18.2).
+    full = get_app().session.get_task_log(task="t1")
+    assert set(log.columns) - {"traceback"} <= set(full.columns)
+    assert "status" not in log.columns
     stopped.run_line_magic("task", "delete t1")
     assert "t1" not in get_app().session
     out = capsys.readouterr().out
@@ -288,7 +314,7 @@ def test_task_terminate_stops_a_running_thread_run(
     assert "asked 'waiter' to terminate" in capsys.readouterr().out
     assert ended.wait(30), "waiter did not stop when terminated"
     log = ip.run_line_magic("task", "log waiter")
-    assert list(log["status"]) == ["terminate"]
+    assert list(log["action"]) == ["terminate"]
 
 
 def test_unknown_task_names_close_matches(stopped: InteractiveShell) -> None:
