@@ -23,7 +23,7 @@ The shared-log protocol (several schedulers on one store; docs/reliability.md):
 from __future__ import annotations
 
 import abc
-import secrets
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -86,7 +86,7 @@ class LeaseInfo:
 
 def new_lease_id() -> str:
     """A fresh lease id (random; ``L`` then 24 hex digits, never a host:pid owner token)."""
-    return "L" + secrets.token_hex(12)
+    return "L" + os.urandom(12).hex()  # not secrets: it imports hashlib (OpenSSL)
 
 
 def is_lease_id(owner: str | None) -> bool:
