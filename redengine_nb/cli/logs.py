@@ -29,6 +29,17 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         print(f"run log: {runlog.location}", file=out)
+        now = time.time()
+        for lease in runlog.leases(now):
+            state = "alive" if lease.alive(now) else "lease expired"
+            print(
+                printable(
+                    f"scheduler: {lease.host} pid {lease.pid}, since "
+                    f"{fmt_time(lease.started)}, last heartbeat {fmt_time(lease.renewed)} "
+                    f"({state})"
+                ),
+                file=out,
+            )
         print(format_table(log_status_rows(runlog)), file=out)
     finally:
         runlog.close()

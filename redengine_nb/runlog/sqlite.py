@@ -963,6 +963,8 @@ class SQLiteRunLog(RunLogBase):
 
     def leases(self, now: float) -> list[LeaseInfo]:
         with self._lock, self._guard("reading"):
+            if self.readonly and self._scalar("PRAGMA user_version") < 3:
+                return []  # an older file, read as it is: it has no leases table
             rows = self._conn.execute(
                 "SELECT lease_id, host, pid, started, renewed, expires, info FROM leases "
                 "ORDER BY started, lease_id"
