@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    CommandFailed,
     ConditionParseError,
     ConfigError,
     RedEngineError,
@@ -24,6 +25,7 @@ from .errors import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "CommandFailed",
     "ConditionParseError",
     "ConfigError",
     "RedEngine",

@@ -18,9 +18,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Unpack
 
+from ._engine.options import TaskOptions, check_options, check_target
 from ._engine.runner import Runner
 from ._engine.session import Session
-from ._engine.tasks import TaskOptions, check_options, check_target
 from .clock import Clock, SystemClock
 from .config import Config
 from .runlog.base import RunLog
@@ -75,7 +75,7 @@ class RedEngine:
         registers the function and returns it unchanged.
 
         ``start_cond``: condition text (``'daily'``, ``"after task 'fetch'"``) or object.
-        The keywords are :class:`~redengine_nb._engine.tasks.TaskOptions`: ``name``,
+        The keywords are :class:`~redengine_nb._engine.options.TaskOptions`: ``name``,
         ``func``, ``path`` + ``func_name``, ``command``, ``code``, ``execution``,
         ``timeout``, ``end_cond``, ``priority``, ``disabled``, ``parameters``,
         ``namespace``.

@@ -50,14 +50,33 @@ class ConditionParseError(RedEngineError, ValueError):
     def _render(self) -> str:
         lines = [self.reason]
         if self.text or self.position is not None:
-            lines.append(f"  in condition: {self.text!r}")
-            if self.position is not None:
+            shown, caret = _window(self.text, self.position)
+            lines.append(f"  in condition: {shown!r}")
+            if caret is not None:
                 # The caret sits under the offending character of the quoted text; the
                 # quote adds one column, repr escapes are rare enough to ignore here.
-                lines.append("  " + " " * len("in condition: '") + " " * self.position + "^")
+                lines.append("  " + " " * len("in condition: '") + " " * caret + "^")
         if self.suggestion:
             lines.append(f"  did you mean {self.suggestion!r}?")
         return "\n".join(lines)
+
+
+#: How much of a long condition an error quotes on each side of the error.
+_QUOTE_REACH = 60
+
+
+def _window(text: str, position: int | None) -> tuple[str, int | None]:
+    """The part of ``text`` an error quotes (all of it when short; else ``_QUOTE_REACH``
+    characters either side of ``position``, cut ends marked ``...``), and the caret's
+    column in it."""
+    if len(text) <= 2 * _QUOTE_REACH + 20:
+        return text, position
+    at = 0 if position is None else max(0, min(position, len(text)))
+    lo, hi = max(0, at - _QUOTE_REACH), min(len(text), at + _QUOTE_REACH)
+    head = "..." if lo > 0 else ""
+    tail = "..." if hi < len(text) else ""
+    caret = None if position is None else len(head) + at - lo
+    return head + text[lo:hi] + tail, caret
 
 
 class TaskExistsError(RedEngineError, ValueError):

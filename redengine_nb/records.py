@@ -39,7 +39,8 @@ class Action(enum.StrEnum):
         return action
 
 
-#: The actions that end a run normally ("has finished" and period conditions count these).
+#: The actions that end a run normally (period conditions such as "daily" count these; "has
+#: finished" counts all but an inaction, as Red Engine does).
 FINISHED: frozenset[Action] = frozenset(
     {Action.SUCCESS, Action.FAIL, Action.TERMINATE, Action.INACTION}
 )

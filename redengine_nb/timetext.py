@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "WEEKDAYS",
+    "DurationError",
     "format_clock_time",
     "format_duration",
     "parse_clock_time",
@@ -26,7 +27,8 @@ __all__ = [
 
 _UNIT_SECONDS: dict[str, float] = {}
 for _names, _secs in (
-    (("ms", "millisecond", "milliseconds"), 0.001),
+    (("us", "micro", "micros", "microsecond", "microseconds"), 0.000001),
+    (("ms", "milli", "millis", "millisecond", "milliseconds"), 0.001),
     (("s", "sec", "secs", "second", "seconds"), 1.0),
     (("m", "min", "mins", "minute", "minutes"), 60.0),
     (("h", "hr", "hrs", "hour", "hours"), 3600.0),
@@ -36,38 +38,54 @@ for _names, _secs in (
     for _n in _names:
         _UNIT_SECONDS[_n] = _secs
 
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*")
-_HMS = re.compile(r"^(\d+):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
+# One part of a duration: a number and its unit, then an optional comma (Red Engine's
+# ``2 hours, 30 minutes``, as pandas.Timedelta reads it).
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*(?:,\s*)?")
+_HMS = re.compile(r"(\d+):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
 
 DURATION_HELP = (
-    "a duration such as '10 minutes', '1 hour 30 minutes', '1h30m', '90s', '2 days', "
-    "'1 week', '1.5 hours' or '01:30:00'"
+    "a duration such as '10 minutes', '1 hour 30 minutes', '2 hours, 30 minutes', '1h30m', "
+    "'90s', '2 days', '1 week', '1.5 hours' or '01:30:00'"
 )
 
 
+class DurationError(ValueError):
+    """A duration that does not parse; ``offset`` is where in the text the fault is."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
 def parse_duration(text: str) -> timedelta:
-    """Parse a duration; raise ``ValueError`` saying what is accepted."""
+    """Parse a duration; raise :class:`DurationError` (a ``ValueError``) saying what is
+    accepted, with the offset of the faulty part in ``text``."""
+    lead = len(text) - len(text.lstrip())
     raw = text.strip()
     if not raw:
-        raise ValueError(f"empty duration; expected {DURATION_HELP}")
-    m = _HMS.match(raw)
-    if m:
-        hours, minutes = int(m.group(1)), int(m.group(2))
-        seconds = float(m.group(3) or 0)
-        if minutes >= 60 or seconds >= 60:
-            raise ValueError(f"bad duration {raw!r}: minutes and seconds must be below 60")
-        return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        raise DurationError(f"empty duration; expected {DURATION_HELP}")
     total = 0.0
     pos = 0
     while pos < len(raw):
+        hms = _HMS.match(raw, pos)
+        if hms is not None:  # 01:30:00, alone or after days (pandas' '1 days 02:00:00')
+            hours, minutes = int(hms.group(1)), int(hms.group(2))
+            seconds = float(hms.group(3) or 0)
+            if minutes >= 60 or seconds >= 60:
+                raise DurationError(
+                    f"bad duration {raw!r}: minutes and seconds must be below 60", lead + pos
+                )
+            total += hours * 3600 + minutes * 60 + seconds
+            break
         part = _DURATION_PART.match(raw, pos)
-        if part is None or part.end() == pos:
-            raise ValueError(f"bad duration {raw!r}; expected {DURATION_HELP}")
+        if part is None:
+            raise DurationError(f"bad duration {raw!r}; expected {DURATION_HELP}", lead + pos)
         unit = part.group(2).lower()
         if unit not in _UNIT_SECONDS:
-            raise ValueError(
+            raise DurationError(
                 f"unknown time unit {part.group(2)!r} in duration {raw!r}; "
-                "use seconds, minutes, hours, days or weeks"
+                "use seconds, minutes, hours, days or weeks",
+                lead + part.start(2),
             )
         total += float(part.group(1)) * _UNIT_SECONDS[unit]
         pos = part.end()

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import pytest
 
@@ -22,15 +20,6 @@ SEED_CONFIG = {
     "max_process_count": 5,
     "restarting": "replace",
 }
-
-
-def wait_for(predicate, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.01)
-    return True
 
 
 def actions(app: RedEngine, task: str) -> list[str]:
@@ -90,7 +79,7 @@ def test_do_shutdown() -> None:
     assert actions(app, "do_shutdown") == ["success"]
 
 
-def test_do_restart_and_do_modify_tasks() -> None:
+def test_do_restart_and_do_modify_tasks(wait_for) -> None:
     # restarting='recall' so that the restart stays inside this test process; the other
     # modes are tested with a headless app in a subprocess (tests/engine/test_restart.py).
     app = RedEngine(logs=":memory:", restarting="recall")
@@ -111,8 +100,8 @@ def test_do_restart_and_do_modify_tasks() -> None:
 
     app.start()
     try:
-        assert wait_for(lambda: len(actions(app, "do_restart")) >= 2)
-        assert wait_for(lambda: events.count("scheduler_started") >= 2)
+        wait_for(lambda: len(actions(app, "do_restart")) >= 2)
+        wait_for(lambda: events.count("scheduler_started") >= 2)
         assert actions(app, "do_modify_tasks") == ["success"]
         assert all(task.disabled for task in app.session.tasks)
         assert app.is_running  # recall: the scheduler came back in this process

@@ -38,21 +38,12 @@ from ..clock import Clock, get_zone
 from ..config import Config
 from ..errors import ConditionParseError, RunLogError, TaskExistsError, TaskSetupError
 from ..records import Action
-from ..runlog.base import RunLog, is_lease_id
+from ..runlog.base import RunLog, is_lease_id, last_of
 from .ends import EndWriter
 from .launch import Launcher, _local, _Run
+from .options import TaskOptions, check_execution, check_options, check_target, check_timeout
 from .step import Step
-from .tasks import (
-    BaseTask,
-    CodeTask,
-    CommandTask,
-    FuncTask,
-    TaskOptions,
-    check_execution,
-    check_options,
-    check_target,
-    check_timeout,
-)
+from .tasks import BaseTask, CodeTask, CommandTask, FuncTask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,34 +64,10 @@ EVENTS = (
     "scheduler_started",
     "scheduler_stopped",
 )
-STATUS_COLUMNS = [
-    "name",
-    "condition",
-    "status",
-    "last_run",
-    "last_success",
-    "last_fail",
-    "next_due",
-    "is_running",
-    "disabled",
-    "execution",
-    "runs",
-    "fails",
-    "runtime",
-    "priority",
-    "running_since",
-]
-LOG_COLUMNS = [
-    "task_name",
-    "run_id",
-    "action",
-    "created",
-    "start",
-    "end",
-    "runtime",
-    "exc_text",
-    "output",
-]
+
+
+#: The actions that close a run (an open run is a ``RUN`` record newer than all of these).
+_ENDS = tuple(a for a in Action if a is not Action.RUN)
 
 
 class Session:
@@ -122,6 +89,10 @@ class Session:
         self.app = app
         self.parameters: dict[str, Any] = {}
         self.returns: dict[str, Any] = {}
+        # What 'scheduler has more than 3 cycles' / 'scheduler started 10 minutes ago' read:
+        # steps taken, and the clock at the first one.
+        self.cycles = 0
+        self.started: float | None = None
         self._tasks: dict[str, BaseTask] = {}
         self._lock = threading.RLock()
         self._tick_lock = threading.RLock()
@@ -170,8 +141,25 @@ class Session:
         from ..conditions.base import Context
 
         now = now or self.now()
-        history = self.clock_guard.history(now.timestamp())
-        return Context(now, history, task, self.is_task_running)
+        return Context(
+            now,
+            self.clock_guard.history(now.timestamp()),
+            task,
+            self.is_task_running,
+            parameters=self.parameters,
+            cycles=self.cycles,
+            started=self.started,
+        )
+
+    @property
+    def env(self) -> Any:
+        """The session parameter ``env`` (Red Engine's ``session.env``), which the
+        condition ``env 'prod'`` reads; ``None`` when unset."""
+        return self.parameters.get("env")
+
+    @env.setter
+    def env(self, value: Any) -> None:
+        self.parameters["env"] = value
 
     # -- conditions --------------------------------------------------------------------
     def parse_condition(self, value: Any) -> BaseCondition:
@@ -392,7 +380,18 @@ class Session:
 
     # -- state -------------------------------------------------------------------------
     def is_task_running(self, name: str) -> bool:
-        return self._running.get(name, 0) > 0
+        """A run of ``name`` is alive here, or (with ``force_status_from_logs``) the run
+        log says so: its newest record is an open run, written by another scheduler
+        perhaps, as the task's status reads it."""
+        if self._running.get(name, 0) > 0:
+            return True
+        if not self.config.force_status_from_logs:
+            return False
+        started = self.runlog.last(name, Action.RUN)
+        if started is None:
+            return False
+        ended = last_of(self.runlog, name, _ENDS)
+        return ended is None or started > ended
 
     def _running_since(self, name: str) -> datetime | None:
         with self._lock:
@@ -545,53 +544,12 @@ class Session:
     def running_runs(self) -> int:
         return len(self._runs)
 
-    # -- tables --------------------------------------------------------------------------
-    def _runtime_of(self, name: str) -> float | None:
-        known = self.ends.last_runtime
-        if name in known:
-            return known[name]
-        for record in reversed(self.runlog.records(task=name, limit=3)):
-            if record.action is not Action.RUN and record.runtime is not None:
-                known[name] = record.runtime
-                return record.runtime
-        return None
-
+    # -- tables (tables.py) ------------------------------------------------------------
     def status(self) -> pd.DataFrame:
         """One row per task: what it is, how it went, when it is next due."""
-        import pandas as pd
+        from .tables import status_frame
 
-        rows = []
-        now = self.now()
-        for task in self.tasks:
-            try:
-                nxt = (
-                    now
-                    if self._has_forced(task)
-                    else task.start_cond.next_due(self._context(task.name, now))
-                )
-            except Exception as exc:
-                log.debug("next_due of %r raised: %s", task.name, exc)
-                nxt = None
-            rows.append(
-                {
-                    "name": task.name,
-                    "condition": str(task.start_cond),
-                    "status": task.status,
-                    "last_run": task.last_run,
-                    "last_success": task.last_success,
-                    "last_fail": task.last_fail,
-                    "next_due": None if task.disabled else nxt,
-                    "is_running": task.is_running,
-                    "disabled": task.disabled,
-                    "execution": task.execution,
-                    "runs": self.runlog.count(task.name, Action.RUN),
-                    "fails": self.runlog.count(task.name, Action.FAIL),
-                    "runtime": self._runtime_of(task.name),
-                    "priority": task.priority,
-                    "running_since": task.running_since,
-                }
-            )
-        return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        return status_frame(self)
 
     def get_task_log(
         self,
@@ -601,21 +559,9 @@ class Session:
         limit: int | None = None,
     ) -> pd.DataFrame:
         """Run records as a DataFrame, newest last."""
-        import pandas as pd
+        from .tables import log_frame
 
-        from ..timetext import parse_datetime
-
-        act = None if action is None else Action.parse(action)
-        since_ts: float | None
-        if since is None:
-            since_ts = None
-        elif isinstance(since, int | float):
-            since_ts = float(since)
-        else:
-            since_ts = parse_datetime(since, self.tz).timestamp()
-        records = self.runlog.records(task=task, action=act, since=since_ts, limit=limit)
-        rows = [r.as_dict(self.tz) for r in records]
-        return pd.DataFrame(rows, columns=LOG_COLUMNS)
+        return log_frame(self, task, action, since, limit)
 
     def __repr__(self) -> str:
         return f"<Session {len(self._tasks)} tasks, log={self.runlog.location!r}>"

@@ -135,6 +135,9 @@ class Step:
                 with session._lock:
                     self.all_dirty = True
             now = datetime.fromtimestamp(now_ts, session.tz)
+            if session.started is None:
+                session.started = now_ts
+            session.cycles += 1
             self.check_runs(now, now_ts)
             if session.stop_requested:
                 self._shut_next = None
@@ -162,6 +165,8 @@ class Step:
         raise SchedulerError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
     def _check_shut_cond(self, now: datetime) -> None:
+        from ..conditions.base import OUTSIDE_RECHECK
+
         session = self._session
         cond = session.config.shut_cond
         self._shut_next = None
@@ -177,6 +182,9 @@ class Step:
                 return
             nxt = cond.next_due(ctx)
             self._shut_next = None if nxt is None else nxt.timestamp()
+            if cond.reads_outside():  # parameters, steps taken: nothing announces a change
+                soon = now.timestamp() + OUTSIDE_RECHECK
+                self._shut_next = soon if self._shut_next is None else min(soon, self._shut_next)
         except Exception as exc:
             self._cond_error(f"shut_cond {cond}", exc)
 
@@ -224,6 +232,7 @@ class Step:
             wild = self._wild
             reads = _Reads(session.clock_guard.history(now_ts), session.is_task_running)
             shared = session.runlog.shared  # another scheduler writes this log too
+            params, cycles, started = session.parameters, session.cycles, session.started
             for task in session._tasks.values():
                 name = task.name
                 if forced.get(name):
@@ -239,7 +248,15 @@ class Step:
                 dirty.discard(name)
                 reads.names.clear()
                 reads.wild = False
-                ctx = Context(now, reads, name, reads.is_running)
+                ctx = Context(
+                    now,
+                    reads,
+                    name,
+                    reads.is_running,
+                    parameters=params,
+                    cycles=cycles,
+                    started=started,
+                )
                 try:
                     if task._start_cond.is_met(ctx):
                         if shared and self._open_in_log(name, reads.history):
@@ -297,7 +314,16 @@ class Step:
             if task is None or self._open_in_log(name, history):
                 continue
             try:
-                if task._start_cond.is_met(Context(now, history, name, session.is_task_running)):
+                ctx = Context(
+                    now,
+                    history,
+                    name,
+                    session.is_task_running,
+                    parameters=session.parameters,
+                    cycles=session.cycles,
+                    started=session.started,
+                )
+                if task._start_cond.is_met(ctx):
                     keep.append(name)
             except Exception:
                 continue  # counted as false; the step reports it at its next look

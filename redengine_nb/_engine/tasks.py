@@ -12,96 +12,25 @@ a module-level function, so it pickles with cloudpickle.
 
 from __future__ import annotations
 
-import ast
 import functools
-import importlib.util
 import inspect
 import os
-import sys
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import TaskSetupError
 from ..records import Action
+from .options import check_execution, check_timeout
+from .targets import call_from_path, resolve_path, run_code, top_level_names
 
 if TYPE_CHECKING:
     from ..conditions.base import BaseCondition
     from ..executors.base import RunFlag
     from .session import Session
 
-__all__ = [
-    "BaseTask",
-    "CodeTask",
-    "CommandTask",
-    "FuncTask",
-    "TaskOptions",
-    "check_options",
-    "check_target",
-]
-
-
-class TaskOptions(TypedDict, total=False):
-    """The keywords of ``app.task`` and ``session.create_task``, written once.
-
-    What to call (exactly one): ``func``; ``path`` + ``func_name`` (a file imported per
-    run); ``command`` (a string through the shell, a list without); ``code`` (source text,
-    run in ``namespace`` or a fresh one). How: ``name`` (default: from the function, the
-    path or the command), ``execution`` (``'process'``, ``'thread'``, ``'main'``; default
-    the config's ``task_execution``), ``timeout`` (seconds or a duration text),
-    ``end_cond`` (terminate a run when it becomes true), ``priority`` (higher starts
-    first), ``disabled``, ``parameters`` (passed to the function by name).
-    """
-
-    name: str | None
-    func: Callable[..., Any] | None
-    func_name: str | None
-    path: str | os.PathLike[str] | None
-    command: str | list[str] | None
-    code: str | None
-    execution: str | None
-    timeout: Any
-    end_cond: Any
-    priority: int
-    disabled: bool
-    parameters: dict[str, Any] | None
-    namespace: dict[str, Any] | None
-
-
-_OPTION_NAMES = frozenset(TaskOptions.__annotations__)
-
-
-def check_options(options: Mapping[str, Any]) -> None:
-    """Raise ``TypeError`` naming a keyword that is not one of :class:`TaskOptions`."""
-    unknown = sorted(set(options) - _OPTION_NAMES)
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], sorted(_OPTION_NAMES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise TypeError(
-            f"task() got unexpected keyword(s) {', '.join(map(repr, unknown))}{hint} "
-            f"(it takes start_cond and {', '.join(sorted(_OPTION_NAMES))})"
-        )
-
-
-def check_target(options: Mapping[str, Any], *, decorating: bool = False) -> None:
-    """Raise :class:`TaskSetupError` unless the options name exactly one thing to call
-    (``decorating``: the function comes later, from the decorator)."""
-    given = [k for k in ("func", "path", "command", "code") if options.get(k) is not None]
-    kinds = ["func", *given] if decorating else given
-    if options.get("func_name") is not None and "path" not in kinds:
-        raise TaskSetupError("func_name= goes with path= (the file that defines it)")
-    if len(kinds) != 1:
-        raise TaskSetupError(
-            "a task needs exactly one of func=, path= + func_name=, command= or code=; "
-            + (f"got {', '.join(kinds)}" if kinds else "got none")
-        )
-    path = options.get("path")
-    if path is not None and options.get("func_name") is None:
-        raise TaskSetupError(f"path={str(path)!r} needs func_name= (the function to call)")
+__all__ = ["BaseTask", "CodeTask", "CommandTask", "FuncTask"]
 
 
 # Parameters per function, read once: inspect.signature() costs more than the rest of a
@@ -528,95 +457,3 @@ class CodeTask(BaseTask):
         if self.namespace is not None and not process:
             return functools.partial(run_code, self.code, self._name, kwargs, self.namespace)
         return functools.partial(run_code, self.code, self._name, kwargs, None)
-
-
-# -- run-time helpers (module level: they pickle by reference) ---------------------------
-
-
-def resolve_path(path: str) -> Path:
-    file = Path(path).expanduser()
-    if file.is_dir():
-        init = file / "__init__.py"
-        if init.is_file():
-            return init
-        raise TaskSetupError(
-            f"path {path!r} is a folder without __init__.py; "
-            "give the .py file that defines the function"
-        )
-    if not file.is_file():
-        raise TaskSetupError(
-            f"path {path!r} does not exist (looked in {os.getcwd()!r}); "
-            "give the .py file that defines the function"
-        )
-    return file
-
-
-def top_level_names(file: Path) -> set[str]:
-    """Names a module defines at top level (cheap: parsed, not executed)."""
-    try:
-        tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
-    except SyntaxError as exc:
-        raise TaskSetupError(f"{str(file)!r} does not compile: {exc}") from None
-    except OSError as exc:
-        raise TaskSetupError(f"cannot read {str(file)!r}: {exc}") from None
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return names
-
-
-def call_from_path(path: str, func_name: str, kwargs: dict[str, Any]) -> Any:
-    """Import ``path`` afresh and call its ``func_name`` with ``kwargs``."""
-    file = resolve_path(path)
-    import hashlib  # here: it loads OpenSSL (~3.5 MiB), and only path tasks need it
-
-    digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
-    module_name = f"_redengine_nb_task_{digest}"
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise TaskSetupError(f"cannot import {str(file)!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    func = getattr(module, func_name, None)
-    if func is None or not callable(func):
-        raise TaskSetupError(f"{str(file)!r} has no function {func_name!r}")
-    return func(**kwargs)
-
-
-def run_code(code: str, name: str, kwargs: dict[str, Any], namespace: dict[str, Any] | None) -> Any:
-    """Execute source text; the value of a final expression statement is returned."""
-    ns: dict[str, Any] = namespace if namespace is not None else {"__name__": "__task__"}
-    ns.update(kwargs)
-    tree = ast.parse(code, f"<task {name}>", "exec")
-    last: ast.expr | None = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = tree.body.pop().value  # type: ignore[attr-defined]
-    exec(compile(tree, f"<task {name}>", "exec"), ns)
-    if last is not None:
-        return eval(compile(ast.Expression(last), f"<task {name}>", "eval"), ns)
-    return None
-
-
-def check_execution(value: str | None) -> str | None:
-    if value is None or value in ("process", "thread", "main"):
-        return value
-    raise ValueError(f"unknown execution {value!r}; expected 'process', 'thread' or 'main'")
-
-
-def check_timeout(value: Any) -> float | None:
-    if value is None:
-        return None
-    from ..timetext import to_timedelta
-
-    seconds = to_timedelta(value).total_seconds()
-    if seconds <= 0:
-        raise ValueError(f"a timeout must be positive; got {value!r}")
-    return seconds

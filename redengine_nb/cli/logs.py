@@ -29,6 +29,7 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     runlog = open_existing_log(args.logs)
     try:
         print(f"run log: {runlog.location}", file=out)
+        print(format_table(log_status_rows(runlog)), file=out)
         now = time.time()
         for lease in runlog.leases(now):
             state = "alive" if lease.alive(now) else "lease expired"
@@ -40,7 +41,6 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
                 ),
                 file=out,
             )
-        print(format_table(log_status_rows(runlog)), file=out)
     finally:
         runlog.close()
     return 0

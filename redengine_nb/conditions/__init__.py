@@ -21,6 +21,7 @@ from .api import (
     minutely,
     monthly,
     running,
+    secondly,
     started,
     succeeded,
     time_of_day,
@@ -32,6 +33,8 @@ from .api import (
 )
 from .base import All, Any, BaseCondition, Context, Not, false, true
 from .parser import DEFAULT_GRAMMAR, CustomCondition, Grammar, parse
+from .scheduler import EnvIs, ParamIs, SchedulerCycles, SchedulerStarted
+from .time import explain
 
 __all__ = [
     "DEFAULT_GRAMMAR",
@@ -40,8 +43,12 @@ __all__ = [
     "BaseCondition",
     "Context",
     "CustomCondition",
+    "EnvIs",
     "Grammar",
     "Not",
+    "ParamIs",
+    "SchedulerCycles",
+    "SchedulerStarted",
     "after_all_success",
     "after_any_success",
     "after_fail",
@@ -50,6 +57,7 @@ __all__ = [
     "cron",
     "daily",
     "every",
+    "explain",
     "failed",
     "false",
     "finished",
@@ -58,6 +66,7 @@ __all__ = [
     "monthly",
     "parse",
     "running",
+    "secondly",
     "started",
     "succeeded",
     "time_of_day",

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from .base import BaseCondition
-from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit
+from .periods import DAY, HOUR, MINUTE, MONTH, SECOND, WEEK, TimeWindow, Unit
 from .status import After, HasAction, Running
 from .time import Cron, Every, PeriodCondition, TimeCondition
 
@@ -31,6 +31,7 @@ __all__ = [
     "minutely",
     "monthly",
     "running",
+    "secondly",
     "started",
     "succeeded",
     "time_of_day",
@@ -41,6 +42,7 @@ __all__ = [
     "weekly",
 ]
 
+secondly = PeriodCondition(SECOND)
 minutely = PeriodCondition(MINUTE)
 hourly = PeriodCondition(HOUR)
 daily = PeriodCondition(DAY)

@@ -21,9 +21,11 @@ conversion back to a ``datetime`` happens at the edge, in ``next_due``/``next_un
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from types import MappingProxyType
+from typing import Any as _Any
 from zoneinfo import ZoneInfo
 
 from ..runlog.base import History
@@ -68,15 +70,28 @@ def _never_running(_task: str) -> bool:
     return False
 
 
+#: What a context without a session's parameters reads.
+NO_PARAMETERS: Mapping[str, _Any] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class Context:
-    """Everything a condition may look at."""
+    """Everything a condition may look at.
+
+    ``parameters``, ``cycles`` and ``started`` are the session's facts that Red Engine's
+    ``env 'prod'``, ``param 'x' is 'v'`` and ``scheduler has ...`` phrases read: the
+    session's parameters (the same mapping ``Arg('x')`` reads), how many scheduler steps
+    have run, and when the first one ran (epoch seconds; ``None`` before that).
+    """
 
     now: datetime
     history: History
     task: str | None = None
     is_running: Callable[[str], bool] = field(default=_never_running)
     ts: float = 0.0
+    parameters: Mapping[str, _Any] | None = None
+    cycles: int = 0
+    started: float | None = None
 
     def __post_init__(self) -> None:
         global _LAST_NOW
@@ -98,13 +113,24 @@ class Context:
 
     def at(self, when: datetime) -> Context:
         """The same context at another instant (for looking ahead)."""
-        return Context(when.astimezone(self.now.tzinfo), self.history, self.task, self.is_running)
+        return self._copy(when.astimezone(self.now.tzinfo))
 
     def at_ts(self, ts: float) -> Context:
         """The same context at epoch seconds ``ts`` (``self`` when that is now)."""
         if ts == self.ts:
             return self
-        return Context(to_datetime(ts, self.now.tzinfo), self.history, self.task, self.is_running)
+        return self._copy(to_datetime(ts, self.now.tzinfo))
+
+    def _copy(self, now: datetime) -> Context:
+        return Context(
+            now,
+            self.history,
+            self.task,
+            self.is_running,
+            parameters=self.parameters,
+            cycles=self.cycles,
+            started=self.started,
+        )
 
     def when(self, ts: float | None) -> datetime | None:
         """Epoch seconds as an instant in this context's zone (``now`` itself for now)."""
@@ -319,6 +345,10 @@ class _Compound(BaseCondition):
 
     def _key(self) -> tuple[object, ...]:
         return self.parts
+
+    def _family(self) -> type:
+        # The key lives here, on the shared base, but ``a & b`` is not ``a | b``.
+        return type(self)
 
 
 class All(_Compound):

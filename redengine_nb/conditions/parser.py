@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any as _Any
 
 from ..errors import ConditionParseError
+from ..timetext import DurationError
 from .base import All, Any, BaseCondition, Not, false, true
 from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit
+from .scheduler import EnvIs, ParamIs, SchedulerCycles, SchedulerStarted
 from .status import AFTER_VERBS, VERBS, After, HasAction, Running
 from .time import (
     UNIT_NAMES,
@@ -42,6 +44,11 @@ from .time import (
 __all__ = ["DEFAULT_GRAMMAR", "CustomCondition", "Grammar", "Token", "parse", "tokenize"]
 
 _OPS = "&|~()"
+#: How deep '(' and '~' may nest: far beyond any real condition, well inside Python's stack.
+MAX_NESTING = 100
+_CLOCK_WORD = re.compile(
+    r"^\d{1,2}[:.]\d{2}(?::\d{2})?(?:[ap]\.?m\.?)?$|^\d{1,2}[ap]\.?m\.?$", re.I
+)
 _QUOTES = "'\""
 
 
@@ -187,6 +194,7 @@ class Cursor:
         self.grammar = grammar
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     # -- moving ----------------------------------------------------------------------
     def peek(self) -> Token:
@@ -230,27 +238,53 @@ class Cursor:
             raise self.fail("a task name cannot be empty", tok)
         return tok.value
 
-    def words_until_operator(self, what: str) -> tuple[str, int]:
-        """The words up to the next operator or the end, joined; and where they start."""
+    def words_until_operator(self, what: str, stop: tuple[str, ...] = ()) -> tuple[str, int]:
+        """The text of the words up to the next operator, the end or a word in ``stop``
+        (as written, so that an error can point into it); and where it starts."""
         start = self.peek()
-        words: list[str] = []
-        while self.peek().kind == "word":
-            words.append(self.next().value)
-        if not words:
+        end = start.pos
+        while self.peek().kind == "word" and self.peek().value.lower() not in stop:
+            end = self.next().end
+        if end == start.pos:
             raise self.fail(f"expected {what}, found {self.describe(start)}", start)
-        return " ".join(words), start.pos
+        return self.text[start.pos : end], start.pos
+
+    def duration(
+        self, what: str, make: Callable[[str], BaseCondition], stop: tuple[str, ...] = ()
+    ) -> BaseCondition:
+        """``make(text)`` of the duration words here; a bad duration is reported at the
+        faulty part (the unit of ``5 secnds``)."""
+        text, pos = self.words_until_operator(what, stop)
+        try:
+            return make(text)
+        except DurationError as exc:
+            raise self.fail(str(exc), pos + exc.offset) from None
+        except ValueError as exc:
+            raise self.fail(str(exc), pos) from None
 
     def point(self, unit: Unit, role: str) -> int:
+        """A point in ``unit`` (see :func:`~.time.parse_point`); it may span words:
+        ``10 am``, ``1 quarter``, ``Tue 10:00``, ``10th 12:30:00``."""
         tok = self.next()
         if tok.kind != "word":
             raise self.fail(f"expected a time, found {self.describe(tok)}", tok)
-        text = tok.value
-        if unit is DAY and self.peek_word("am", "pm", "a.m.", "p.m."):
-            text += self.next().value
+        end = tok.end
+        if (unit is DAY and self.peek_word("am", "pm", "a.m.", "p.m.")) or (
+            unit is HOUR and self.peek_word("quarter", "quarters", "q")
+        ):
+            end = self.next().end
+        elif unit in (WEEK, MONTH) and self._clock_follows():
+            end = self.next().end
+            if self.peek_word("am", "pm", "a.m.", "p.m."):
+                end = self.next().end
         try:
-            return parse_point(unit, text, role)
+            return parse_point(unit, self.text[tok.pos : end], role)
         except ValueError as exc:
             raise self.fail(str(exc), tok) from None
+
+    def _clock_follows(self) -> bool:
+        tok = self.peek()
+        return tok.kind == "word" and _CLOCK_WORD.match(tok.value) is not None
 
     # -- expressions -----------------------------------------------------------------
     def expression(self) -> BaseCondition:
@@ -269,21 +303,33 @@ class Cursor:
 
     def unary(self) -> BaseCondition:
         tok = self.peek()
-        if tok.kind == "op" and tok.value == "~":
-            self.next()
-            return Not(self.unary())
-        if tok.kind == "op" and tok.value == "(":
-            self.next()
-            inner = self.expression()
-            close = self.next()
-            if close.kind != "op" or close.value != ")":
+        if tok.kind == "op" and tok.value in "~(":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
                 raise self.fail(
-                    f"missing ')' to close the '(' at column {tok.pos + 1}; "
-                    f"found {self.describe(close)}",
-                    close,
+                    f"the condition nests deeper than {MAX_NESTING} levels of '(' and '~'; "
+                    "write it flatter (a & b & c needs no parentheses)",
+                    tok,
                 )
-            return inner
+            try:
+                return self._nested(tok)
+            finally:
+                self.depth -= 1
         return self.phrase()
+
+    def _nested(self, tok: Token) -> BaseCondition:
+        self.next()
+        if tok.value == "~":
+            return Not(self.unary())
+        inner = self.expression()
+        close = self.next()
+        if close.kind != "op" or close.value != ")":
+            raise self.fail(
+                f"missing ')' to close the '(' at column {tok.pos + 1}; "
+                f"found {self.describe(close)}",
+                close,
+            )
+        return inner
 
     def phrase(self) -> BaseCondition:
         tok = self.peek()
@@ -410,12 +456,7 @@ def _window(cur: Cursor, unit: Unit, word: str, at: Token) -> TimeWindow:
         if word == "after":
             return TimeWindow(unit, cur.point(unit, "start"), unit.length)
         if word == "before":
-            end = cur.point(unit, "before")
-            if end == 0:
-                raise ValueError(
-                    f"nothing lies before {cur.describe(start_tok)} in a {unit.name.lower()}"
-                )
-            return TimeWindow(unit, 0, end)
+            return TimeWindow(unit, 0, cur.point(unit, "before"))
         point = cur.tokens[cur.i]
         cur.point(unit, "start")
         return window_on(unit, cur.text[point.pos : cur.tokens[cur.i - 1].end])
@@ -453,6 +494,12 @@ def _reject_stray_word(cur: Cursor, options: tuple[str, ...]) -> None:
 def _read_time_of(cur: Cursor, first: Token) -> BaseCondition:
     cur.expect_word(("of",), "'of' (as in 'time of day')")
     noun = cur.expect_word(tuple(_UNIT_BY_NOUN), "minute, hour, day, week or month")
+    if noun == "second":
+        raise cur.fail(
+            "'time of second' is not supported: windows are whole seconds here "
+            "('secondly' runs once a second)",
+            cur.tokens[cur.i - 1],
+        )
     unit = _UNIT_BY_NOUN[noun]
     word = cur.peek_word(*_WINDOW_WORDS)
     if word is None:
@@ -463,11 +510,7 @@ def _read_time_of(cur: Cursor, first: Token) -> BaseCondition:
 
 
 def _read_every(cur: Cursor, first: Token) -> BaseCondition:
-    text, pos = cur.words_until_operator("a duration such as '10 minutes'")
-    try:
-        return Every(text)
-    except ValueError as exc:
-        raise cur.fail(str(exc), pos) from None
+    return cur.duration("a duration such as '10 minutes'", Every)
 
 
 def _read_cron(cur: Cursor, first: Token) -> BaseCondition:
@@ -478,34 +521,34 @@ def _read_cron(cur: Cursor, first: Token) -> BaseCondition:
         raise cur.fail(str(exc), pos) from None
 
 
-_SPANS = {"today": DAY}
 _THIS = {"minute": MINUTE, "hour": HOUR, "day": DAY, "week": WEEK, "month": MONTH}
+_SPAN_START = ("today", "this", "in", "past")
 
 
 def _read_has(cur: Cursor, first: Token, task: str | None = None) -> BaseCondition:
     verb = cur.expect_word(tuple(VERBS), "a verb (" + ", ".join(VERBS) + ")")
-    word = cur.peek_word("today", "this", "in")
+    word = cur.peek_word(*_SPAN_START)
     if word is None:
-        _reject_stray_word(cur, ("today", "this", "in past"))
+        _reject_stray_word(cur, ("today", "this", "in past", "past"))
         return HasAction(verb, task)
     cur.next()
-    if word == "in":
-        cur.expect_word(("past",), "'past' (as in 'in past 1 hour')")
-        text, pos = cur.words_until_operator("a duration such as '1 hour'")
-        try:
-            return HasAction(verb, task, text)
-        except ValueError as exc:
-            raise cur.fail(str(exc), pos) from None
+    if word in ("in", "past"):
+        if word == "in":
+            cur.expect_word(("past",), "'past' (as in 'in past 1 hour')")
+        return cur.duration("a duration such as '1 hour'", lambda text: HasAction(verb, task, text))
     unit = (
         DAY
         if word == "today"
         else _THIS[cur.expect_word(tuple(_THIS), "minute, hour, day, week or month after 'this'")]
     )
-    wword = cur.peek_word(*_WINDOW_WORDS)
+    wword = cur.peek_word(*_WINDOW_WORDS, "starting")
     if wword is None:
-        _reject_stray_word(cur, _WINDOW_WORDS)
+        _reject_stray_word(cur, (*_WINDOW_WORDS, "starting"))
         return HasAction(verb, task, TimeWindow(unit))
     at = cur.next()
+    if wword == "starting":
+        anchor = cur.point(unit, "start")
+        return HasAction(verb, task, TimeWindow(unit, anchor, anchor))
     return HasAction(verb, task, _window(cur, unit, wword, at))
 
 
@@ -519,6 +562,14 @@ def _read_task(cur: Cursor, first: Token) -> BaseCondition:
     word = cur.expect_word(("has", "is"), "'has' or 'is' after the task name")
     head = cur.tokens[cur.i - 1]
     return _read_has(cur, head, name) if word == "has" else _read_is(cur, head, name)
+
+
+def _read_while(cur: Cursor, first: Token) -> BaseCondition:
+    """``while task 'x' is running`` (Red Engine's other spelling of ``task 'x' is running``)."""
+    cur.expect_word(("task",), "'task' (as in \"while task 'x' is running\")")
+    name = cur.expect_name()
+    cur.expect_word(("is",), "'is running'")
+    return _read_is(cur, first, name)
 
 
 def _read_after(cur: Cursor, first: Token) -> BaseCondition:
@@ -538,6 +589,72 @@ def _read_after(cur: Cursor, first: Token) -> BaseCondition:
     return After(names, verb, any=any_)
 
 
+def _read_always(cur: Cursor, first: Token) -> BaseCondition:
+    """``always true`` / ``always false`` (Red Engine), and ``always`` alone."""
+    word = cur.peek_word("true", "false")
+    if word is None:
+        _reject_stray_word(cur, ("true", "false"))
+        return true
+    cur.next()
+    return true if word == "true" else false
+
+
+def _read_run(cur: Cursor, first: Token) -> BaseCondition:
+    """Red Engine's ``run daily``, ``run every 10 minutes``: the same as without ``run``."""
+    tok = cur.peek()
+    options = (*_UNIT_BY_ADVERB, "every")
+    word = cur.expect_word(options, "a period ('daily', 'every 10 minutes', ...) after 'run'")
+    reader = _read_every if word == "every" else _read_period
+    return reader(cur, tok)
+
+
+def _read_env(cur: Cursor, first: Token) -> BaseCondition:
+    return EnvIs(cur.expect_name("an environment name in quotes (as in \"env 'prod'\")"))
+
+
+def _read_param(cur: Cursor, first: Token) -> BaseCondition:
+    key = cur.expect_name("a parameter name in quotes (as in \"param 'x' exists\")")
+    word = cur.expect_word(("exists", "is"), "'exists' or 'is' after the parameter name")
+    if word == "exists":
+        return ParamIs(key)
+    return ParamIs(key, cur.expect_name("a value in quotes (as in \"param 'x' is 'v'\")"))
+
+
+def _read_scheduler(cur: Cursor, first: Token) -> BaseCondition:
+    word = cur.expect_word(
+        ("has", "started"), "'has' or 'started' (as in 'scheduler has more than 3 cycles')"
+    )
+    if word == "started":
+        cond = cur.duration(
+            "a duration such as '10 minutes' (as in 'scheduler started 10 minutes ago')",
+            SchedulerStarted,
+            ("ago",),
+        )
+        cur.expect_word(("ago",), "'ago' (as in 'scheduler started 10 minutes ago')")
+        return cond
+    how = cur.peek_word("more", "less", "run")
+    if how == "run":
+        cur.next()
+        cur.expect_word(("over",), "'over' (as in 'scheduler has run over 10 minutes')")
+        return cur.duration(
+            "a duration such as '10 minutes'", lambda text: SchedulerStarted(text, over=True)
+        )
+    relation = ""
+    if how is not None:
+        cur.next()
+        cur.expect_word(("than",), f"'than' (as in 'scheduler has {how} than 3 cycles')")
+        relation = f"{how} than"
+    tok = cur.next()
+    if tok.kind != "word" or not tok.value.isdigit():
+        raise cur.fail(
+            f"expected a number of cycles, found {cur.describe(tok)}",
+            tok,
+            None if how else "scheduler has run over",
+        )
+    cur.expect_word(("cycles", "cycle"), "'cycles'")
+    return SchedulerCycles(relation, int(tok.value))
+
+
 def _constant(value: BaseCondition) -> PhraseReader:
     return lambda cur, first: value
 
@@ -546,16 +663,24 @@ DEFAULT_GRAMMAR = Grammar(
     {
         "true": _constant(true),
         "false": _constant(false),
+        "always": _read_always,
+        "never": _constant(false),
         **{adverb: _read_period for adverb in _UNIT_BY_ADVERB},
         "every": _read_every,
+        "run": _read_run,
         "cron": _read_cron,
         "time": _read_time_of,
         "has": _read_has,
         "is": _read_is,
         "task": _read_task,
+        "while": _read_while,
         "after": _read_after,
+        "env": _read_env,
+        "param": _read_param,
+        "scheduler": _read_scheduler,
     },
     [
+        "always true",
         "time of day",
         "time of week",
         "time of month",
@@ -564,8 +689,14 @@ DEFAULT_GRAMMAR = Grammar(
         "has succeeded",
         "has failed",
         "has finished",
+        "has succeeded past",
         "is running",
         "after task",
+        "env 'prod'",
+        "param 'x' exists",
+        "scheduler has more than",
+        "scheduler started",
+        "scheduler has run over",
     ],
 )
 

@@ -19,7 +19,7 @@ Minute and hour windows are the exception: they follow the clock as it reads, li
 time. The time line is cut into *passes* at each backward jump; inside a pass, wall times
 are resolved as above, and a wall time outside it is clamped to the pass's edge. So the
 second pass of a repeated hour has its own minutes and hours (``hourly`` runs again in it,
-``time of minute before :30`` is true in the first half of each of its minutes), a minute or
+``time of minute before 30`` is true in the first half of each of its minutes), a minute or
 hour window cut by the jump ends at it and a new one begins right after, and a minute or
 hour window that lies wholly inside a spring-forward gap does not occur (as with cron);
 one whose start was skipped but whose end was not opens at the first instant after the gap.
@@ -37,12 +37,24 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
-__all__ = ["DAY", "HOUR", "MINUTE", "MONTH", "WEEK", "Interval", "TimeWindow", "Unit", "localize"]
+__all__ = [
+    "DAY",
+    "HOUR",
+    "MINUTE",
+    "MONTH",
+    "SECOND",
+    "WEEK",
+    "Interval",
+    "TimeWindow",
+    "Unit",
+    "localize",
+]
 
 
 class Unit(enum.IntEnum):
     """A calendar unit, ordered by size."""
 
+    SECOND = 0  # whole units only ('secondly'): offsets are whole seconds
     MINUTE = 1
     HOUR = 2
     DAY = 3
@@ -56,8 +68,9 @@ class Unit(enum.IntEnum):
         return _LENGTH[self]
 
 
-MINUTE, HOUR, DAY, WEEK, MONTH = Unit.MINUTE, Unit.HOUR, Unit.DAY, Unit.WEEK, Unit.MONTH
-_LENGTH = {MINUTE: 60, HOUR: 3600, DAY: 86400, WEEK: 7 * 86400, MONTH: 31 * 86400}
+SECOND, MINUTE, HOUR, DAY = Unit.SECOND, Unit.MINUTE, Unit.HOUR, Unit.DAY
+WEEK, MONTH = Unit.WEEK, Unit.MONTH
+_LENGTH = {SECOND: 1, MINUTE: 60, HOUR: 3600, DAY: 86400, WEEK: 7 * 86400, MONTH: 31 * 86400}
 _INF = float("inf")
 
 _log = logging.getLogger("redengine_nb.periods")  # the name the docs give
@@ -174,6 +187,8 @@ def _resolve(naive: datetime, tz: tzinfo, lo: float, hi: float) -> tuple[float, 
 
 
 def _unit_start(wall: datetime, unit: Unit) -> datetime:
+    if unit is SECOND:
+        return wall.replace(microsecond=0)
     if unit is MINUTE:
         return wall.replace(second=0, microsecond=0)
     if unit is HOUR:

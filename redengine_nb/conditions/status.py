@@ -9,12 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from ..records import FINISHED, Action
-from ..runlog.base import History
+from ..records import Action
+from ..runlog.base import History, last_of
 from ..timetext import format_duration, to_timedelta
 from .base import BaseCondition, Context
 from .periods import TimeWindow
-from .time import UNIT_NAMES, _Span, _window_segment, _Windowed, format_window, quantize
+from .time import (
+    UNIT_NAMES,
+    _Span,
+    _window_segment,
+    _Windowed,
+    format_point,
+    format_window,
+    quantize,
+)
 
 __all__ = ["VERBS", "After", "HasAction", "Running", "quote_name"]
 
@@ -22,15 +30,23 @@ __all__ = ["VERBS", "After", "HasAction", "Running", "quote_name"]
 VERBS: dict[str, tuple[Action, ...]] = {
     "succeeded": (Action.SUCCESS,),
     "failed": (Action.FAIL,),
-    "finished": tuple(sorted(FINISHED, key=lambda a: a.value)),
+    # Red Engine's and Rocketry's TaskFinished: an inaction is not a finish here (it is
+    # for a period condition such as 'daily', which it satisfies).
+    "finished": (Action.FAIL, Action.SUCCESS, Action.TERMINATE),
     "started": (Action.RUN,),
     "terminated": (Action.TERMINATE,),
     "inacted": (Action.INACTION,),
     "crashed": (Action.CRASH,),
 }
 
-#: ``after task 'x' <verb>``: the verbs allowed there.
+#: ``after task 'x' <verb>``: the verbs allowed there, and the actions each one waits for
+#: (Red Engine's and Rocketry's DependFinish: a success or a failure).
 AFTER_VERBS = ("succeeded", "failed", "finished")
+AFTER_ACTIONS: dict[str, tuple[Action, ...]] = {
+    "succeeded": (Action.SUCCESS,),
+    "failed": (Action.FAIL,),
+    "finished": (Action.FAIL, Action.SUCCESS),
+}
 
 _SPAN_WORDS = {
     "minute": "this minute",
@@ -51,15 +67,12 @@ def quote_name(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
 
-def _last(history: History, task: str, actions: tuple[Action, ...]) -> float | None:
+def _newest(history: History, task: str, actions: tuple[Action, ...]) -> float | None:
+    """The newest record of ``actions``: one ``last`` for one action (the common case,
+    and the cheapest call), else :func:`last_of`."""
     if len(actions) == 1:
         return history.last(task, actions[0])
-    best: float | None = None
-    for action in actions:
-        t = history.last(task, action)
-        if t is not None and (best is None or t > best):
-            best = t
-    return best
+    return last_of(history, task, actions)
 
 
 def _task_prefix(task: str | None) -> str:
@@ -81,8 +94,8 @@ class HasAction(_Windowed):
             span = to_timedelta(span)
         if isinstance(span, timedelta) and span.total_seconds() <= 0:
             raise ValueError(f"'in past' needs a positive duration, got {format_duration(span)!r}")
-        if isinstance(span, TimeWindow) and span.is_whole:
-            span = TimeWindow(span.unit)
+        if isinstance(span, TimeWindow) and span.start == 0 and span.is_whole:
+            span = TimeWindow(span.unit)  # today, this hour, ... (an anchored one stays)
         self.verb = verb
         self.actions = VERBS[verb]
         self.task = task
@@ -102,7 +115,7 @@ class HasAction(_Windowed):
 
     def _met_at(self, ctx: Context, ts: float) -> bool:
         name = ctx.task_name(self.task)
-        last = _last(ctx.history, name, self.actions)
+        last = _newest(ctx.history, name, self.actions)
         if last is None:
             return False
         span = self.span
@@ -132,7 +145,7 @@ class HasAction(_Windowed):
         if span is None:
             return None
         if isinstance(span, timedelta):
-            last = _last(ctx.history, ctx.task_name(self.task), self.actions)
+            last = _newest(ctx.history, ctx.task_name(self.task), self.actions)
             assert last is not None
             return quantize(last + span.total_seconds())
         return self._segment_at(ctx, ts)[2]
@@ -157,6 +170,8 @@ class HasAction(_Windowed):
         if isinstance(span, timedelta):
             return f"{text} in past {format_duration(span)}"
         text = f"{text} {_SPAN_WORDS[UNIT_NAMES[span.unit][1]]}"
+        if span.is_whole and span.start:
+            return f"{text} starting {format_point(span.unit, span.start)}"
         rest = format_window(span)
         return f"{text} {rest}" if rest else text
 
@@ -197,7 +212,7 @@ class After(_EventOnly):
             raise ValueError(f"'after task' takes {', '.join(AFTER_VERBS)}; got {verb!r}")
         self.tasks = names
         self.verb = verb
-        self.actions = VERBS[verb]
+        self.actions = AFTER_ACTIONS[verb]
         self.any = any and len(names) > 1
 
     def is_met(self, ctx: Context) -> bool:
@@ -206,7 +221,7 @@ class After(_EventOnly):
         mine = history.last(task if task is not None else ctx.task_name(None), Action.RUN)
         actions = self.actions
         for name in self.tasks:
-            theirs = _last(history, name, actions)
+            theirs = _newest(history, name, actions)
             ok = theirs is not None and (mine is None or theirs > mine)
             if ok and self.any:
                 return True

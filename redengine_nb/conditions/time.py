@@ -27,7 +27,7 @@ from ..timetext import (
     to_timedelta,
 )
 from .base import BaseCondition, Context, to_datetime
-from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, Interval, TimeWindow, Unit
+from .periods import DAY, HOUR, MINUTE, MONTH, SECOND, WEEK, Interval, TimeWindow, Unit
 
 __all__ = [
     "UNIT_NAMES",
@@ -35,6 +35,7 @@ __all__ = [
     "Every",
     "PeriodCondition",
     "TimeCondition",
+    "explain",
     "format_window",
     "last_finish",
     "parse_point",
@@ -46,6 +47,7 @@ __all__ = [
 
 #: The adverb of each unit (``daily``) and its noun (``time of day``).
 UNIT_NAMES: dict[Unit, tuple[str, str]] = {
+    SECOND: ("secondly", "second"),
     MINUTE: ("minutely", "minute"),
     HOUR: ("hourly", "hour"),
     DAY: ("daily", "day"),
@@ -53,59 +55,125 @@ UNIT_NAMES: dict[Unit, tuple[str, str]] = {
     MONTH: ("monthly", "month"),
 }
 
-#: The unit whose window a period phrase takes: ``hourly between 09:00 and 17:00`` is a
-#: time of day.
-WINDOW_UNIT: dict[Unit, Unit] = {MINUTE: DAY, HOUR: DAY, DAY: DAY, WEEK: WEEK, MONTH: MONTH}
+#: The unit whose window a period phrase takes: the period's own, as in Red Engine
+#: (``hourly between 45:00 and 50:00`` is minutes 45 to 50 of every hour).
+WINDOW_UNIT: dict[Unit, Unit] = {
+    SECOND: SECOND,
+    MINUTE: MINUTE,
+    HOUR: HOUR,
+    DAY: DAY,
+    WEEK: WEEK,
+    MONTH: MONTH,
+}
 
 _FINISHED = tuple(FINISHED)
 _INF = float("inf")
 
 # -- points inside a unit ----------------------------------------------------------------
-_SUB = re.compile(r"^:(\d{2})(?::(\d{2}))?$")
+# Times are written in the unit of the period, as Red Engine writes them: seconds of the
+# minute (``15``), minutes and seconds of the hour (``45:00``), a clock time of the day, a
+# weekday (with a clock time: ``Tue 10:00``), a day of the month (``13th``, ``1.``, with a
+# clock time: ``10th 12:30``). The ``:15`` forms are this project's older spelling.
+# Red Engine also writes a fraction of a second ('15.00', '45:00.000'); windows here are
+# whole seconds, so a fraction must be zero.
+_SECOND_OF_MINUTE = re.compile(r"^:?(\d{1,2})(?:\.0{1,6})?$")
+_MINUTE_OF_HOUR = re.compile(r"^(\d{2}):(\d{2})(?:\.0{1,6})?$|^:(\d{2})(?::(\d{2}))?$")
+_QUARTER = re.compile(r"^([0-4])\s*(?:quarters?|q)$", re.IGNORECASE)
+_DOT_TIME = re.compile(r"^(\d{1,2})\.(\d{2})$")
+_CLOCK_LIKE = re.compile(r"^\d{1,2}(?:[:.]\d{2}(?::\d{2})?)?\s*(?:[ap]\.?m\.?)?$", re.IGNORECASE)
+HOURS_OF_DAY_HINT = "for hours of the day write 'hourly & time of day between 09:00 and 17:00'"
 _POINT_HELP = {
-    MINUTE: "a second of the minute such as ':30'",
-    HOUR: "a minute of the hour such as ':15' or ':15:30'",
+    SECOND: "nothing: 'secondly' is whole seconds (it takes no window and no 'starting')",
+    MINUTE: "a second of the minute such as '15' or '45'",
+    HOUR: "minutes:seconds of the hour such as '45:00' (quarter to) or '1 quarter'",
     DAY: "a clock time such as '10:00', '10:00:30', '10am' or '7:30pm'",
-    WEEK: "a weekday such as 'Mon' or 'Monday'",
-    MONTH: "a day of the month such as '1st', '15th' or '15'",
+    WEEK: "a weekday such as 'Mon' or 'Monday', optionally with a time ('Tue 10:00')",
+    MONTH: "a day of the month such as '1st', '15th', '15' or '1.', optionally with a time "
+    "('10th 12:30')",
 }
 
 
+def _bad_point(unit: Unit, raw: str) -> ValueError:
+    text = f"bad point {raw!r}; expected {_POINT_HELP[unit]}"
+    if unit is HOUR and _CLOCK_LIKE.match(raw):
+        text += (
+            f" (times of 'hourly' and 'time of hour' are minutes of the hour; {HOURS_OF_DAY_HINT})"
+        )
+    return ValueError(text)
+
+
+def _day_time(raw: str, role: str) -> int:
+    dot = _DOT_TIME.match(raw)
+    if dot is not None:
+        raw = f"{dot.group(1)}:{dot.group(2)}"
+    return parse_clock_time(raw, allow_24=role != "start")
+
+
 def parse_point(unit: Unit, text: str, role: str = "start") -> int:
-    """Offset (seconds) of a point inside ``unit``. ``role``: ``start``, ``end`` (inclusive
-    end of a ``between``: a day named as the end counts whole) or ``before`` (exclusive)."""
-    raw = text.strip()
-    if unit in (MINUTE, HOUR):
-        m = _SUB.match(raw)
-        if m is None or (unit is MINUTE and m.group(2) is not None):
-            raise ValueError(f"bad point {raw!r}; expected {_POINT_HELP[unit]}")
-        first, second = int(m.group(1)), int(m.group(2) or 0)
-        value = first if unit is MINUTE else first * 60 + second
-        limit = 60 if unit is MINUTE else 3600
-        if second >= 60 or value > limit or (value == limit and role == "start"):
-            raise ValueError(f"bad point {raw!r}; expected {_POINT_HELP[unit]}")
+    """Offset (seconds) of a point inside ``unit``. ``role``: ``start``, or ``end`` /
+    ``before`` (the end of a window: a day named without a time counts whole, as in Red
+    Engine, so ``before Friday`` includes Friday)."""
+    raw = " ".join(text.split())
+    if unit is SECOND:
+        raise ValueError(f"no point {raw!r} inside a second; {_POINT_HELP[SECOND]}")
+    if unit is MINUTE:
+        m = _SECOND_OF_MINUTE.match(raw)
+        if m is None:
+            raise _bad_point(unit, raw)
+        value = int(m.group(1))
+        if value > 60 or (value == 60 and role == "start"):
+            raise _bad_point(unit, raw)
+        return value
+    if unit is HOUR:
+        q = _QUARTER.match(raw)
+        if q is not None:
+            value = int(q.group(1)) * 900
+        else:
+            m = _MINUTE_OF_HOUR.match(raw)
+            if m is None:
+                raise _bad_point(unit, raw)
+            minute = int(m.group(1) or m.group(3))
+            second = int(m.group(2) or m.group(4) or 0)
+            if second >= 60:
+                raise _bad_point(unit, raw)
+            value = minute * 60 + second
+        if value > 3600 or (value == 3600 and role == "start"):
+            raise _bad_point(unit, raw)
         return value
     if unit is DAY:
-        seconds = parse_clock_time(raw, allow_24=role != "start")
-        return seconds
-    index = parse_weekday(raw) if unit is WEEK else parse_monthday(raw) - 1
-    return (index + 1) * 86400 if role == "end" else index * 86400
+        return _day_time(raw, role)
+    day, _, clock = raw.partition(" ")
+    if unit is WEEK:
+        index = parse_weekday(day)
+    else:
+        m = _MONTHDAY_DOT.match(day)
+        index = parse_monthday(m.group(1) if m else day) - 1
+    if clock:
+        return index * 86400 + _day_time(clock, "start")
+    return (index + 1) * 86400 if role in ("end", "before") else index * 86400
+
+
+_MONTHDAY_DOT = re.compile(r"^(\d{1,2})\.$")
 
 
 def format_point(unit: Unit, offset: int, role: str = "start") -> str:
     if unit is MINUTE:
-        return f":{offset:02d}"
+        return f"{offset:02d}"
     if unit is HOUR:
         minutes, seconds = divmod(offset, 60)
-        return f":{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
+        return f"{minutes:02d}:{seconds:02d}"
     if unit is DAY:
         return format_clock_time(offset)
-    index = offset // 86400 - (1 if role == "end" else 0)
+    days, clock = divmod(offset, 86400)
+    whole_end = role == "end" and clock == 0
+    index = days - 1 if whole_end else days
     if unit is WEEK:
-        return WEEKDAYS[index % 7]
-    day = index % 31 + 1
-    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
-    return f"{day}{suffix}"
+        text = WEEKDAYS[index % 7]
+    else:
+        day = index % 31 + 1
+        suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+        text = f"{day}{suffix}"
+    return text if clock == 0 else f"{text} {format_clock_time(clock)}"
 
 
 def window_between(unit: Unit, a: str, b: str) -> TimeWindow:
@@ -117,10 +185,9 @@ def window_after(unit: Unit, a: str) -> TimeWindow:
 
 
 def window_before(unit: Unit, b: str) -> TimeWindow:
-    end = parse_point(unit, b, "before")
-    if end == 0:
-        raise ValueError(f"nothing lies before {b.strip()!r} in a {unit.name.lower()}")
-    return TimeWindow(unit, 0, end)
+    """From the start of the unit to ``b`` (``before 00:00`` is the whole unit, as in Red
+    Engine and Rocketry: a window that starts where it ends is a whole cycle)."""
+    return TimeWindow(unit, 0, parse_point(unit, b, "before"))
 
 
 _ON_LENGTH = {MINUTE: 1, HOUR: 60, DAY: 3600, WEEK: 86400, MONTH: 86400}
@@ -141,8 +208,8 @@ def format_window(window: TimeWindow) -> str:
         return ""
     if unit in (WEEK, MONTH) and not window.wraps and end - start == 86400:
         return f"on {format_point(unit, start)}"
-    if start == 0 and not window.wraps and unit not in (WEEK, MONTH):
-        return f"before {format_point(unit, end)}"
+    if start == 0 and not window.wraps:
+        return f"before {format_point(unit, end, 'end')}"
     if end == unit.length and not window.wraps:
         return f"after {format_point(unit, start)}"
     return f"between {format_point(unit, start)} and {format_point(unit, end, 'end')}"
@@ -568,3 +635,48 @@ class Cron(_Windowed):
 
     def _key(self) -> tuple[object, ...]:
         return (self.expression,)
+
+
+# -- readings -------------------------------------------------------------------------------
+def _parts(cond: BaseCondition) -> list[BaseCondition]:
+    found: list[BaseCondition] = [cond]
+    for attr in ("parts", "part"):
+        inner = getattr(cond, attr, None)
+        if isinstance(inner, tuple):
+            for part in inner:
+                found.extend(_parts(part))
+        elif isinstance(inner, BaseCondition):
+            found.extend(_parts(inner))
+    return found
+
+
+def _span_text(window: TimeWindow) -> str:
+    unit = window.unit
+    start = format_point(unit, window.start)
+    end = format_point(unit, window.end, "end")
+    where = "of every hour" if unit is HOUR else "of every minute"
+    what = "minutes" if unit is HOUR else "seconds"
+    if window.wraps:
+        return f"{what} from {start} to {end} (across the turn) {where}"
+    return f"{what} {start} to {end} {where}"
+
+
+def explain(cond: BaseCondition) -> str | None:
+    """How the times of ``cond`` are read, where that could surprise: times in an hourly
+    or minutely phrase are minutes of the hour / seconds of the minute, as in Red Engine
+    (``hourly between 09:00 and 17:00`` is minutes 9 to 17 of every hour). ``None`` when
+    there is nothing to say. For the line that confirms a registration."""
+    notes: list[str] = []
+    for part in _parts(cond):
+        window = None
+        if isinstance(part, PeriodCondition | TimeCondition):
+            window = part.window
+        if window is None or window.unit not in (HOUR, MINUTE) or window.is_whole:
+            continue
+        note = f"'{part}' is {_span_text(window)}"
+        # Whole minutes no later than 24: written as hours of the day, perhaps.
+        looks_like_hours = window.start % 60 == 0 and window.end % 60 == 0
+        if window.unit is HOUR and looks_like_hours and max(window.start, window.end) <= 1440:
+            note += f"; {HOURS_OF_DAY_HINT}"
+        notes.append(note)
+    return "; ".join(notes) if notes else None

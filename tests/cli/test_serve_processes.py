@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import REPO, cli_command, cli_env, run_cli, start_cli
@@ -50,17 +51,18 @@ def _records(db: Path) -> dict[str, list[Action]]:
         log.close()
 
 
-def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
-    """Wait (60 s guard) until ``predicate()``; fail early if the server died."""
-    deadline = time.monotonic() + 60
-    while not predicate():
+WaitFor = Any  # the root conftest's wait_for fixture
+
+
+def alive(proc: subprocess.Popen[str]) -> Callable[[], None]:
+    """A ``wait_for`` check: fail at once, with its output, if the server has ended."""
+
+    def check() -> None:
         if proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"serve ended before {what}: rc={proc.returncode}\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+            pytest.fail(f"serve ended early: rc={proc.returncode}\n{out}\n{err}")
+
+    return check
 
 
 def test_every_shipped_notebook_is_listed() -> None:
@@ -107,13 +109,19 @@ def slow(flag=TerminationFlag()):
 
 @pytest.mark.parametrize("instant", [False, True], ids=["wait", "instant"])
 def test_sigterm_during_a_running_task(
-    write_nb: Callable[..., Path], tmp_path: Path, instant: bool
+    write_nb: Callable[..., Path], tmp_path: Path, instant: bool, wait_for: WaitFor
 ) -> None:
     nb = write_nb([SLOW_TASK.format(seconds=2.0)])
     db = tmp_path / "runs.db"
     extra = ["--config", "instant_shutdown=true"] if instant else []
     proc = start_cli("serve", nb.name, "--logs", str(db), *extra, cwd=tmp_path)
-    _wait_for((tmp_path / "started").exists, proc, "the task started")
+    wait_for(
+        (tmp_path / "started").exists,
+        "the task started",
+        60,
+        check=alive(proc),
+        on_timeout=proc.kill,
+    )
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
@@ -137,7 +145,7 @@ def test_sigterm_during_a_running_task(
 
 
 def test_sigkill_then_serve_again_on_the_same_log(
-    write_nb: Callable[..., Path], tmp_path: Path
+    write_nb: Callable[..., Path], tmp_path: Path, wait_for: WaitFor
 ) -> None:
     nb = write_nb(["%%task daily --name quick\nprint('quick ran')", SLOW_TASK.format(seconds=120)])
     db = tmp_path / "runs.db"
@@ -148,12 +156,21 @@ def test_sigkill_then_serve_again_on_the_same_log(
             return False
         return Action.SUCCESS in _records(db).get("quick", [])
 
-    _wait_for(quick_done_and_slow_started, proc, "quick to finish and slow to start")
+    wait_for(
+        quick_done_and_slow_started,
+        "quick to finish and slow to start",
+        60,
+        check=alive(proc),
+        on_timeout=proc.kill,
+    )
     # status from another process while the server is writing the log
     status = run_cli("status", "--logs", str(db), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[3:]}
+    lines = status.stdout.splitlines()[3:]
+    rows = {x.split()[0]: x.split()[1] for x in lines if not x.startswith("scheduler:")}
     assert rows == {"quick": "success", "slow": "running"}
+    # the server's lease, seen from another process
+    assert [x.endswith("(alive)") for x in lines if x.startswith("scheduler:")] == [True]
     proc.kill()  # SIGKILL: no clean-up at all
     proc.communicate(timeout=30)
     assert _records(db)["slow"] == [Action.RUN]  # left open
@@ -226,12 +243,18 @@ def test_serve_restarts_with_a_new_interpreter(mode: str, tmp_path: Path) -> Non
 
 
 def test_a_second_signal_terminates_what_the_first_waits_for(
-    write_nb: Callable[..., Path], tmp_path: Path
+    write_nb: Callable[..., Path], tmp_path: Path, wait_for: WaitFor
 ) -> None:
     nb = write_nb([SLOW_TASK.format(seconds=120)])
     db = tmp_path / "runs.db"
     proc = start_cli("serve", nb.name, "--logs", str(db), cwd=tmp_path)
-    _wait_for((tmp_path / "started").exists, proc, "the task started")
+    wait_for(
+        (tmp_path / "started").exists,
+        "the task started",
+        60,
+        check=alive(proc),
+        on_timeout=proc.kill,
+    )
     proc.send_signal(signal.SIGTERM)  # waits for the 120 s task...
     proc.send_signal(signal.SIGINT)  # ...until asked again (Ctrl-C)
     out, err = proc.communicate(timeout=60)
@@ -255,14 +278,14 @@ def stuck():
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["second signal", "shutdown_timeout"])
 def test_a_thread_task_that_never_returns_does_not_keep_serve_alive(
-    how: str, write_nb: Callable[..., Path], tmp_path: Path
+    how: str, write_nb: Callable[..., Path], tmp_path: Path, wait_for: WaitFor
 ) -> None:
     nb = write_nb([STUCK_TASK])
     db = tmp_path / "runs.db"
     extra = ["--config", "shutdown_timeout=1"] if how == "shutdown_timeout" else []
     proc = start_cli("serve", nb.name, "--logs", str(db), *extra, cwd=tmp_path)
     try:
-        _wait_for((tmp_path / "started").exists, proc, "the task started")
+        wait_for((tmp_path / "started").exists, "the task started", 60, check=alive(proc))
         proc.send_signal(signal.SIGTERM)
         if how == "second signal":
             proc.send_signal(signal.SIGINT)  # another signal: two SIGTERMs may merge
@@ -304,7 +327,7 @@ def tick():
 
 @pytest.mark.parametrize("noticed_by", ["a run line", "the --for stop line"])
 def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
-    write_nb: Callable[..., Path], tmp_path: Path, noticed_by: str
+    write_nb: Callable[..., Path], tmp_path: Path, noticed_by: str, wait_for: WaitFor
 ) -> None:
     """``serve NB | head -2``: once head has exited, serve stops like on SIGTERM (the
     running task finishes and is recorded), prints no traceback and exits 141.
@@ -331,7 +354,13 @@ def test_serve_stops_quietly_when_the_reader_of_its_output_goes(
         try:
             for _ in range(2):  # what `head -2` reads: the two lines of the header
                 assert proc.stdout.readline()
-            _wait_for((tmp_path / "started").exists, proc, "the task started")
+            wait_for(
+                (tmp_path / "started").exists,
+                "the task started",
+                60,
+                check=alive(proc),
+                on_timeout=proc.kill,
+            )
             proc.stdout.close()  # the reader exits: serve's next line meets a broken pipe
             proc.wait(timeout=60)  # a guard (with 10m, --for would stop it much later)
         finally:

@@ -56,7 +56,7 @@ EQUIVALENT = [
     ("weekly on Monday", weekly.on("Mon")),
     ("monthly on 15th", monthly.on("15")),
     ("hourly between 09:00 and 17:00", hourly.between("09:00", "17:00")),
-    ("minutely after 10:00", minutely.after("10:00")),
+    ("minutely after 10", minutely.after("10")),
     ("daily starting 10:00", daily.starting("10:00")),
     ("every 10 minutes", every("10 minutes")),
     ("every 600s", every(600)),
@@ -199,12 +199,13 @@ MALFORMED = [
     ("time of day between 10:00 and", "time"),
     ("weekly on Funday", "weekday"),
     ("monthly on 32nd", "day of month"),
-    ("time of hour between 10 and 20", "minute of the hour"),
+    ("time of hour between 10 and 20", "minutes:seconds of the hour"),
+    ("hourly between 9:00 and 17:00", "hourly & time of day between 09:00 and 17:00"),
+    ("hourly after 10am", "for hours of the day"),
     ("daily daily", "unexpected"),
     ("'x' has succeeded", "quoted name"),
     ("is runing", "running"),
     ("daily starting", "time"),
-    ("time of day before 00:00", "nothing lies before"),
 ]
 
 

@@ -22,11 +22,12 @@ MakeSim = Callable[..., Any]
     [
         ("daily", "2024-03-10 00:00", 1),
         ("every 10 minutes", "2024-03-10 00:00", 144),
-        ("hourly between 09:00 and 17:00", "2024-03-10 00:00", 8),
+        ("hourly & time of day between 09:00 and 17:00", "2024-03-10 00:00", 8),
+        ("hourly between 09:00 and 17:00", "2024-03-10 00:00", 24),  # minutes 9-17 of each hour
         ("cron */15 * * * *", "2024-03-10 00:00", 96),
         ("daily between 22:00 and 02:00", "2024-03-10 12:00", 1),
         ("hourly", "2024-03-10 00:00", 24),
-        ("minutely between 10:00 and 10:30", "2024-03-10 00:00", 30),
+        ("minutely & time of day between 10:00 and 10:30", "2024-03-10 00:00", 30),
         ("weekly", "2024-03-10 12:00", 2),  # Sunday noon, then Monday starts a new week
         ("daily starting 10:00", "2024-03-10 00:00", 2),  # the 09:59 day, then the 10:00 one
         ("time of day between 10:00 and 10:05", "2024-03-10 00:00", 5),
@@ -45,11 +46,18 @@ def test_daily_between_wrapping_runs_once_a_night_even_if_started_after_midnight
     assert [r.strftime("%d %H:%M") for r in runs] == ["10 00:30", "10 22:00"]
 
 
-def test_hourly_window_runs_at_each_hour(make_sim: MakeSim) -> None:
+def test_hourly_during_working_hours_runs_at_each_hour(make_sim: MakeSim) -> None:
     sim = make_sim()
-    runs = sim.simulate(parse("hourly between 09:00 and 17:00"), 24 * 60)
+    runs = sim.simulate(parse("hourly & time of day between 09:00 and 17:00"), 24 * 60)
     assert [r.hour for r in runs] == list(range(9, 17))
     assert all(r.minute == 0 for r in runs)
+
+
+def test_hourly_window_is_minutes_of_each_hour_as_in_red_engine(make_sim: MakeSim) -> None:
+    sim = make_sim()
+    runs = sim.simulate(parse("hourly between 45:00 and 50:00"), 24 * 60)
+    assert [r.hour for r in runs] == list(range(24))
+    assert all(r.minute == 45 for r in runs)
 
 
 def test_after_task_runs_once_per_success(make_sim: MakeSim) -> None:

@@ -14,23 +14,13 @@ def noop() -> None:
     pass
 
 
-def wait_for(predicate, timeout: float = 10) -> bool:
-    event = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        event.wait(0.01)
-    return True
-
-
-def test_start_returns_at_once_and_shut_down_joins_quickly(app) -> None:
+def test_start_returns_at_once_and_shut_down_joins_quickly(app, wait_for) -> None:
     app.task("every 1 hour", func=noop)
     events: list[str] = []
     app.session.subscribe(lambda e, t: events.append(e))
     app.start()
     assert app.is_running
-    assert wait_for(lambda: len(log_of(app, "noop")) == 1)
+    wait_for(lambda: len(log_of(app, "noop")) == 1)
     begin = time.monotonic()
     assert app.shut_down()
     assert time.monotonic() - begin < 1.0
@@ -38,16 +28,16 @@ def test_start_returns_at_once_and_shut_down_joins_quickly(app) -> None:
     assert events[0] == "scheduler_started" and events[-1] == "scheduler_stopped"
 
 
-def test_runner_sleeps_until_an_event_or_the_clock_moves(app, clock) -> None:
+def test_runner_sleeps_until_an_event_or_the_clock_moves(app, clock, wait_for) -> None:
     app.task("every 1 hour", func=noop)
     app.start()
-    assert wait_for(lambda: len(log_of(app, "noop")) == 1)
+    wait_for(lambda: len(log_of(app, "noop")) == 1)
     # nothing due for an hour: it sleeps the whole cap
-    assert wait_for(lambda: app.session.seconds_until_wake() == 60.0)
+    wait_for(lambda: app.session.seconds_until_wake() == 60.0)
     app.task("false", func=lambda: None, name="late").run()  # an event wakes it
-    assert wait_for(lambda: len(log_of(app, "late")) == 1)
+    wait_for(lambda: len(log_of(app, "late")) == 1)
     clock.advance("1 hour")  # a fake clock move wakes it
-    assert wait_for(lambda: len(log_of(app, "noop")) == 2)
+    wait_for(lambda: len(log_of(app, "noop")) == 2)
     app.shut_down()
 
 
@@ -85,7 +75,7 @@ def test_restart_recall_keeps_the_process(make_app) -> None:
     assert [r["action"] for r in log_of(app, "restart_once")] == ["success", "success"]
 
 
-def test_run_raises_what_stopped_it(app, tmp_path) -> None:
+def test_run_raises_what_stopped_it(app, tmp_path, wait_for) -> None:
     import pytest
 
     from redengine_nb import SchedulerError
@@ -94,17 +84,17 @@ def test_run_raises_what_stopped_it(app, tmp_path) -> None:
     with pytest.raises(SchedulerError, match="ghost"):
         app.run()
     app.start()
-    assert wait_for(lambda: not app.is_running)
+    wait_for(lambda: not app.is_running)
     assert isinstance(app.error, SchedulerError)
 
 
-def test_instant_shutdown_terminates_running_tasks(make_app) -> None:
+def test_instant_shutdown_terminates_running_tasks(make_app, wait_for) -> None:
     from redengine_nb.args import TerminationFlag
 
     app = make_app(instant_shutdown=True)
     app.task("true", func=lambda flag=TerminationFlag(): flag.wait(30), name="long")
     app.start()
-    assert wait_for(lambda: app.session["long"].is_running)
+    wait_for(lambda: app.session["long"].is_running)
     assert app.shut_down(timeout=5)
     assert log_of(app, "long")[0]["action"] == "terminate"
 
@@ -126,10 +116,10 @@ def test_a_shutdown_after_a_restart_request_wins(make_app) -> None:
     assert not app.session.take_restart()
 
 
-def test_tick_works_again_after_the_scheduler_stopped(app, clock) -> None:
+def test_tick_works_again_after_the_scheduler_stopped(app, clock, wait_for) -> None:
     app.task("every 1 hour", func=noop)
     app.start()
-    assert wait_for(lambda: len(log_of(app, "noop")) == 1)
+    wait_for(lambda: len(log_of(app, "noop")) == 1)
     assert app.shut_down()
     clock.advance("1 hour")
     assert app.session.tick() == ["noop"]
@@ -160,7 +150,7 @@ def test_disabled_and_running_tasks_do_not_keep_the_runner_awake(app) -> None:
     assert app.session.tick() == ["busy"]
 
 
-def test_a_signal_landing_on_another_thread_is_handled_at_once(app) -> None:
+def test_a_signal_landing_on_another_thread_is_handled_at_once(app, wait_for, start_thread) -> None:
     # app.run() in the main thread (as a service runs it) sleeps for the wake-up cap when
     # nothing is due. A SIGTERM the system delivers to some other thread must still reach
     # the main thread's handler at once, not when the sleep ends.
@@ -174,20 +164,21 @@ def test_a_signal_landing_on_another_thread_is_handled_at_once(app) -> None:
         app.session.shut_down()
 
     def send_from_another_thread() -> None:
-        assert wait_for(lambda: len(log_of(app, "noop")) == 1)
-        assert wait_for(lambda: app.session.seconds_until_wake() == 60.0)
+        wait_for(lambda: len(log_of(app, "noop")) == 1)
+        wait_for(lambda: app.session.seconds_until_wake() == 60.0)
         signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    sender = threading.Thread(target=send_from_another_thread)
     try:
-        sender.start()
+        # A failure in the sender stops the scheduler, so app.run() returns and the
+        # failure is raised here (it would otherwise leave app.run() waiting for ever).
+        sender = start_thread(send_from_another_thread, on_error=app.session.shut_down)
         begin = time.monotonic()
         app.run()
         elapsed = time.monotonic() - begin
     finally:
         signal.signal(signal.SIGTERM, previous)
-        sender.join(5)
+    sender.result()
     assert handled.is_set()
     assert elapsed < 30, f"the handler waited for the sleep to end ({elapsed:.1f} s)"
 

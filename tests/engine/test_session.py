@@ -12,7 +12,7 @@ import pytest
 from engine_helpers import log_of, step
 
 from redengine_nb import SchedulerError, TaskExistsError
-from redengine_nb._engine.session import LOG_COLUMNS, STATUS_COLUMNS
+from redengine_nb._engine.tables import LOG_COLUMNS, STATUS_COLUMNS
 from redengine_nb.args import Arg, Private, Session, Task, TerminationFlag
 from redengine_nb.conditions import BaseCondition, Context
 

@@ -9,6 +9,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,19 +51,9 @@ def _fill(path: Path) -> None:
         os.close(fd)
 
 
-def _until(predicate: object) -> None:
-    done = threading.Event()
-    timer = threading.Timer(GUARD, done.set)
-    timer.start()
-    try:
-        while not predicate():  # type: ignore[operator]
-            assert not done.is_set(), "timed out"
-            done.wait(0.01)
-    finally:
-        timer.cancel()
-
-
-def test_a_run_ending_on_a_full_disk_keeps_its_outcome_until_written(small_fs: Path) -> None:
+def test_a_run_ending_on_a_full_disk_keeps_its_outcome_until_written(
+    small_fs: Path, wait_for: Any
+) -> None:
     clock = FakeClock("2024-03-11 09:00", tz="UTC")
     app = RedEngine({"task_execution": "thread"}, logs=str(small_fs / "runs.db"), clock=clock)
     go = threading.Event()
@@ -72,7 +63,7 @@ def test_a_run_ending_on_a_full_disk_keeps_its_outcome_until_written(small_fs: P
         assert app.session.tick() == ["job"]
         _fill(filler)
         go.set()  # the run ends on a full disk
-        _until(lambda: app.session.store_error is not None)
+        wait_for(lambda: app.session.store_error is not None, "the store error", GUARD)
         assert "full" in app.session.store_error  # type: ignore[operator]
         assert app.session.is_task_running("job")  # not acknowledged: not started again
         assert app.session.tick() == []
@@ -88,7 +79,9 @@ def test_a_run_ending_on_a_full_disk_keeps_its_outcome_until_written(small_fs: P
         app.runlog.close()
 
 
-def test_a_log_deleted_while_serving_stops_the_scheduler_with_an_error(tmp_path: Path) -> None:
+def test_a_log_deleted_while_serving_stops_the_scheduler_with_an_error(
+    tmp_path: Path, wait_for: Any
+) -> None:
     log = tmp_path / "runs.db"
     clock = FakeClock("2024-03-11 09:00", tz="UTC")
     app = RedEngine({"task_execution": "thread"}, logs=str(log), clock=clock)
@@ -100,7 +93,7 @@ def test_a_log_deleted_while_serving_stops_the_scheduler_with_an_error(tmp_path:
             if os.path.exists(f"{log}{suffix}"):
                 os.unlink(f"{log}{suffix}")
         go.set()
-        _until(lambda: app.session.fatal_error is not None)
+        wait_for(lambda: app.session.fatal_error is not None, "the fatal error", GUARD)
         assert isinstance(app.session.fatal_error, RunLogLost)
         assert app.session.stop_requested
         with pytest.raises(RunLogError, match="deleted or replaced"):

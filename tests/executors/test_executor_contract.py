@@ -38,6 +38,7 @@ KINDS: dict[str, Callable[[FakeClock], Executor]] = {
 
 def test_every_execution_is_in_the_contract() -> None:
     assert sorted(KINDS) == sorted(EXECUTIONS)
+    assert sorted(IDLE_CAPACITY) == sorted(EXECUTIONS)
 
 
 @pytest.fixture
@@ -138,9 +139,12 @@ def test_a_run_whose_flag_is_set_is_a_termination(executor: Executor) -> None:
     assert outcome.return_value is None
 
 
-def test_capacity_is_none_or_a_count(executor: Executor) -> None:
-    capacity = executor.capacity()
-    assert capacity is None or (isinstance(capacity, int) and capacity >= 0)
+#: What ``capacity()`` says of an idle executor as KINDS makes it (None: no limit).
+IDLE_CAPACITY = {"main": None, "thread": None, "process": 2}
+
+
+def test_an_idle_executor_says_how_many_runs_may_start(executor: Executor) -> None:
+    assert executor.capacity() == IDLE_CAPACITY[executor.kind]
 
 
 def test_the_kind_is_its_execution_name(executor: Executor) -> None:

@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,13 +26,6 @@ SCRIPT = ROOT / "tests" / "engine" / "scripts" / "orphan_app.py"
 GUARD = 60.0
 
 
-def _wait(predicate: object, what: str) -> None:
-    deadline = time.monotonic() + GUARD
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting: {what}"
-        time.sleep(0.02)
-
-
 def _alive(pid: int) -> bool:
     return start_token(pid) is not None  # None: gone or a zombie
 
@@ -42,7 +35,7 @@ def _run_folders() -> set[str]:
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_scheduler_kills_its_process_runs(tmp_path: Path) -> None:
+def test_kill_9_of_the_scheduler_kills_its_process_runs(tmp_path: Path, wait_for: Any) -> None:
     log = tmp_path / "runs.db"
     pidfile = tmp_path / "child.pid"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -54,7 +47,7 @@ def test_kill_9_of_the_scheduler_kills_its_process_runs(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        _wait(pidfile.exists, "the process run started")
+        wait_for(pidfile.exists, "the process run started", GUARD)
         child = int(pidfile.read_text())
         assert _alive(child)
         # the run's folder, named after its scheduler (others may be making folders too)
@@ -62,7 +55,7 @@ def test_kill_9_of_the_scheduler_kills_its_process_runs(tmp_path: Path) -> None:
         assert len(ours) == 1
         os.kill(scheduler.pid, signal.SIGKILL)  # the scheduler alone, not its group
         scheduler.wait(GUARD)
-        _wait(lambda: not _alive(child), "the child died with its scheduler")
+        wait_for(lambda: not _alive(child), "the child died with its scheduler", GUARD)
     finally:
         if scheduler.poll() is None:
             scheduler.kill()

@@ -28,19 +28,7 @@ def _state(pid: int) -> str | None:
     return raw[raw.rfind(b")") + 2 :][:1].decode()
 
 
-def _until_zombie(pid: int) -> None:
-    done = threading.Event()
-    timer = threading.Timer(GUARD, done.set)
-    timer.start()
-    try:
-        while _state(pid) != "Z":
-            assert not done.is_set(), f"{pid} never ended"
-            done.wait(0.005)
-    finally:
-        timer.cancel()
-
-
-def test_a_thread_run_that_ignores_terminate_is_ended_after_the_grace() -> None:
+def test_a_thread_run_that_ignores_terminate_is_ended_after_the_grace(wait_for: Any) -> None:
     release = threading.Event()
     executor = ThreadExecutor(SystemClock(), grace=0.05)
     outcomes: list[RunOutcome] = []
@@ -60,23 +48,9 @@ def test_a_thread_run_that_ignores_terminate_is_ended_after_the_grace() -> None:
     assert [(o.action.value, o.exc_text) for o in outcomes] == [("terminate", STILL_RUNNING)]
     assert handle.is_alive()  # its thread still runs...
     release.set()
-    assert _wait(lambda: not handle.is_alive())
+    wait_for(lambda: not handle.is_alive(), "the thread returned")
     assert len(outcomes) == 1  # ...and what it returned later is not recorded
     executor.shutdown(terminate=False)
-
-
-def _wait(predicate: Any) -> bool:
-    done = threading.Event()
-    timer = threading.Timer(GUARD, done.set)
-    timer.start()
-    try:
-        while not predicate():
-            if done.is_set():
-                return False
-            done.wait(0.005)
-        return True
-    finally:
-        timer.cancel()
 
 
 def test_a_thread_task_past_its_timeout_is_recorded_terminate_while_it_still_runs() -> None:
@@ -103,7 +77,9 @@ def test_a_thread_task_past_its_timeout_is_recorded_terminate_while_it_still_run
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
-def test_zombies_a_thread_run_forked_are_reaped_but_not_those_popen_waits_for() -> None:
+def test_zombies_a_thread_run_forked_are_reaped_but_not_those_popen_waits_for(
+    wait_for: Any,
+) -> None:
     executor = ThreadExecutor(SystemClock())
     forked: list[int] = []
     kept: list[subprocess.Popen[bytes]] = []
@@ -114,14 +90,14 @@ def test_zombies_a_thread_run_forked_are_reaped_but_not_those_popen_waits_for() 
         if pid == 0:
             os._exit(0)
         forked.append(pid)
-        _until_zombie(pid)  # never waited for by the task
+        wait_for(lambda: _state(pid) == "Z", "the child ended")  # the task never waits
         proc = subprocess.Popen(["sh", "-c", "exit 3"])
         kept.append(proc)  # its owner waits for it later
-        _until_zombie(proc.pid)
+        wait_for(lambda: _state(proc.pid) == "Z", "the command ended")
 
     executor.start(RunSpec("forks", "f1", forks), lambda outcome: ended.set())
     assert ended.wait(GUARD)
-    assert _wait(lambda: _state(forked[0]) is None)  # reaped after the run
+    wait_for(lambda: _state(forked[0]) is None, "the zombie reaped")  # after the run
     assert _state(kept[0].pid) == "Z"  # left to its Popen...
     assert kept[0].wait(GUARD) == 3  # ...which gets its true status
     executor.shutdown(terminate=False)

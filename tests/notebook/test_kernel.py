@@ -6,7 +6,6 @@ and each leaves the kernel in a known state.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,14 +48,6 @@ def kernel_log(kernel: KernelHarness, kernel_dir: Path) -> Iterator[SQLiteRunLog
         yield log
     finally:
         log.close()
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Poll ``predicate`` until true; the deadline is a guard, not a way to pass time."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_cell_registers_a_task_and_prints_one_line(kernel: KernelHarness) -> None:
@@ -164,7 +155,7 @@ def test_task_output_never_lands_in_a_cell(kernel: KernelHarness) -> None:
 
 
 def test_interrupt_stops_the_user_cell_not_the_scheduler(
-    kernel: KernelHarness, kernel_log: SQLiteRunLog
+    kernel: KernelHarness, kernel_log: SQLiteRunLog, wait_for: Callable[..., None]
 ) -> None:
     reply = kernel.run("%%task every 200 milliseconds --name heartbeat\nbeat = 1")
     assert reply.status == "ok", reply.texts()

@@ -96,7 +96,7 @@ def test_cell_prints_what_was_registered_and_when_due(
     assert out[0].startswith("registered task 'fetch' (every 5 minutes, thread); ")
     assert "due" in out[0]
     task = get_app().session["fetch"]
-    assert task.kind == "code" or type(task).__name__ == "CodeTask"
+    assert task.kind == "code"
 
 
 def test_options_reach_the_task(stopped: InteractiveShell) -> None:
