@@ -1,63 +1,17 @@
 // The redengine_nb panel's front end (an anywidget ES module; no imports, works offline).
 //
-// It renders the snapshot the Python side sends in `data` (see
-// redengine_nb/notebook/viewmodel.py) and sends button clicks back as custom messages
-// ({action, task, text}). Task data (names, conditions, output, tracebacks) is only ever put
-// into the page with textContent / setAttribute, never as markup.
+// It draws the snapshot the kernel sends in `data` (shapes: redengine_nb/notebook/
+// protocol.py) with the colours, time units and zooms of the `protocol` trait, and sends
+// clicks back as custom messages ({action, task, text, choice}). Task data (names,
+// conditions, output, tracebacks) only enters the page through textContent/setAttribute;
+// a run's rich (HTML) output is shown in an <iframe sandbox> with no rights at all.
 //
-// Relative times ("3 s ago", "in 5 min", "running 12 s") follow the same rule as
-// viewmodel.format_relative and are re-drawn every second from the server's clock, so no
-// message is needed for time to pass.
+// Cost when nothing changes: one timer a second that rewrites only the relative-time texts
+// that changed (and the timeline when its window moved by a pixel), and does nothing while
+// the tab is hidden or the panel is scrolled out of view.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-
-const OUTCOME_COLOURS = {
-  running: "#1f6feb",
-  success: "#1a7f37",
-  fail: "#cf222e",
-  terminate: "#bc4c00",
-  inaction: "#6e7781",
-  crash: "#8250df",
-  disabled: "#57606a",
-  new: "#8c959f",
-};
-
-function span(seconds) {
-  const s = Math.abs(seconds);
-  if (s < 60) return `${Math.floor(s)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h`;
-  return `${Math.floor(s / 86400)} d`;
-}
-
-function relative(ts, now) {
-  if (ts === null || ts === undefined) return "";
-  const delta = ts - now;
-  if (Math.abs(delta) < 1) return "now";
-  return delta > 0 ? `in ${span(delta)}` : `${span(delta)} ago`;
-}
-
-function nextDue(ts, now) {
-  if (ts === null || ts === undefined) return "on event";
-  if (ts <= now) return "due now";
-  return relative(ts, now);
-}
-
-function runtime(seconds) {
-  if (seconds === null || seconds === undefined) return "";
-  const s = Math.max(0, seconds);
-  if (s < 1) return `${s.toFixed(2)} s`;
-  if (s < 10) return `${s.toFixed(1)} s`;
-  if (s < 60) return `${Math.floor(s)} s`;
-  if (s < 3600) {
-    const m = Math.floor(s / 60);
-    const r = Math.floor(s % 60);
-    return r ? `${m} min ${r} s` : `${m} min`;
-  }
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return m ? `${h} h ${m} min` : `${h} h`;
-}
+const LIVE = new Set(["running", "terminating"]); // outcomes of a run that is still alive
 
 function h(tag, attrs = {}, text) {
   const node = document.createElement(tag);
@@ -69,38 +23,84 @@ function h(tag, attrs = {}, text) {
   return node;
 }
 
+// Change a text only when it differs, and in place (one characterData change, no node
+// rebuilt).
+function setText(node, text) {
+  if (node.textContent === text) return;
+  const first = node.firstChild;
+  if (first && first.nodeType === Node.TEXT_NODE && !first.nextSibling) first.data = text;
+  else node.textContent = text;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  return node;
+}
+
 function render({ model, el }) {
+  const protocol = model.get("protocol") || {};
+  const colours = protocol.colours || {};
+  const units = protocol.time_units || [[null, 1, "s"]];
+  const zooms = [["fit", 0], ...(protocol.zooms || [])];
+  const colour = (kind) => colours[kind] || colours.new;
+
+  // Time text, by the protocol's units (protocol.format_relative in Python).
+  const span = (seconds) => {
+    const s = Math.abs(seconds);
+    for (const [below, per, unit] of units) {
+      if (below === null || s < below) return `${Math.floor(s / per)} ${unit}`;
+    }
+    return "";
+  };
+  const relative = (ts, now) => {
+    if (ts === null || ts === undefined) return "";
+    const delta = ts - now;
+    if (Math.abs(delta) < 1) return "now";
+    return delta > 0 ? `in ${span(delta)}` : `${span(delta)} ago`;
+  };
+  const nextDue = (ts, now) => {
+    if (ts === null || ts === undefined) return "on event";
+    return ts <= now ? "due now" : relative(ts, now);
+  };
+
   const root = h("div", { className: "rnb-panel" });
   el.appendChild(root);
 
-  // The server clock: data.now was true when the snapshot arrived.
+  // The kernel's clock: data.now was true when the snapshot arrived.
   let received = Date.now() / 1000;
-  const serverNow = () => (model.get("data").now || received) + (Date.now() / 1000 - received);
+  const kernelNow = () => (model.get("data").now || received) + (Date.now() / 1000 - received);
+  let disconnected = false;
 
-  const send = (action, task, text) => {
-    const msg = { action };
+  const send = (action, task, extra = {}) => {
+    if (disconnected) return;
+    const msg = { action, ...extra };
     if (task !== undefined) msg.task = task;
-    if (text !== undefined) msg.text = text;
     model.send(msg);
   };
 
   // Scheduler bar.
   const bar = h("div", { className: "rnb-toolbar" });
   const state = h("span", { className: "rnb-scheduler-state" });
-  bar.appendChild(state);
+  const detail = h("span", { className: "rnb-scheduler-detail" });
+  bar.append(state, detail);
+  const allButtons = [];
   for (const [action, label] of [["start", "start"], ["stop", "stop"], ["restart", "restart"]]) {
     const button = h("button", { className: "rnb-button", "data-action": action }, label);
     button.addEventListener("click", () => send(action));
+    allButtons.push(button);
     bar.appendChild(button);
   }
-  const message = h("span", { className: "rnb-message", role: "alert" });
-  bar.appendChild(message);
   root.appendChild(bar);
+  const message = h("div", { className: "rnb-message", role: "alert" });
+  root.appendChild(message);
+  const confirmBox = h("div", { className: "rnb-confirm" });
+  root.appendChild(confirmBox);
 
   // Status table.
   const table = h("table", { className: "rnb-table" });
   const head = h("tr");
-  for (const title of ["task", "condition", "status", "last run", "next due", "runtime",
+  for (const title of ["task", "condition", "status", "last run", "next due", "took",
     "runs", "fails", ""]) {
     head.appendChild(h("th", {}, title));
   }
@@ -110,24 +110,69 @@ function render({ model, el }) {
   root.appendChild(table);
   const empty = h("div", { className: "rnb-empty" }, "No tasks yet.");
   root.appendChild(empty);
+  const note = h("div", { className: "rnb-note" });
+  root.appendChild(note);
 
-  // Timeline.
+  // Timeline, with its zoom.
   const timelineBox = h("div", { className: "rnb-timeline-box" });
-  timelineBox.appendChild(h("div", { className: "rnb-heading" }, "Runs in the last hour"));
-  const svg = document.createElementNS(SVG_NS, "svg");
-  svg.setAttribute("class", "rnb-timeline");
-  timelineBox.appendChild(svg);
+  const zoomBar = h("div", { className: "rnb-zoom" });
+  zoomBar.appendChild(h("span", { className: "rnb-heading" }, "Runs "));
+  let zoom = "fit";
+  const zoomButtons = [];
+  for (const [label] of zooms) {
+    const button = h("button", { className: "rnb-button rnb-zoom-button", "data-zoom": label },
+      label);
+    button.addEventListener("click", () => {
+      zoom = label;
+      drawTimeline(true);
+    });
+    zoomButtons.push(button);
+    zoomBar.appendChild(button);
+  }
+  timelineBox.appendChild(zoomBar);
+  const chart = svg("svg", { class: "rnb-timeline" });
+  timelineBox.appendChild(chart);
   root.appendChild(timelineBox);
 
   // Selected task's runs.
   const runsBox = h("div", { className: "rnb-runs" });
   root.appendChild(runsBox);
 
-  const rows = new Map(); // task name -> {tr, parts}
+  const rows = new Map(); // task name -> row parts
+  const runViews = new Map(); // run_id -> run parts
+  const openRuns = new Set(); // run ids the user opened (kept across updates)
+  const closedRuns = new Set(); // run ids the user closed
+  let runsOf = "";
+
+  function askDelete(row) {
+    confirmBox.replaceChildren();
+    const text = row.is_running
+      ? `Delete task ${row.name}? It is running now: terminate its run, or let it finish?`
+      : `Delete task ${row.name}? Its history stays in the run log.`;
+    confirmBox.appendChild(h("span", {}, text));
+    const choices = row.is_running
+      ? [["terminate", "delete, terminate the run"], ["finish", "delete, let it finish"]]
+      : [["", "delete"]];
+    for (const [choice, label] of choices) {
+      const button = h("button", { className: "rnb-button rnb-danger",
+        "data-confirm": choice || "delete" }, label);
+      button.addEventListener("click", () => {
+        confirmBox.replaceChildren();
+        send("delete", row.name, choice ? { choice } : {});
+      });
+      confirmBox.appendChild(button);
+    }
+    const cancel = h("button", { className: "rnb-button", "data-confirm": "cancel" }, "cancel");
+    cancel.addEventListener("click", () => confirmBox.replaceChildren());
+    confirmBox.appendChild(cancel);
+  }
 
   function makeRow(name) {
     const tr = h("tr", { className: "rnb-row", "data-task": name });
-    const nameCell = h("td", { className: "rnb-name" }, name);
+    const nameCell = h("td", { className: "rnb-name" });
+    const nameText = h("span", {}, name);
+    const warn = h("span", { className: "rnb-warning" });
+    nameCell.append(nameText, warn);
     nameCell.title = "show recent runs";
     nameCell.addEventListener("click", () => {
       model.set("selected", model.get("selected") === name ? "" : name);
@@ -141,7 +186,7 @@ function render({ model, el }) {
     // The field keeps what the user typed until the kernel accepts it (see onReply).
     const submit = () => {
       input.dataset.dirty = "1";
-      send("condition", name, input.value);
+      send("condition", name, { text: input.value });
     };
     apply.addEventListener("click", submit);
     input.addEventListener("keydown", (event) => {
@@ -161,155 +206,271 @@ function render({ model, el }) {
     const fails = h("td", { className: "rnb-fails-count" });
     const actions = h("td", { className: "rnb-actions" });
     const buttons = {};
-    for (const [action, label] of [["run", "run now"], ["toggle", "disable"],
+    let current = null;
+    for (const [action, label] of [["run", "run"], ["toggle", "disable"],
       ["terminate", "terminate"], ["delete", "delete"]]) {
       const button = h("button", { className: "rnb-button", "data-action": action }, label);
       button.addEventListener("click", () => {
-        if (action === "toggle") {
-          send(button.dataset.next, name);
-        } else {
-          send(action, name);
-        }
+        if (action === "toggle") send(button.dataset.next, name);
+        else if (action === "delete") askDelete(current);
+        else send(action, name);
       });
       buttons[action] = button;
+      allButtons.push(button);
       actions.appendChild(button);
     }
     tr.append(nameCell, condCell, statusCell, lastRun, due, took, runs, fails, actions);
-    return { tr, input, condError, badge, running, lastRun, due, took, runs, fails, buttons };
+    const parts = { tr, input, apply, condError, badge, running, lastRun, due, took, runs, fails,
+      buttons, warn, row: null };
+    parts.setRow = (row) => { current = row; parts.row = row; };
+    return parts;
   }
 
   function updateRow(parts, row, errors) {
-    const { tr, input, condError, badge, buttons } = parts;
+    const { tr, input, condError, badge, buttons, warn } = parts;
+    parts.setRow(row);
     tr.classList.toggle("rnb-selected", model.get("selected") === row.name);
     tr.dataset.badge = row.badge;
     if (document.activeElement !== input && !input.dataset.dirty) input.value = row.condition;
     const error = errors[row.name] || "";
-    condError.textContent = error;
+    setText(condError, error);
     input.classList.toggle("rnb-invalid", Boolean(error));
-    badge.textContent = row.badge;
+    setText(badge, row.badge === "terminating" ? "terminating…" : row.badge);
     badge.dataset.badge = row.badge;
-    badge.style.background = OUTCOME_COLOURS[row.badge] || OUTCOME_COLOURS.new;
+    badge.style.background = colour(row.badge);
     badge.title = row.status ? `last run: ${row.status}` : "never run";
-    parts.runs.textContent = String(row.runs);
-    parts.fails.textContent = String(row.fails);
-    parts.took.textContent = runtime(row.runtime);
+    setText(warn, row.warning ? " ⚠" : "");
+    warn.title = row.warning;
+    tr.classList.toggle("rnb-warned", Boolean(row.warning));
+    setText(parts.runs, String(row.runs));
+    setText(parts.fails, String(row.fails));
+    setText(parts.took, row.runtime_text);
     parts.lastRun.title = row.last_run_clock;
     parts.due.title = row.next_due_clock;
-    buttons.toggle.textContent = row.disabled ? "enable" : "disable";
+    setText(buttons.toggle, row.disabled ? "enable" : "disable");
     buttons.toggle.dataset.next = row.disabled ? "enable" : "disable";
-    buttons.terminate.disabled = !row.is_running;
+    buttons.terminate.disabled = disconnected || !row.is_running || row.badge === "terminating";
+    buttons.terminate.title = row.execution === "thread"
+      ? "a thread stops when its code returns; --execution process tasks stop at once" : "";
   }
 
-  function drawTimes() {
-    const data = model.get("data") || {};
-    const now = serverNow();
-    for (const row of data.tasks || []) {
-      const parts = rows.get(row.name);
-      if (!parts) continue;
-      parts.lastRun.textContent = relative(row.last_run, now);
-      parts.due.textContent = row.disabled ? "" : nextDue(row.next_due, now);
-      parts.running.textContent = row.is_running && row.running_since !== null
-        ? ` ${runtime(now - row.running_since)}` : "";
+  // --- relative times: only the texts that changed -----------------------------------
+  function drawTimes(now) {
+    for (const parts of rows.values()) {
+      const row = parts.row;
+      if (!row) continue;
+      setText(parts.lastRun, relative(row.last_run, now));
+      setText(parts.due, row.disabled || disconnected ? ""
+        : row.due_now ? "due now" : nextDue(row.next_due, now));
+      setText(parts.running, row.is_running && row.running_since !== null
+        ? ` ${span(now - row.running_since)}` : "");
     }
-    drawTimeline(data, now);
+    for (const view of runViews.values()) {
+      if (view.run.live) setText(view.took, `running for ${span(now - view.run.start)}`);
+    }
   }
 
-  function drawTimeline(data, now) {
-    const timeline = data.timeline || { window: 3600, tasks: [] };
-    const lanes = timeline.tasks || [];
-    const width = Math.max(320, Math.min(900, root.clientWidth || 640));
-    const labelW = 140;
-    const rowH = 18;
-    const height = Math.max(1, lanes.length) * rowH + 16;
-    const windowS = timeline.window || 3600;
+  // --- timeline ------------------------------------------------------------------------
+  let drawnAt = 0;
+  let drawnWidth = 0;
+  // [start, end] of the timeline: the last ZOOM seconds, or ("fit") from the first run
+  // kept to the last one's end (to now while one is live), so an idle panel stands still.
+  function timelineWindow(data, now, live) {
+    const tl = data.timeline || { first: null, last: null, horizon: 86400, lanes: [] };
+    for (const [label, seconds] of zooms) {
+      if (label === zoom && seconds > 0) return [now - seconds, now];
+    }
+    if (tl.first === null || tl.first === undefined) return [now - 300, now];
+    const end = live || tl.last === null ? now : Math.max(tl.last, tl.first + 30);
+    const span0 = Math.max(30, end - tl.first);
+    return [tl.first - span0 * 0.02, end + span0 * 0.03];
+  }
+
+  const clockFmt = (tz) => {
+    try {
+      return new Intl.DateTimeFormat("en-GB", { timeZone: tz, hour: "2-digit",
+        minute: "2-digit", second: "2-digit", hour12: false });
+    } catch (error) {
+      return new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit",
+        second: "2-digit", hour12: false });
+    }
+  };
+
+  function drawTimeline(force) {
+    const data = model.get("data") || {};
+    const now = kernelNow();
+    const width = Math.max(320, Math.floor(timelineBox.clientWidth || root.clientWidth || 640));
+    const lanes = data.timeline?.lanes || [];
+    const live = lanes.some((l) => l.bars.some((b) => LIVE.has(b.outcome)));
+    const [start0, end0] = timelineWindow(data, now, live);
+    const windowS = end0 - start0;
+    const labelW = Math.min(160, Math.floor(width * 0.25));
     const scale = (width - labelW - 4) / windowS;
-    svg.setAttribute("width", String(width));
-    svg.setAttribute("height", String(height));
-    svg.replaceChildren();
+    const moving = zoom !== "fit" || live;
+    if (!force && width === drawnWidth && !(moving && (now - drawnAt) * scale >= 1)) return;
+    drawnAt = now;
+    drawnWidth = width;
+    for (const button of zoomButtons) {
+      button.classList.toggle("rnb-active", button.dataset.zoom === zoom);
+    }
+    const rowH = 20;
+    const height = Math.max(1, lanes.length) * rowH + 16;
+    chart.setAttribute("width", String(width));
+    chart.setAttribute("height", String(height));
+    chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    const parts = [];
     lanes.forEach((lane, index) => {
       const y = index * rowH;
-      const label = document.createElementNS(SVG_NS, "text");
-      label.setAttribute("x", "0");
-      label.setAttribute("y", String(y + rowH - 5));
-      label.setAttribute("class", "rnb-lane-label");
+      const label = svg("text", { x: 0, y: y + rowH - 6, class: "rnb-lane-label" });
       label.textContent = lane.name;
-      svg.appendChild(label);
-      const track = document.createElementNS(SVG_NS, "rect");
-      track.setAttribute("x", String(labelW));
-      track.setAttribute("y", String(y + 3));
-      track.setAttribute("width", String(width - labelW - 4));
-      track.setAttribute("height", String(rowH - 6));
-      track.setAttribute("class", "rnb-lane");
-      svg.appendChild(track);
+      parts.push(label, svg("rect", { x: labelW, y: y + 3, width: width - labelW - 4,
+        height: rowH - 6, class: "rnb-lane" }));
       for (const b of lane.bars) {
-        const end = b.outcome === "running" ? now : b.end;
-        const start = Math.max(b.start, now - windowS);
-        if (end < now - windowS) continue;
-        const rect = document.createElementNS(SVG_NS, "rect");
-        rect.setAttribute("x", (labelW + (start - (now - windowS)) * scale).toFixed(1));
-        rect.setAttribute("y", String(y + 3));
-        rect.setAttribute("width", Math.max(3, (end - start) * scale).toFixed(1));
-        rect.setAttribute("height", String(rowH - 6));
-        rect.setAttribute("fill", OUTCOME_COLOURS[b.outcome] || OUTCOME_COLOURS.new);
-        rect.setAttribute("class", "rnb-bar");
-        rect.setAttribute("data-outcome", b.outcome);
-        const tip = document.createElementNS(SVG_NS, "title");
-        tip.textContent = `${lane.name}: ${b.outcome} (${runtime(end - b.start)})`;
-        rect.appendChild(tip);
-        svg.appendChild(rect);
+        const end = LIVE.has(b.outcome) ? now : b.end;
+        if (end < start0 || b.start > end0) continue;
+        const start = Math.max(b.start, start0);
+        const mark = svg("rect", {
+          x: (labelW + (start - start0) * scale).toFixed(1), y: y + 3,
+          width: Math.max(4, (end - start) * scale).toFixed(1), height: rowH - 6,
+          fill: colour(b.outcome), class: "rnb-bar", "data-outcome": b.outcome,
+          "data-run-id": b.run_id, rx: 2,
+        });
+        const tip = svg("title");
+        tip.textContent = LIVE.has(b.outcome) ? `${b.label} · ${span(now - b.start)}` : b.label;
+        mark.appendChild(tip);
+        mark.addEventListener("click", () => {
+          openRuns.add(b.run_id);
+          closedRuns.delete(b.run_id);
+          model.set("selected", lane.name);
+          model.save_changes();
+          drawRuns(model.get("data") || {});
+        });
+        parts.push(mark);
       }
     });
-    const axis = document.createElementNS(SVG_NS, "text");
-    axis.setAttribute("x", String(labelW));
-    axis.setAttribute("y", String(height - 2));
-    axis.setAttribute("class", "rnb-axis");
-    axis.textContent = `${Math.round(windowS / 60)} min ago`;
-    const nowLabel = document.createElementNS(SVG_NS, "text");
-    nowLabel.setAttribute("x", String(width - 4));
-    nowLabel.setAttribute("y", String(height - 2));
-    nowLabel.setAttribute("text-anchor", "end");
-    nowLabel.setAttribute("class", "rnb-axis");
-    nowLabel.textContent = "now";
-    svg.append(axis, nowLabel);
+    const axis = svg("text", { x: labelW, y: height - 2, class: "rnb-axis" });
+    const nowLabel = svg("text", { x: width - 4, y: height - 2, "text-anchor": "end",
+      class: "rnb-axis" });
+    if (moving) {
+      axis.textContent = `${span(windowS)} ago`;
+      nowLabel.textContent = "now";
+    } else {
+      const fmt = clockFmt(data.tz);
+      axis.textContent = fmt.format(new Date(start0 * 1000));
+      nowLabel.textContent = fmt.format(new Date(end0 * 1000));
+    }
+    parts.push(axis, nowLabel);
+    chart.replaceChildren(...parts);
+  }
+
+  // --- recent runs: updated in place, so an opened run stays open ----------------------
+  function makeRunView(run) {
+    const item = h("details", { className: "rnb-run", "data-run-id": run.run_id });
+    const summary = h("summary");
+    const badge = h("span", { className: "rnb-badge" });
+    const when = h("span", { className: "rnb-run-start" });
+    const took = h("span", { className: "rnb-run-took" });
+    summary.append(badge, when, took);
+    const noteLine = h("div", { className: "rnb-run-note" });
+    const output = h("pre", { className: "rnb-output" });
+    const traceback = h("pre", { className: "rnb-traceback" });
+    const displays = h("div", { className: "rnb-displays" });
+    const none = h("div", { className: "rnb-hint" }, "No output.");
+    item.append(summary, noteLine, output, displays, traceback, none);
+    item.addEventListener("toggle", () => {
+      if (item.open) { openRuns.add(run.run_id); closedRuns.delete(run.run_id); }
+      else { openRuns.delete(run.run_id); closedRuns.add(run.run_id); }
+    });
+    return { item, badge, when, took, noteLine, output, traceback, displays, none, run,
+      displayKey: "" };
+  }
+
+  function drawDisplays(view, run) {
+    const key = JSON.stringify(run.displays || []);
+    if (key === view.displayKey) return;
+    view.displayKey = key;
+    view.displays.replaceChildren();
+    for (const d of run.displays || []) {
+      if (d.kind === "html") {
+        // No scripts, no same-origin, no forms: the frame can only show the markup.
+        const frame = h("iframe", { className: "rnb-display-html", sandbox: "",
+          title: "rich output of the run (sandboxed)" });
+        frame.srcdoc = d.content;
+        view.displays.appendChild(frame);
+      } else if (d.kind === "image" && d.content.startsWith("data:image/")) {
+        view.displays.appendChild(h("img", { className: "rnb-display-image", src: d.content,
+          alt: "image output of the run" }));
+      } else {
+        view.displays.appendChild(h("pre", { className: "rnb-output" }, d.content));
+      }
+    }
   }
 
   function drawRuns(data) {
-    runsBox.replaceChildren();
     const selected = data.selected || "";
+    if (selected !== runsOf) {
+      runsBox.replaceChildren();
+      runViews.clear();
+      runsOf = selected;
+    }
+    let heading = runsBox.querySelector(".rnb-runs-heading");
+    if (!heading) {
+      heading = h("div", { className: "rnb-heading rnb-runs-heading" });
+      runsBox.appendChild(heading);
+    }
     if (!selected) {
-      runsBox.appendChild(h("div", { className: "rnb-hint" },
-        "Click a task's name to see its recent runs."));
+      setText(heading, "Click a task's name (or a run in the timeline) to see its recent runs.");
       return;
     }
-    runsBox.appendChild(h("div", { className: "rnb-heading" }, `Recent runs of ${selected}`));
-    if (!(data.runs || []).length) {
-      runsBox.appendChild(h("div", { className: "rnb-hint" }, "No runs yet."));
-    }
-    for (const run of data.runs || []) {
-      const item = h("details", { className: "rnb-run", "data-run-id": run.run_id });
-      const summary = h("summary");
-      const badge = h("span", { className: "rnb-badge", "data-badge": run.action }, run.action);
-      badge.style.background = OUTCOME_COLOURS[run.action] || OUTCOME_COLOURS.new;
-      summary.append(badge, document.createTextNode(` ${run.start_clock}  ${run.runtime_text}`));
-      item.appendChild(summary);
-      if (run.output) item.appendChild(h("pre", { className: "rnb-output" }, run.output));
-      if (run.exc_text) item.appendChild(h("pre", { className: "rnb-traceback" }, run.exc_text));
-      if (!run.output && !run.exc_text) {
-        item.appendChild(h("div", { className: "rnb-hint" }, "No output."));
+    setText(heading, (data.runs || []).length ? `Recent runs of ${selected}`
+      : `Recent runs of ${selected}: none yet.`);
+    const seen = new Set();
+    let previous = heading;
+    const runs = data.runs || [];
+    runs.forEach((run, index) => {
+      seen.add(run.run_id);
+      let view = runViews.get(run.run_id);
+      if (!view) {
+        view = makeRunView(run);
+        runViews.set(run.run_id, view);
+        // The newest run opens by itself unless the user closed it.
+        if (index === 0 && !closedRuns.has(run.run_id)) openRuns.add(run.run_id);
       }
-      runsBox.appendChild(item);
+      view.run = run;
+      if (previous.nextSibling !== view.item) previous.after(view.item);
+      previous = view.item;
+      const wantOpen = openRuns.has(run.run_id);
+      if (view.item.open !== wantOpen) view.item.open = wantOpen;
+      setText(view.badge, run.action);
+      view.badge.dataset.badge = run.action;
+      view.badge.style.background = colour(run.action);
+      setText(view.when, ` ${run.start_clock}`);
+      if (!run.live) setText(view.took, `  ${run.runtime_text}`);
+      setText(view.noteLine, run.note || "");
+      setText(view.output, run.output);
+      view.output.hidden = !run.output;
+      setText(view.traceback, run.exc_text);
+      view.traceback.hidden = !run.exc_text;
+      drawDisplays(view, run);
+      view.none.hidden = Boolean(run.output || run.exc_text || (run.displays || []).length);
+    });
+    for (const [id, view] of runViews) {
+      if (!seen.has(id)) { view.item.remove(); runViews.delete(id); }
     }
-    const first = runsBox.querySelector("details");
-    if (first) first.open = true;
   }
 
   function draw() {
     const data = model.get("data") || {};
     const errors = model.get("errors") || {};
-    const sched = data.scheduler || { running: false };
-    state.textContent = `Scheduler: ${sched.running ? "running" : "stopped"}`;
-    state.dataset.state = sched.running ? "running" : "stopped";
-    message.textContent = model.get("message") || "";
+    const sched = data.scheduler || { state: "stopped", detail: "" };
+    disconnected = sched.state === "disconnected";
+    const busy = sched.state === "stopping" || sched.state === "restarting";
+    setText(state, `Scheduler: ${sched.state}${busy ? "…" : ""}`);
+    state.dataset.state = sched.state;
+    setText(detail, sched.detail ? `(${sched.detail})` : "");
+    root.classList.toggle("rnb-disconnected", disconnected);
+    setText(message, model.get("message") || "");
+    setText(note, data.note || "");
     const seen = new Set();
     for (const row of data.tasks || []) {
       seen.add(row.name);
@@ -318,7 +479,7 @@ function render({ model, el }) {
         parts = makeRow(row.name);
         rows.set(row.name, parts);
       }
-      body.appendChild(parts.tr); // keeps the order of the data
+      if (body.lastChild !== parts.tr) body.appendChild(parts.tr); // the data's order
       updateRow(parts, row, errors);
     }
     for (const [name, parts] of rows) {
@@ -327,9 +488,15 @@ function render({ model, el }) {
         rows.delete(name);
       }
     }
+    for (const button of allButtons) {
+      if (disconnected) button.disabled = true;
+      else if (button.dataset.action !== "terminate") button.disabled = false;
+    }
     empty.style.display = seen.size ? "none" : "";
     drawRuns(data);
-    drawTimes();
+    const now = kernelNow();
+    drawTimes(now);
+    drawTimeline(true);
     root.dataset.version = String((Number(root.dataset.version) || 0) + 1);
   }
 
@@ -353,9 +520,33 @@ function render({ model, el }) {
   model.on("change:message", redraw);
   model.on("change:selected", redraw);
   draw();
-  const ticker = setInterval(drawTimes, 1000);
+
+  // Nothing to do while the tab is hidden or the panel is scrolled out of view.
+  let onScreen = true;
+  const tick = () => {
+    if (document.hidden || !onScreen || disconnected) return;
+    const now = kernelNow();
+    drawTimes(now);
+    drawTimeline(false);
+  };
+  const ticker = setInterval(tick, 1000);
+  const onVisible = () => { if (!document.hidden) tick(); };
+  document.addEventListener("visibilitychange", onVisible);
+  // The timeline follows the notebook column's width.
+  const resize = typeof ResizeObserver === "function"
+    ? new ResizeObserver(() => drawTimeline(false)) : null;
+  if (resize) resize.observe(timelineBox);
+  const sight = typeof IntersectionObserver === "function"
+    ? new IntersectionObserver((entries) => {
+      onScreen = entries.some((entry) => entry.isIntersecting);
+      if (onScreen) tick();
+    }) : null;
+  if (sight) sight.observe(root);
   return () => {
     clearInterval(ticker);
+    if (sight) sight.disconnect();
+    document.removeEventListener("visibilitychange", onVisible);
+    if (resize) resize.disconnect();
     model.off("msg:custom", onReply);
     model.off("change:data", fresh);
     model.off("change:errors", redraw);

@@ -33,6 +33,11 @@ cells = [
     ),
     new_code_cell("%tasks"),
     new_markdown_cell(
+        "The panel is the same table, live, with controls: run, disable, terminate, delete, "
+        "edit a condition, and each task's recent runs with their output."
+    ),
+    new_code_cell("%scheduler panel", metadata=SKIP_SERVE),
+    new_markdown_cell(
         "Run `fetch` now instead of waiting, then wait (at most 30 s) until `report` has "
         "followed it."
     ),
@@ -41,9 +46,17 @@ cells = [
         "from redengine_nb.notebook import get_app\n"
         "\n"
         "app = get_app()  # the session the magics use; @app.task(...) works too\n"
+        "asked = app.session.now()\n"
         "%task run fetch\n"
+        "\n"
+        "\n"
+        "def followed():  # report succeeded after the run we asked for (not an earlier one)\n"
+        "    last = app.session['report'].last_success\n"
+        "    return last is not None and last >= asked\n"
+        "\n"
+        "\n"
         "deadline = time.monotonic() + 30\n"
-        "while app.session['report'].last_success is None and time.monotonic() < deadline:\n"
+        "while not followed() and time.monotonic() < deadline:\n"
         "    time.sleep(0.1)\n"
         "print('report last succeeded at', f\"{app.session['report'].last_success:%H:%M:%S}\")",
         metadata=SKIP_SERVE,
@@ -57,8 +70,21 @@ cells = [
 nb = new_notebook(
     cells=cells,
     metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
+        # What ipykernel's python3 kernelspec and kernel_info say, so that JupyterLab
+        # opens the notebook without changing (and dirtying) it.
+        "kernelspec": {
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+            "name": "python3",
+        },
+        "language_info": {
+            "codemirror_mode": {"name": "ipython", "version": 3},
+            "file_extension": ".py",
+            "mimetype": "text/x-python",
+            "name": "python",
+            "nbconvert_exporter": "python",
+            "pygments_lexer": "ipython3",
+        },
     },
 )
 nbformat.write(nb, Path(__file__).with_name("quickstart.ipynb"))

@@ -104,7 +104,8 @@ def test_command_one_installs_and_serves_the_demo(fresh_copy: Path) -> None:
     ran = {line.split()[2] for line in out.splitlines() if re.match(r"\d{4}-.*  success ", line)}
     assert {"fetch", "transform", "report"} <= ran, out
     assert re.search(r"^task\s+condition\s+status", out, re.M), out  # the table at the end
-    assert (fresh_copy / "redengine_nb.db").is_file()  # the default SQLite run log
+    # The notebook's own SQLite run log, beside it.
+    assert (fresh_copy / "notebooks" / "etl-demo.redengine_nb.db").is_file()
     assert (fresh_copy / "notebooks" / "etl-demo-data" / "reports" / "latest.md").is_file()
 
 

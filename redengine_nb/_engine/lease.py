@@ -49,6 +49,8 @@ class LeaseKeeper:
         self._time = time
         self._ttl = ttl
         self.lease_id: str | None = None
+        #: Every lease this keeper has held (the owners of the runs its session started).
+        self.held: set[str] = set()
         self.next_beat: float | None = None
         self.lost = False
 
@@ -68,6 +70,7 @@ class LeaseKeeper:
         )
         self.lost = False
         self.next_beat = now + ttl / 3
+        self.held.add(self.lease_id)
         return self.lease_id
 
     def seconds_until_beat(self) -> float | None:

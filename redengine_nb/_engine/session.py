@@ -438,6 +438,11 @@ class Session:
         the lease is taken at the first use."""
         return self.lease.owner
 
+    def owns(self, owner: str | None) -> bool:
+        """Whether a run's ``owner`` is one of this session's leases (now or before a
+        stop: a stopped scheduler releases its lease; it takes a new one to start again)."""
+        return owner is not None and owner in self.lease.held
+
     @property
     def clock_step(self) -> str | None:
         """The backward clock step beyond ``clock_step_tolerance`` seen, as text, or None."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TaskSetupError
+from ..executors.tracebacks import remember_source
 
 __all__ = ["call_from_path", "resolve_path", "run_code", "top_level_names"]
 
@@ -77,6 +78,7 @@ def run_code(code: str, name: str, kwargs: dict[str, Any], namespace: dict[str, 
     """Execute source text; the value of a final expression statement is returned."""
     ns: dict[str, Any] = namespace if namespace is not None else {"__name__": "__task__"}
     ns.update(kwargs)
+    remember_source(f"<task {name}>", code)  # tracebacks show the cell's lines
     tree = ast.parse(code, f"<task {name}>", "exec")
     last: ast.expr | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):

@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"redengine-nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    logs_help = "the run log: a SQLite file (default: ./redengine_nb.db) or ':memory:'"
+    logs_help = (
+        "the run log: a SQLite file, NOTEBOOK.ipynb for that notebook's own log "
+        "(NOTEBOOK.redengine_nb.db beside it), or ':memory:' (default: ./redengine_nb.db; "
+        "serve: the served notebook's own log)"
+    )
     serve = sub.add_parser(
         "serve",
         help="run a notebook's cells, register its %%task cells, schedule until stopped",

@@ -214,6 +214,10 @@ def logs_arg(logs: str | None) -> str:
     text = logs if logs is not None else DEFAULT_LOG_FILE
     if text == ":memory:" or "://" in text:
         return text
+    if text.endswith(".ipynb"):  # a notebook: its own log, beside it
+        from ..notebook.nbfile import notebook_log_file
+
+        text = str(notebook_log_file(text))
     return str(Path(text).expanduser().resolve())
 
 

@@ -220,7 +220,8 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     except NotebookError as exc:
         raise ServeError(str(exc), 2) from None
     overrides = parse_config_pairs(args.config or [])
-    logs = logs_arg(args.logs)
+    # The notebook's own log by default: the one its kernel writes (notebook/kernel.py).
+    logs = logs_arg(args.logs if args.logs is not None else str(notebook))
     if args.rewrite_argv:
         _canonical_argv(args, notebook, logs)
     deadline = _deadline(notebook, args.duration, carry=args.rewrite_argv)

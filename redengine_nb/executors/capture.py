@@ -23,6 +23,7 @@ __all__ = [
     "TailBuffer",
     "begin_capture",
     "capture_output",
+    "current_buffer",
     "end_capture",
     "ensure_installed",
 ]
@@ -133,6 +134,12 @@ def begin_capture(limit: int = 64_000) -> tuple[TailBuffer, int, TailBuffer | No
     previous = _routes.get(ident)
     _routes[ident] = buffer
     return buffer, ident, previous
+
+
+def current_buffer() -> TailBuffer | None:
+    """The buffer the current thread's prints go to, if it is capturing (a run's output so
+    far, for the notebook panel to show while the run lives)."""
+    return _routes.get(threading.get_ident())
 
 
 def end_capture(ident: int, previous: TailBuffer | None) -> None:

@@ -8,7 +8,6 @@ fail with traceback, inaction, terminate) is decided.
 from __future__ import annotations
 
 import threading
-import traceback
 from collections.abc import Callable
 
 from ..clock import Clock
@@ -16,6 +15,7 @@ from ..errors import TaskInaction
 from ..records import Action
 from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .capture import begin_capture, end_capture
+from .tracebacks import user_traceback
 
 __all__ = ["MainExecutor", "execute"]
 
@@ -32,7 +32,7 @@ def execute(spec: RunSpec, clock: Clock) -> RunOutcome:
         action = Action.INACTION
     except BaseException as exc:  # a task's SystemExit must not end the scheduler
         action = Action.FAIL
-        exc_text = traceback.format_exc()
+        exc_text = user_traceback(exc)
         if isinstance(exc, KeyboardInterrupt):
             exc_text += "(interrupted)\n"
     finally:

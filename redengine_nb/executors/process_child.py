@@ -25,6 +25,7 @@ import cloudpickle
 from ..errors import TaskInaction, TaskSetupError
 from ..records import Action
 from .base import RunFlag, RunSpec
+from .tracebacks import user_traceback
 
 __all__ = ["child_main", "child_termination_flag", "pickle_target"]
 
@@ -228,9 +229,9 @@ def child_main(
             result = target()
         except TaskInaction:
             action = Action.INACTION
-        except BaseException:
+        except BaseException as exc:
             action = Action.FAIL
-            exc_text = traceback.format_exc()
+            exc_text = user_traceback(exc)
         else:
             try:
                 value = cloudpickle.dumps(result)

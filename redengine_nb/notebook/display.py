@@ -20,6 +20,7 @@ kept from before) is sent with no parent, which no front end puts in a cell.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections import OrderedDict
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["CapturedDisplay", "DisplayRouter"]
+
+_DEFAULT_REPR = re.compile(r"^<[\w.]+ (object|at 0x[0-9a-fA-F]+)[^>]*>$")
 
 #: How many runs' displays are kept (oldest dropped first) and how many per run.
 MAX_RUNS = 200
@@ -44,14 +47,17 @@ class CapturedDisplay:
 
     @property
     def text(self) -> str:
-        """A one-line-or-more text form for the run's output: the plain text, tagged with
-        the richer kinds it also had (``[display: text/html] ...``)."""
+        """A text form for the run's output: the plain text; with richer kinds, a tag
+        naming them (``[display: text/html]``), followed by the plain text only when it
+        says something (a table's text, not ``<IPython.core.display.HTML object>``)."""
         plain = self.data.get("text/plain")
         rich = sorted(k for k in self.data if k != "text/plain")
         if isinstance(plain, str) and not rich:
             return plain
         tag = f"[display: {', '.join(rich) or 'empty'}]"
-        return f"{tag} {plain}" if isinstance(plain, str) else tag
+        if not isinstance(plain, str) or _DEFAULT_REPR.match(plain.strip()):
+            return tag
+        return f"{tag}\n{plain}"
 
 
 def _thread_parent_targets(shell: Any) -> list[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 import weakref
 from collections.abc import Callable
 from datetime import datetime
@@ -29,10 +30,13 @@ if TYPE_CHECKING:
     from ..conditions.base import BaseCondition
 
 __all__ = [
+    "TasksTable",
     "cell_task_names",
     "describe_registration",
     "install_input_transformer",
+    "missing_task_warnings",
     "register_cell_task",
+    "tasks_table",
     "uninstall_input_transformer",
 ]
 
@@ -143,11 +147,33 @@ def describe_registration(task: Task, *, now: datetime | None = None) -> str:
     head = f"registered task {task.name!r} ({cond}, {execution})"
     if task.disabled:
         return f"{head}; disabled (enable with %task enable {_quote(task.name)})"
+    from ..conditions import explain
+
+    reading = explain(task.start_cond)  # e.g. hourly times are minutes of the hour
+    if reading:
+        head = f"{head} [{reading}]"
     try:
         when = task.next_due()
     except Exception as exc:  # a custom condition may fail; still say what was registered
         return f"{head}; next due unknown ({type(exc).__name__}: {exc})"
     return f"{head}; {_format_due(when, now)}"
+
+
+def missing_task_warnings(app: RedEngine, tasks: list[Task] | None = None) -> list[str]:
+    """One line per task whose condition names a task the session does not have."""
+    from .reads import named_tasks
+
+    known = {t.name for t in app.session.tasks}
+    lines = []
+    for task in app.session.tasks if tasks is None else tasks:
+        missing = [n for n in named_tasks(task.start_cond) if n not in known]
+        if missing:
+            names = ", ".join(repr(n) for n in missing)
+            lines.append(
+                f"warning: task {task.name!r} waits for {names}, which no task of this "
+                "session is called: it will not start until such a task exists"
+            )
+    return lines
 
 
 def _quote(name: str) -> str:
@@ -189,8 +215,10 @@ see %%task --help.
 
 TASKS_HELP = """usage: %tasks
 
-The status table of the kernel's scheduler session: one row per task (name, condition,
-status, last run, next due, running, disabled, execution, runs, fails).
+The status table of the kernel's scheduler session, for reading: one row per task (task,
+condition, status, last run, next due, took, runs, fails), times local to the second with
+"in 4 min" / "3 s ago", empty cells blank, the status coloured. For code, use
+app.session.status() (the raw DataFrame).
 """
 
 SCHEDULER_HELP = """usage: %scheduler start|stop|restart|status|panel
@@ -306,6 +334,8 @@ class SchedulerMagics(Magics):
         except (ValueError, TypeError) as exc:  # ConditionParseError, ConfigError, ...
             raise UsageError(str(exc)) from None
         print(describe_registration(task, now=app.session.clock.now()))
+        for line in missing_task_warnings(app, [task]):
+            print(line, file=sys.stderr)
 
     # -- %task ----------------------------------------------------------------------
     @no_var_expand
@@ -375,13 +405,31 @@ class SchedulerMagics(Magics):
             raise UsageError("%task log: which task? usage: %task log NAME [--limit N]")
         name = " ".join(names)
         app = self._app()
-        if name not in app.session:
+        if name not in app.session and name not in app.runlog.task_names():
             self._task(name)  # raises the session's KeyError text (close matches)
         frame = task_log_frame(app, name, limit=limit)
+        self._show_displays(frame)
         if verbose:
             print(format_task_log(frame, name))
             return None
         return frame
+
+    def _show_displays(self, frame: Any) -> None:
+        """Show again what the runs in ``frame`` displayed (kept by this kernel, with their
+        MIME bundles), each under a line naming its run."""
+        from IPython.display import publish_display_data
+
+        from . import kernel
+
+        ks = kernel.current()
+        if ks is None or len(frame) == 0:
+            return
+        for run_id in frame["run_id"]:
+            shown = ks.router.displays(str(run_id))
+            if shown:
+                print(f"--- displays of run {run_id}:")
+                for item in shown:
+                    publish_display_data(item.data, item.metadata)  # type: ignore[no-untyped-call]
 
     # -- %tasks ---------------------------------------------------------------------
     @no_var_expand
@@ -394,7 +442,7 @@ class SchedulerMagics(Magics):
             return None
         if words:
             raise UsageError(f"%tasks takes no arguments, got {line!r}\n{TASKS_HELP}")
-        return self._app().session.status()
+        return tasks_table(self._app())
 
     # -- %scheduler -----------------------------------------------------------------
     @no_var_expand
@@ -415,6 +463,8 @@ class SchedulerMagics(Magics):
             else:
                 app.start()
                 print("scheduler started")
+                for line in missing_task_warnings(app):
+                    print(line, file=sys.stderr)
         elif action == "stop":
             if app.is_running:
                 app.shut_down()
@@ -426,6 +476,8 @@ class SchedulerMagics(Magics):
                 app.shut_down()
             app.start()
             print("scheduler restarted")
+            for line in missing_task_warnings(app):
+                print(line, file=sys.stderr)
         elif action == "status":
             print(scheduler_status_line(app))
         elif action == "panel":
@@ -489,3 +541,89 @@ def format_task_log(frame: Any, name: str) -> str:
         if isinstance(tb, str) and tb:
             parts.append(tb.rstrip("\n"))
     return "\n".join(parts)
+
+
+_CELL_STYLE = "text-align: left; padding: 2px 8px; white-space: nowrap"
+
+
+class TasksTable:
+    """What ``%tasks`` shows: a coloured HTML table in a notebook, aligned text elsewhere.
+
+    ``frame`` holds the texts shown (a DataFrame of strings); ``app.session.status()`` is
+    the raw table for code."""
+
+    def __init__(self, frame: Any, badges: list[str]) -> None:
+        self.frame = frame
+        self._badges = badges
+
+    def styler(self) -> Any:
+        from .protocol import COLOURS
+
+        def colour(column: Any) -> list[str]:
+            return [
+                f"background-color: {COLOURS[b]}; color: white; font-weight: 600"
+                if b in COLOURS
+                else ""
+                for b in self._badges
+            ]
+
+        return (
+            self.frame.style.hide(axis="index")
+            .apply(colour, subset=["status"])
+            .set_table_styles(
+                [{"selector": "td, th", "props": "text-align: left; padding: 2px 8px"}]
+            )
+        )
+
+    def _repr_html_(self) -> str:
+        html: str = self.styler().to_html()
+        return html
+
+    def __repr__(self) -> str:
+        if len(self.frame) == 0:
+            return "no tasks"
+        text: str = self.frame.to_string(index=False)
+        return text
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def tasks_table(app: RedEngine) -> TasksTable:
+    """The ``%tasks`` table of ``app``'s session (see :class:`TasksTable`)."""
+    import pandas as pd
+
+    from .protocol import format_relative
+    from .reads import SessionReads
+    from .viewmodel import badge_for, format_clock, format_runtime
+
+    reads = SessionReads(app.session, app)
+    now, tz = reads.now(), reads.tz
+
+    def when(ts: float | None, *, due: bool = False) -> str:
+        if ts is None:
+            return ""
+        if due and ts <= now:
+            return "due now"
+        return f"{format_clock(ts, tz, now)} ({format_relative(ts, now)})"
+
+    rows = []
+    badges = []
+    for t in reads.tasks():
+        badge = badge_for(t.status, is_running=t.is_running, disabled=t.disabled)
+        badges.append(badge)
+        due = "" if t.disabled else (when(t.next_due, due=True) or "on event")
+        rows.append(
+            {
+                "task": t.name,
+                "condition": t.condition,
+                "status": badge,
+                "last run": when(t.last_run),
+                "next due": due,
+                "took": format_runtime(t.runtime),
+                "runs": str(t.runs),
+                "fails": str(t.fails) if t.fails else "",
+            }
+        )
+    columns = ["task", "condition", "status", "last run", "next due", "took", "runs", "fails"]
+    return TasksTable(pd.DataFrame(rows, columns=columns), badges)

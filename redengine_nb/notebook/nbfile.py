@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LOG_SUFFIX",
     "SKIP_TAG",
     "HeadlessShell",
     "NotebookCell",
     "NotebookError",
+    "notebook_log_file",
     "read_notebook",
     "split_task_cell",
     "to_python",
@@ -34,6 +36,18 @@ __all__ = [
 
 #: Cells with this tag are skipped by ``redengine-nb serve``.
 SKIP_TAG = "skip-serve"
+
+#: A notebook's own run log is ``<notebook stem>`` + this, beside the notebook.
+LOG_SUFFIX = ".redengine_nb.db"
+
+
+def notebook_log_file(notebook: str | Path) -> Path:
+    """The run log that belongs to ``notebook``: ``analysis.ipynb`` ->
+    ``analysis.redengine_nb.db`` in the same folder. The kernel (``%load_ext``) and
+    ``redengine-nb serve NOTEBOOK`` both use it, so a notebook served headless continues
+    the history of its interactive use."""
+    path = Path(notebook)
+    return path.with_name(path.stem + LOG_SUFFIX)
 
 
 class NotebookError(ValueError):

@@ -1,146 +1,69 @@
-"""The panel's view-model: the session's state as plain, JSON-ready rows.
+"""The panel's view-model: typed session reads in, the protocol's JSON-ready shapes out.
 
 Pure functions only: no widgets, no IPython, no threads. :func:`build_snapshot` turns what
-the session reports (its ``status()`` rows and ``get_task_log()`` records, as DataFrames or
-lists of mappings) into a :class:`Snapshot`; the widget sends ``snapshot.data`` to the front
-end as is and compares :meth:`Snapshot.key` with what it sent last, so nothing is sent when
-nothing changed.
+:class:`~redengine_nb.notebook.reads.SessionReads` reports (task states, run records,
+the scheduler's state) into a :class:`Snapshot` whose ``data`` is a
+:class:`~redengine_nb.notebook.protocol.PanelData`; the widget sends it as is and compares
+:meth:`Snapshot.key` with what it sent last, so nothing is sent when nothing changed.
 
-Times travel as epoch seconds plus a clock text in the session's timezone; text relative to
-now ("3 s ago", "in 5 min") is made by :func:`format_relative` here and by the same rule in
-``js/panel.js``, which re-renders it every second without a round trip.
-
-Text from tasks and users (names, conditions, output, tracebacks) is carried raw in the data
-(the front end shows it with ``textContent``) and escaped with :func:`html.escape` wherever
-this module writes markup (:func:`timeline_svg`, :func:`render_html`).
+Every text the front end draws is made here (clock times, run lengths, hover texts), except
+text relative to now, which the browser re-makes each second from
+:data:`~redengine_nb.notebook.protocol.TIME_UNITS`. Text from tasks and users (names,
+conditions, output, tracebacks) is carried raw; the front end shows it with
+``textContent`` and rich output only inside a sandboxed frame.
 """
 
 from __future__ import annotations
 
-import html
-import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
+from ..records import Action, RunRecord
+from .protocol import (
+    COLOURS,
+    Bar,
+    DisplayItem,
+    Lane,
+    PanelData,
+    RunItem,
+    SchedulerState,
+    TaskRow,
+    Timeline,
+)
+from .reads import SchedulerView, TaskState
+
 __all__ = [
-    "BADGES",
+    "HORIZON",
     "OUTPUT_LIMIT",
     "RUNS_LIMIT",
-    "TIMELINE_WINDOW",
+    "TIMELINE_RUNS",
     "Snapshot",
     "badge_for",
     "build_snapshot",
     "format_clock",
-    "format_next_due",
-    "format_relative",
     "format_runtime",
-    "iter_names",
-    "render_html",
-    "runs_for",
+    "run_items",
+    "scheduler_state",
     "task_rows",
-    "timeline_bars",
-    "timeline_svg",
+    "timeline",
 ]
 
-#: Seconds of history the timeline shows.
-TIMELINE_WINDOW = 3600.0
+#: Seconds of history the timeline can show (its widest zoom).
+HORIZON = 86400.0
+#: Runs the timeline holds at most (the newest).
+TIMELINE_RUNS = 2000
 #: How many of the selected task's runs are shown.
 RUNS_LIMIT = 20
 #: Characters of output or traceback kept per run (the tail).
 OUTPUT_LIMIT = 4000
 
-#: Badge kinds and their colours (the front end has the same table in CSS).
-BADGES: dict[str, str] = {
-    "running": "#1f6feb",
-    "success": "#1a7f37",
-    "fail": "#cf222e",
-    "terminate": "#bc4c00",
-    "inaction": "#6e7781",
-    "crash": "#8250df",
-    "disabled": "#57606a",
-    "new": "#8c959f",
-}
 
-
-def _ts(value: Any) -> float | None:
-    """Epoch seconds from a datetime / pandas Timestamp / number; ``None`` for None, NaT, NaN."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value != value:  # NaT
-            return None
-        return value.timestamp()
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return None if math.isnan(value) else float(value)
-    stamp = getattr(value, "timestamp", None)
-    if callable(stamp):
-        try:
-            if value != value:
-                return None
-            result = stamp()
-        except (TypeError, ValueError):
-            return None
-        return float(result) if isinstance(result, int | float) else None
-    return None
-
-
-def _num(value: Any) -> float | None:
-    """A float from a number or a timedelta; ``None`` for missing values."""
-    if value is None or isinstance(value, bool):
-        return None
-    seconds = getattr(value, "total_seconds", None)
-    if callable(seconds):
-        try:
-            value = seconds()
-        except (TypeError, ValueError):
-            return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def _int(value: Any) -> int:
-    number = _num(value)
-    return 0 if number is None else int(number)
-
-
-def _flag(value: Any) -> bool:
-    if value is None:
-        return False
-    try:
-        if value != value:
-            return False
-    except (TypeError, ValueError):
-        return False
-    return bool(value)
-
-
-def _text(value: Any) -> str:
-    if value is None:
+def _tail(text: str | None, limit: int = OUTPUT_LIMIT) -> str:
+    if not text:
         return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return str(value)
-
-
-def _records(table: Any) -> list[Mapping[str, Any]]:
-    """Rows of a DataFrame (``to_dict('records')``) or an iterable of mappings."""
-    if table is None:
-        return []
-    to_dict = getattr(table, "to_dict", None)
-    if callable(to_dict) and not isinstance(table, Mapping):
-        rows = to_dict("records")
-        return [dict(r) for r in rows]
-    return [dict(r) for r in table]
-
-
-def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return "…" + text[-(limit - 1) :]
@@ -151,38 +74,13 @@ def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 def format_clock(ts: float | None, tz: tzinfo | None, now: float | None = None) -> str:
     """Clock text of an instant in ``tz``: ``09:12:03`` on the same day as ``now``, else
-    ``2024-03-09 09:12``; empty for ``None``."""
+    ``2024-03-09 09:12:03``; empty for ``None``."""
     if ts is None:
         return ""
     moment = datetime.fromtimestamp(ts, tz)
     if now is not None and datetime.fromtimestamp(now, tz).date() == moment.date():
         return moment.strftime("%H:%M:%S")
-    return moment.strftime("%Y-%m-%d %H:%M")
-
-
-def _span(seconds: float) -> str:
-    """``3 s``, ``5 min``, ``2 h``, ``3 d``, rounded down to the largest unit."""
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)} h"
-    return f"{int(seconds // 86400)} d"
-
-
-def format_relative(ts: float | None, now: float) -> str:
-    """``3 s ago`` / ``in 5 min`` / ``now``; empty for ``None``.
-
-    Within a second either way is ``now``. ``js/panel.js`` implements the same rule.
-    """
-    if ts is None:
-        return ""
-    delta = ts - now
-    if abs(delta) < 1:
-        return "now"
-    return f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago"
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def format_runtime(seconds: float | None) -> str:
@@ -202,124 +100,184 @@ def format_runtime(seconds: float | None) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def format_next_due(ts: float | None, now: float) -> str:
-    """``due now`` when it is at or before now, ``in 5 min`` later, ``on event`` for ``None``."""
-    if ts is None:
-        return "on event"
-    if ts <= now:
-        return "due now"
-    return format_relative(ts, now)
-
-
 # --- rows --------------------------------------------------------------------------------
 
 
-def badge_for(status: str | None, *, is_running: bool, disabled: bool) -> str:
-    """The badge a task shows: running, then disabled, then its last outcome, else ``new``."""
+def badge_for(
+    status: str | None, *, is_running: bool, disabled: bool, terminating: bool = False
+) -> str:
+    """The badge a task shows: terminating, running, disabled, its last outcome, else new."""
     if is_running:
-        return "running"
+        return "terminating" if terminating else "running"
     if disabled:
         return "disabled"
-    if status and status in BADGES:
+    if status and status in COLOURS:
         return status
     return "new"
 
 
-def task_rows(status: Any, tz: tzinfo | None, now: float) -> list[dict[str, Any]]:
-    """One JSON-ready row per task from ``session.status()`` (a DataFrame or mappings)."""
-    rows: list[dict[str, Any]] = []
-    for rec in _records(status):
-        is_running = _flag(rec.get("is_running"))
-        disabled = _flag(rec.get("disabled"))
-        last_status = _text(rec.get("status")) or None
-        last_run = _ts(rec.get("last_run"))
-        next_due = _ts(rec.get("next_due"))
-        running_since = _ts(rec.get("running_since")) if is_running else None
-        rows.append(
-            {
-                "name": _text(rec.get("name")),
-                "condition": _text(rec.get("condition")),
-                "badge": badge_for(last_status, is_running=is_running, disabled=disabled),
-                "status": last_status or "",
-                "is_running": is_running,
-                "disabled": disabled,
-                "running_since": running_since,
-                "last_run": last_run,
-                "last_run_clock": format_clock(last_run, tz, now),
-                "next_due": None if disabled else next_due,
-                "next_due_clock": "" if disabled else format_clock(next_due, tz, now),
-                "runtime": _num(rec.get("runtime")),
-                "runs": _int(rec.get("runs")),
-                "fails": _int(rec.get("fails")),
-                "execution": _text(rec.get("execution")),
-                "priority": _int(rec.get("priority")),
-            }
+def _warning(missing: Sequence[str]) -> str:
+    if not missing:
+        return ""
+    names = ", ".join(repr(n) for n in missing)
+    noun = "task" if len(missing) == 1 else "tasks"
+    return f"its condition names {noun} {names}, which this session does not have"
+
+
+def task_rows(
+    tasks: Sequence[TaskState], tz: tzinfo | None, now: float, terminating: Sequence[str] = ()
+) -> list[TaskRow]:
+    """One row per task, in the session's order."""
+    asked = set(terminating)
+
+    def upcoming(t: TaskState) -> float | None:
+        # "Due now" stays the same text as time passes: no value that moves with now.
+        if t.disabled or t.next_due is None or t.next_due <= now:
+            return None
+        return t.next_due
+
+    return [
+        TaskRow(
+            name=t.name,
+            condition=t.condition,
+            badge=badge_for(
+                t.status,
+                is_running=t.is_running,
+                disabled=t.disabled,
+                terminating=t.name in asked,
+            ),
+            status=t.status or "",
+            is_running=t.is_running,
+            disabled=t.disabled,
+            running_since=t.running_since if t.is_running else None,
+            last_run=t.last_run,
+            last_run_clock=format_clock(t.last_run, tz, now),
+            next_due=upcoming(t),
+            next_due_clock=format_clock(upcoming(t), tz, now),
+            due_now=not t.disabled and t.next_due is not None and t.next_due <= now,
+            runtime_text=format_runtime(t.runtime),
+            runs=t.runs,
+            fails=t.fails,
+            execution=t.execution,
+            warning=_warning(t.missing),
         )
-    return rows
+        for t in tasks
+    ]
 
 
-def timeline_bars(
-    log: Any, now: float, window: float = TIMELINE_WINDOW, names: Sequence[str] = ()
-) -> list[dict[str, Any]]:
-    """Runs that overlap ``[now - window, now]``, grouped by task.
-
-    Returns ``[{"name": task, "bars": [{"start", "end", "outcome", "run_id"}]}]`` in the order
-    of ``names`` (then any other task in the log); a live run ends at ``now`` and has outcome
-    ``running``. Times are epoch seconds, clipped to the window.
-    """
-    since = now - window
-    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for rec in _records(log):
-        start = _ts(rec.get("start")) or _ts(rec.get("created"))
-        if start is None:
+def timeline(
+    records: Sequence[RunRecord],
+    now: float,
+    names: Sequence[str],
+    tz: tzinfo | None,
+    horizon: float = HORIZON,
+    terminating: Sequence[str] = (),
+) -> Timeline:
+    """One lane per task of ``names`` (this session's tasks only) with its runs of the last
+    ``horizon`` seconds; a live run has outcome ``running`` (``terminating`` for a task of
+    ``terminating``) and is drawn up to the browser's now."""
+    since = now - horizon
+    lanes: dict[str, list[Bar]] = {name: [] for name in names}
+    first: float | None = None
+    last: float | None = None
+    for rec in records:
+        bars = lanes.get(rec.task_name)
+        if bars is None:
             continue
-        action = _text(rec.get("action")) or "run"
-        end = _ts(rec.get("end"))
-        live = action == "run" or end is None
-        stop = now if live else end
+        start = rec.start if rec.start is not None else rec.created
+        live = rec.action is Action.RUN or rec.end is None
+        stop = now if live else rec.end
         assert stop is not None
         if stop < since or start > now:
             continue
-        groups.setdefault(_text(rec.get("task_name")), []).append(
-            {
-                "start": max(start, since),
-                "end": min(max(stop, start), now),
-                "outcome": "running" if live else action,
-                "run_id": _text(rec.get("run_id")),
-            }
+        when = format_clock(start, tz, now)
+        if live:  # drawn up to the browser's now; the data stays the same as time passes
+            start = max(start, since)
+            outcome = "terminating" if rec.task_name in terminating else "running"
+            stop, took = start, outcome
+        else:
+            took = format_runtime(stop - start)
+            start = max(start, since)
+            stop = min(max(stop, start), now)
+            outcome = rec.action.value
+        bars.append(
+            Bar(
+                start=start,
+                end=stop,
+                outcome=outcome,
+                run_id=rec.run_id,
+                label=f"{rec.task_name} · {when} · {outcome}" + ("" if live else f" · {took}"),
+            )
         )
-    return [{"name": name, "bars": bars} for name, bars in groups.items()]
+        first = start if first is None else min(first, start)
+        if not live:
+            last = stop if last is None else max(last, stop)
+    return Timeline(
+        first=first,
+        last=last,
+        horizon=horizon,
+        lanes=[Lane(name=name, bars=bars) for name, bars in lanes.items()],
+    )
 
 
-def runs_for(
-    log: Any, task: str, tz: tzinfo | None, now: float, limit: int = RUNS_LIMIT
-) -> list[dict[str, Any]]:
-    """The task's most recent runs, newest first, with output and traceback (their tails)."""
-    runs: list[dict[str, Any]] = []
-    for rec in _records(log):
-        if _text(rec.get("task_name")) != task:
-            continue
-        start = _ts(rec.get("start")) or _ts(rec.get("created"))
-        end = _ts(rec.get("end"))
-        runtime = _num(rec.get("runtime"))
-        if runtime is None and start is not None and end is not None:
-            runtime = end - start
-        runs.append(
-            {
-                "run_id": _text(rec.get("run_id")),
-                "action": _text(rec.get("action")) or "run",
-                "start": start,
-                "start_clock": format_clock(start, tz, now),
-                "end": end,
-                "runtime": runtime,
-                "runtime_text": format_runtime(runtime),
-                "output": _tail(_text(rec.get("output"))),
-                "exc_text": _tail(_text(rec.get("exc_text"))),
-            }
+_DEFAULT_REPR = re.compile(r"^<[\w.]+ object( at 0x[0-9a-fA-F]+)?>$")
+
+
+def run_items(
+    records: Sequence[RunRecord],
+    tz: tzinfo | None,
+    now: float,
+    *,
+    live_output: Callable[[str], str | None] = lambda run_id: None,
+    displays: Callable[[str], list[DisplayItem]] = lambda run_id: [],
+    notes: Callable[[str], str] = lambda run_id: "",
+    limit: int = RUNS_LIMIT,
+) -> list[RunItem]:
+    """A task's most recent runs, newest first, with output and traceback (their tails).
+
+    A live run's output is what it printed so far (``live_output``); ``displays`` gives a
+    run's rich displays, ``notes`` a line about it (say, its late outcome)."""
+    items: list[RunItem] = []
+    ordered = sorted(
+        records,
+        key=lambda r: r.start if r.start is not None else r.created,
+        reverse=True,
+    )
+    for rec in ordered[:limit]:
+        start = rec.start if rec.start is not None else rec.created
+        live = rec.action is Action.RUN
+        output = live_output(rec.run_id) if live else rec.output
+        items.append(
+            RunItem(
+                run_id=rec.run_id,
+                action="running" if live else rec.action.value,
+                live=live,
+                start=start,
+                start_clock=format_clock(start, tz, now),
+                # A live run's length is written by the browser, from ``start``.
+                runtime_text="" if live else format_runtime(rec.runtime),
+                output=_tail(output),
+                exc_text=_tail(rec.exc_text),
+                note=notes(rec.run_id),
+                displays=displays(rec.run_id),
+            )
         )
-    runs.reverse()  # the log is newest last; the stable sort keeps that order among ties
-    runs.sort(key=lambda r: r["start"] or 0.0, reverse=True)
-    return runs[:limit]
+    return items
+
+
+def scheduler_state(view: SchedulerView) -> SchedulerState:
+    """``running`` / ``stopped``, or ``stopping…`` / ``restarting…`` with what it waits for."""
+    if not view.running:
+        return SchedulerState(state="stopped", detail="")
+    if view.stop_requested:
+        state = "restarting" if view.restart_requested else "stopping"
+        live = view.live_runs
+        if not live:
+            return SchedulerState(state=state, detail="")
+        noun = "run" if len(live) == 1 else "runs"
+        detail = f"waiting for {len(live)} {noun}: " + ", ".join(live)
+        return SchedulerState(state=state, detail=detail)
+    return SchedulerState(state="running", detail="")
 
 
 # --- the snapshot ------------------------------------------------------------------------
@@ -329,124 +287,52 @@ def runs_for(
 class Snapshot:
     """What the panel shows at one instant; ``data`` is JSON-ready and sent as is."""
 
-    data: dict[str, Any]
+    data: PanelData
 
     def key(self) -> dict[str, Any]:
         """The data without ``now``: equal keys mean nothing worth sending has changed."""
-        return {k: v for k, v in self.data.items() if k != "now"}
+        data: dict[str, Any] = dict(self.data)
+        data.pop("now", None)
+        return data
 
     def same_as(self, other: Snapshot | None) -> bool:
         return other is not None and self.key() == other.key()
 
 
 def build_snapshot(
-    status: Any,
-    log: Any,
+    tasks: Sequence[TaskState],
+    log: Sequence[RunRecord],
     *,
-    now: datetime,
-    scheduler_running: bool,
+    now: float,
+    tz: tzinfo | None,
+    scheduler: SchedulerView | SchedulerState,
     selected: str = "",
-    runs: Any = None,
-    window: float = TIMELINE_WINDOW,
+    runs: Sequence[RunItem] = (),
+    terminating: Sequence[str] = (),
+    horizon: float = HORIZON,
+    note: str = "",
 ) -> Snapshot:
-    """The whole panel's data from the session's status rows and run log.
+    """The whole panel's data.
 
-    ``now`` is the session clock's aware now (its timezone is the one clock texts use);
-    ``log`` holds at least the runs of the last ``window`` seconds (the timeline); ``runs``
-    the selected task's recent runs (default: taken from ``log``).
-    """
-    tz = now.tzinfo
-    ts_now = now.timestamp()
-    rows = task_rows(status, tz, ts_now)
-    names = [row["name"] for row in rows]
+    ``log`` holds the runs of the last ``horizon`` seconds (the timeline); ``runs`` the
+    selected task's recent runs (see :func:`run_items`); ``terminating`` the tasks asked to
+    terminate whose run is still alive."""
+    names = [t.name for t in tasks]
     if selected not in names:
         selected = ""
-    log_rows = _records(log)
-    data: dict[str, Any] = {
-        "now": ts_now,
-        "tz": getattr(tz, "key", None) or str(tz),
-        "scheduler": {"running": bool(scheduler_running)},
-        "tasks": rows,
-        "timeline": {
-            "window": window,
-            "tasks": timeline_bars(log_rows, ts_now, window, names),
-        },
-        "selected": selected,
-        "runs": runs_for(log_rows if runs is None else runs, selected, tz, ts_now)
-        if selected
-        else [],
-    }
+        runs = ()
+    running_now = {t.name for t in tasks if t.is_running}
+    asked = [name for name in terminating if name in running_now]
+    state = scheduler_state(scheduler) if isinstance(scheduler, SchedulerView) else scheduler
+    data = PanelData(
+        now=now,
+        tz=getattr(tz, "key", None) or str(tz),
+        scheduler=state,
+        tasks=task_rows(tasks, tz, now, asked),
+        timeline=timeline(log, now, names, tz, horizon, asked),
+        selected=selected,
+        runs=list(runs),
+        terminating=asked,
+        note=note,
+    )
     return Snapshot(data)
-
-
-# --- markup (escaped) --------------------------------------------------------------------
-
-_OUTCOME_COLOURS = {**BADGES, "running": BADGES["running"]}
-
-
-def timeline_svg(snapshot: Snapshot, width: int = 600, row_height: int = 18) -> str:
-    """The timeline as an SVG string; every task name is escaped."""
-    data = snapshot.data
-    now = float(data["now"])
-    window = float(data["timeline"]["window"])
-    label_w = 140
-    lanes = data["timeline"]["tasks"]
-    height = max(1, len(lanes)) * row_height + 4
-    scale = (width - label_w) / window
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="rnb-timeline" width="{width}" '
-        f'height="{height}" role="img" aria-label="runs in the last {int(window // 60)} minutes">'
-    ]
-    for index, lane in enumerate(lanes):
-        y = index * row_height + 2
-        name = html.escape(str(lane["name"]))
-        parts.append(f'<text x="0" y="{y + row_height - 6}" font-size="11">{name}</text>')
-        for bar in lane["bars"]:
-            x = label_w + (float(bar["start"]) - (now - window)) * scale
-            w = max(2.0, (float(bar["end"]) - float(bar["start"])) * scale)
-            colour = _OUTCOME_COLOURS.get(str(bar["outcome"]), "#8c959f")
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_height - 6}" '
-                f'fill="{colour}"><title>{name}: {html.escape(str(bar["outcome"]))}</title></rect>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def render_html(snapshot: Snapshot) -> str:
-    """A static HTML view of the snapshot (for front ends without widgets); all escaped."""
-    data = snapshot.data
-    now = float(data["now"])
-    esc = html.escape
-    state = "running" if data["scheduler"]["running"] else "stopped"
-    out = [
-        f'<div class="rnb-panel rnb-static"><p>Scheduler: {state}</p><table>',
-        "<tr><th>task</th><th>condition</th><th>status</th><th>last run</th>"
-        "<th>next due</th><th>runtime</th><th>runs</th><th>fails</th></tr>",
-    ]
-    for row in data["tasks"]:
-        out.append(
-            f'<tr data-task="{esc(row["name"])}"><td>{esc(row["name"])}</td>'
-            f"<td><code>{esc(row['condition'])}</code></td>"
-            f'<td><span class="rnb-badge" style="background:{BADGES[row["badge"]]}">'
-            f"{esc(row['badge'])}</span></td>"
-            f"<td>{esc(format_relative(row['last_run'], now))}</td>"
-            f"<td>{esc(format_next_due(row['next_due'], now) if not row['disabled'] else '')}</td>"
-            f"<td>{esc(format_runtime(row['runtime']))}</td>"
-            f"<td>{row['runs']}</td><td>{row['fails']}</td></tr>"
-        )
-    out.append("</table>")
-    out.append(timeline_svg(snapshot))
-    for run in data["runs"]:
-        out.append(
-            f"<details><summary>{esc(run['start_clock'])} {esc(run['action'])} "
-            f"{esc(run['runtime_text'])}</summary><pre>{esc(run['output'])}</pre>"
-            f"<pre>{esc(run['exc_text'])}</pre></details>"
-        )
-    out.append("</div>")
-    return "".join(out)
-
-
-def iter_names(snapshot: Snapshot) -> Iterable[str]:
-    """Task names in the snapshot, in display order."""
-    return (row["name"] for row in snapshot.data["tasks"])

@@ -1,11 +1,14 @@
 """The panel: a live anywidget view of a scheduler session, with controls.
 
-A thin widget over :mod:`redengine_nb.notebook.viewmodel`. It subscribes to the session's
-events (which arrive on the scheduler thread, or any thread), and pushes a fresh snapshot to
-the front end at most every ``throttle`` seconds, and only when the snapshot changed. Button
-clicks arrive as custom messages (possibly on another kernel thread) and become session
-calls. One re-entrant lock guards the widget's own state (the last snapshot sent, the
-selected task, the condition errors) so pushes and clicks never interleave half-way.
+A thin widget over :mod:`.reads` (typed reads of the session) and :mod:`.viewmodel` (the
+shapes of :mod:`.protocol`). It subscribes to the session's events (which arrive on the
+scheduler thread, or any thread) and pushes a fresh snapshot to the front end at most every
+``throttle`` seconds, and only when the snapshot changed. While the selected task has a live
+run, it looks again once a second, so the run's output so far streams in. Button clicks
+arrive as custom messages (possibly on another kernel thread) and become session calls that
+only *ask* (stop, restart, terminate): the kernel never blocks on a click, and the panel
+shows ``stopping…`` / ``restarting…`` / ``terminating…`` until it has happened. One
+re-entrant lock guards the widget's own state so pushes and clicks never interleave.
 
 The front end is ``js/panel.js`` + ``js/panel.css``, shipped inside the package as
 ``redengine_nb/static/`` (no CDN: it works offline).
@@ -13,24 +16,48 @@ The front end is ``js/panel.js`` + ``js/panel.css``, shipped inside the package 
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
+from .._engine.session import Session
+from .._engine.tasks import CodeTask
+from ..app import RedEngine
 from ..errors import ConditionParseError
-from .viewmodel import RUNS_LIMIT, TIMELINE_WINDOW, Snapshot, build_snapshot
+from .protocol import CONSTANTS, DisplayItem, SchedulerState
+from .reads import SessionReads
+from .viewmodel import HORIZON, RUNS_LIMIT, TIMELINE_RUNS, Snapshot, build_snapshot, run_items
+
+if TYPE_CHECKING:
+    from .kernel import KernelSession
 
 __all__ = ["Panel", "panel"]
 
 #: Seconds between two pushes to the front end, at least.
 DEFAULT_THROTTLE = 0.25
+#: Seconds between two looks at a live run's output while it is shown.
+LIVE_INTERVAL = 1.0
+#: Characters of one rich display sent to the front end at most.
+DISPLAY_LIMIT = 200_000
+
+#: Said when the panel changes the condition of a ``%%task`` cell's task.
+CELL_CONDITION_NOTE = (
+    "{name!r} now starts on '{after}' until the kernel restarts; its cell still says "
+    "'{before}'. To keep the new condition, make the cell's first line:\n%%task {after}"
+)
+
+THREAD_TERMINATE_NOTE = (
+    "{name!r} runs in a thread, which cannot be stopped mid-statement: the run is recorded "
+    "'terminate', but its code goes on until it returns. Tasks that must stop at once: "
+    "--execution process (its process ends within a second)."
+)
 
 
 def _static(name: str) -> str:
@@ -47,12 +74,31 @@ def _static(name: str) -> str:
     )
 
 
-def _resolve(source: Any) -> tuple[Any, Any]:
-    """(session, app) from an app (``.session``) or a session (``.app``)."""
-    session = getattr(source, "session", None)
-    if session is not None:
-        return session, source
-    return source, getattr(source, "app", None)
+def _resolve(source: RedEngine | Session) -> tuple[Session, RedEngine | None]:
+    if isinstance(source, RedEngine):
+        return source.session, source
+    if isinstance(source, Session):
+        app = source.app
+        return source, app if isinstance(app, RedEngine) else None
+    raise TypeError(
+        f"panel() shows a RedEngine app or its session, not {type(source).__name__}; "
+        "call panel() with no argument for this kernel's app"
+    )
+
+
+def display_item(data: dict[str, Any]) -> DisplayItem:
+    """What the front end shows for one display's MIME bundle (bounded)."""
+    html = data.get("text/html")
+    if isinstance(html, str):
+        return DisplayItem(kind="html", content=html[:DISPLAY_LIMIT])
+    for mime in ("image/png", "image/jpeg", "image/gif"):
+        image = data.get(mime)
+        if isinstance(image, bytes):
+            image = base64.b64encode(image).decode("ascii")
+        if isinstance(image, str) and len(image) <= DISPLAY_LIMIT:
+            return DisplayItem(kind="image", content=f"data:{mime};base64,{image.strip()}")
+    plain = data.get("text/plain")
+    return DisplayItem(kind="text", content=str(plain or "")[:DISPLAY_LIMIT])
 
 
 class Panel(anywidget.AnyWidget):
@@ -61,85 +107,102 @@ class Panel(anywidget.AnyWidget):
     _esm = traitlets.Unicode(_static("panel.js")).tag(sync=True)
     _css = traitlets.Unicode(_static("panel.css")).tag(sync=True)
 
-    #: The snapshot the front end renders (``viewmodel.Snapshot.data``).
+    #: The snapshot the front end renders (a ``protocol.PanelData``).
     data = traitlets.Dict().tag(sync=True)
+    #: The protocol's constants (colours, time units, zooms): read by the front end.
+    protocol = traitlets.Dict(CONSTANTS).tag(sync=True)
     #: The task whose recent runs are shown (set by clicking a row).
     selected = traitlets.Unicode("").tag(sync=True)
     #: Condition errors by task name, shown beside the condition field.
     errors = traitlets.Dict().tag(sync=True)
-    #: The last control's failure, if any (empty when it went well).
+    #: The last control's outcome when it needs saying (a failure, or a note).
     message = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,
-        source: Any,
+        source: RedEngine | Session,
         *,
         throttle: float = DEFAULT_THROTTLE,
-        window: float = TIMELINE_WINDOW,
+        horizon: float = HORIZON,
+        kernel_session: KernelSession | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._session, self._app = _resolve(source)
+        self._reads = SessionReads(self._session, self._app)
+        self._kernel = kernel_session
         self._throttle = max(0.0, float(throttle))
-        self._window = float(window)
+        self._horizon = float(horizon)
         self._lock = threading.RLock()
         self._timer_lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._last: Snapshot | None = None
         self._last_push = 0.0
         self._closed = False
+        self._disconnected = False
+        self._terminating: set[str] = set()
         self.on_msg(self._on_custom_msg)
         self.observe(self._on_selected, names="selected")
-        subscribe = getattr(self._session, "subscribe", None)
-        self._unsubscribe: Callable[[], Any] | None = (
-            subscribe(self._on_event) if callable(subscribe) else None
-        )
+        self._unsubscribe: Callable[[], None] | None = self._session.subscribe(self._on_event)
+        if kernel_session is not None:
+            kernel_session.panels.add(self)
         self.refresh()
 
     # --- reading the session -------------------------------------------------------------
 
     @property
-    def session(self) -> Any:
+    def session(self) -> Session:
         return self._session
 
-    def _now(self) -> datetime:
-        for owner in (self._app, self._session):
-            clock = getattr(owner, "clock", None)
-            if clock is not None:
-                now = clock.now()
-                assert isinstance(now, datetime)
-                return now
-        return datetime.now(UTC)
+    def _note(self) -> str:
+        return "" if self._kernel is None else self._kernel.log_note
 
-    def _scheduler_running(self) -> bool:
-        for owner in (self._app, self._session):
-            value = getattr(owner, "is_running", None)
-            if value is not None:
-                return bool(value() if callable(value) else value)
-        return False
+    def _displays(self, run_id: str) -> list[DisplayItem]:
+        if self._kernel is None:
+            return []
+        return [display_item(d.data) for d in self._kernel.router.displays(run_id)]
 
-    def _log(self, **query: Any) -> Any:
-        getter = self._session.get_task_log
-        try:
-            return getter(**query)
-        except TypeError:
-            query.pop("limit", None)
-            return getter(**query)
+    def _live_output(self, run_id: str) -> str | None:
+        return None if self._kernel is None else self._kernel.live_output(run_id)
 
     def snapshot(self) -> Snapshot:
         """The panel's data as of now (reads the session; sends nothing)."""
-        now = self._now()
+        reads = self._reads
+        now, tz = reads.now(), reads.tz
         selected = self.selected
-        log = self._log(since=now - timedelta(seconds=self._window))
-        runs = self._log(task=selected, limit=RUNS_LIMIT) if selected else None
+        tasks = reads.tasks()
+        log = reads.runs(since=now - self._horizon, limit=TIMELINE_RUNS)
+        runs = (
+            run_items(
+                reads.runs(selected, limit=RUNS_LIMIT),
+                tz,
+                now,
+                live_output=self._live_output,
+                displays=self._displays,
+            )
+            if selected
+            else []
+        )
+        running = {t.name for t in tasks if t.is_running}
+        with self._lock:
+            self._terminating &= running
+            terminating = sorted(self._terminating)
+        scheduler = (
+            SchedulerState(state="disconnected", detail="the kernel shut down")
+            if self._disconnected
+            else reads.scheduler()
+        )
         return build_snapshot(
-            self._session.status(),
+            tasks,
             log,
             now=now,
-            scheduler_running=self._scheduler_running(),
+            tz=tz,
+            scheduler=scheduler,
             selected=selected,
             runs=runs,
-            window=self._window,
+            terminating=terminating,
+            horizon=self._horizon,
+            note=self._note(),
         )
 
     # --- pushing -------------------------------------------------------------------------
@@ -150,24 +213,37 @@ class Panel(anywidget.AnyWidget):
             if self._closed:
                 return False
             snap = self.snapshot()
+            self._watch_live(snap)
             if not force and snap.same_as(self._last):
                 return False
             self._last = snap
             self._last_push = time.monotonic()
-            self.data = snap.data
+            self.data = dict(snap.data)
             return True
 
-    def _on_event(self, event: str, task_name: Any = None) -> None:
+    def _watch_live(self, snap: Snapshot) -> None:
+        """While a shown run (or a stop) is in progress, look again in a second."""
+        data = snap.data
+        busy = any(run["live"] for run in data["runs"]) or data["scheduler"]["state"] in (
+            "stopping",
+            "restarting",
+        )
+        if busy and not self._disconnected:
+            self._schedule(LIVE_INTERVAL)
+
+    def _on_event(self, event: str, task_name: str | None = None) -> None:
         """Session callback (any thread): schedule one throttled refresh."""
         if self._closed:
             return
         if self._throttle == 0:
             self._safe_refresh()
             return
+        self._schedule(max(0.0, self._last_push + self._throttle - time.monotonic()))
+
+    def _schedule(self, delay: float) -> None:
         with self._timer_lock:
-            if self._timer is not None:
+            if self._timer is not None or self._closed:
                 return  # a push is already on its way; it will read the newest state
-            delay = max(0.0, self._last_push + self._throttle - time.monotonic())
             timer = threading.Timer(delay, self._timer_fired)
             timer.daemon = True
             self._timer = timer
@@ -188,18 +264,36 @@ class Panel(anywidget.AnyWidget):
     def _on_selected(self, change: dict[str, Any]) -> None:
         self._safe_refresh()
 
+    def disconnect(self, reason: str = "the kernel shut down") -> None:
+        """The kernel is going away: show ``disconnected`` and stop pushing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._disconnected = True
+            data = dict(self.data)
+            data["scheduler"] = SchedulerState(state="disconnected", detail=reason)
+            self.data = data
+        self._stop_listening()
+
     # --- controls ------------------------------------------------------------------------
 
     def _on_custom_msg(self, widget: Any, content: Any, buffers: Any = None) -> None:
         if not isinstance(content, dict):
             return
-        self.act(str(content.get("action", "")), content.get("task"), content.get("text"))
+        self.act(
+            str(content.get("action", "")),
+            content.get("task"),
+            content.get("text"),
+            choice=content.get("choice"),
+        )
 
-    def act(self, action: str, task: Any = None, text: Any = None) -> None:
+    def act(self, action: str, task: Any = None, text: Any = None, *, choice: Any = None) -> None:
         """Carry out one control (what a button click sends); errors go to ``message``."""
         name = "" if task is None else str(task)
+        if self._disconnected:
+            return
         try:
-            self._do(action, name, text)
+            note = self._do(action, name, text, None if choice is None else str(choice))
         except ConditionParseError as exc:
             with self._lock:
                 self.errors = {**self.errors, name: str(exc)}
@@ -211,53 +305,87 @@ class Panel(anywidget.AnyWidget):
                 self.message = f"{action}{target} failed: {type(exc).__name__}: {exc}"
         else:
             with self._lock:
-                self.message = ""
+                self.message = note
             ok = True
         self._safe_refresh()
-        self._reply(action, name, ok=ok)
-
-    def _reply(self, action: str, name: str, *, ok: bool) -> None:
-        """Tell the front end how a control went (it keeps a rejected condition's text)."""
-        if action == "condition":
+        if action == "condition":  # the front end keeps a rejected condition's text
             self.send({"reply": action, "task": name, "ok": ok})
 
-    def _do(self, action: str, name: str, text: Any) -> None:
+    def _do(self, action: str, name: str, text: Any, choice: str | None) -> str:
+        """Carry out ``action``; returns a note for the panel ("" when there is none)."""
         session, app = self._session, self._app
+        running = app.is_running if app is not None else session.runner is not None
         if action == "start":
-            (app or session).start()
-        elif action == "stop":
-            (app or session).shut_down()
-        elif action == "restart":
+            if running and not session.stop_requested:
+                return "the scheduler is already running"
+            if app is None:
+                raise RuntimeError("this session has no app to start a scheduler thread with")
+            app.start()
+            return ""
+        if action == "stop":
+            if not running:
+                return "the scheduler is already stopped"
+            session.shut_down()  # asks; the panel shows "stopping…" until it has stopped
+            return ""
+        if action == "restart":
+            if not running:
+                return "the scheduler is stopped: start it instead"
             session.restart()
-        elif action == "select":
+            return ""
+        if action == "select":
             with self._lock:
                 self.selected = name
-        elif action in ("run", "enable", "disable", "terminate", "delete", "condition"):
-            task = session[name]
-            if action == "run":
-                task.run()
-            elif action in ("enable", "disable"):
-                task.disabled = action == "disable"
-            elif action == "terminate":
-                task.terminate()
-            elif action == "delete":
-                task.delete()
-                with self._lock:
-                    if self.selected == name:
-                        self.selected = ""
-            else:
-                task.start_cond = "" if text is None else str(text)
-                with self._lock:
-                    self.errors = {k: v for k, v in self.errors.items() if k != name}
-        else:
+            return ""
+        if action not in ("run", "enable", "disable", "terminate", "delete", "condition"):
             raise ValueError(f"unknown panel action {action!r}")
+        task = session[name]
+        if action == "run":
+            task.run()
+        elif action in ("enable", "disable"):
+            task.disabled = action == "disable"
+        elif action == "terminate":
+            if not task.is_running:
+                return f"{name!r} is not running"
+            with self._lock:
+                self._terminating.add(name)
+            task.terminate()
+            if task.execution == "thread" and task.is_running:
+                return THREAD_TERMINATE_NOTE.format(name=name)
+        elif action == "delete":
+            return self._delete(name, choice)
+        else:
+            before = str(task.start_cond)
+            task.start_cond = "" if text is None else str(text)
+            with self._lock:
+                self.errors = {k: v for k, v in self.errors.items() if k != name}
+            after = str(task.start_cond)
+            if isinstance(task, CodeTask) and task.namespace is not None and after != before:
+                return CELL_CONDITION_NOTE.format(name=name, before=before, after=after)
+        return ""
+
+    def _delete(self, name: str, choice: str | None) -> str:
+        task = self._session[name]
+        note = ""
+        if task.is_running:
+            if choice == "terminate":
+                task.terminate()
+                note = f"deleted {name!r}; its run was asked to terminate"
+            elif choice == "finish":
+                note = f"deleted {name!r}; its run goes on to its end and is recorded"
+            else:
+                raise ValueError(
+                    f"{name!r} is running: say what happens to its run "
+                    "(choice 'terminate' or 'finish')"
+                )
+        task.delete()
+        with self._lock:
+            if self.selected == name:
+                self.selected = ""
+        return note
 
     # --- lifetime ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Stop listening to the session, then close the widget."""
-        with self._lock:
-            self._closed = True
+    def _stop_listening(self) -> None:
         with self._timer_lock:
             timer, self._timer = self._timer, None
         if timer is not None:
@@ -265,16 +393,29 @@ class Panel(anywidget.AnyWidget):
         unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
+        if self._kernel is not None:
+            self._kernel.panels.discard(self)
+
+    def close(self) -> None:
+        """Stop listening to the session, then close the widget."""
+        with self._lock:
+            self._closed = True
+        self._stop_listening()
         super().close()
 
 
-def panel(source: Any = None, **kwargs: Any) -> Panel:
+def panel(source: RedEngine | Session | None = None, **kwargs: Any) -> Panel:
     """A :class:`Panel` over ``source`` (an app or a session); ``None`` is the kernel's app.
 
     In a notebook, the returned widget displays itself as a cell's last value.
     """
+    from . import kernel
+
+    ks = kernel.current()
     if source is None:
         from . import get_app  # raises, naming %load_ext, when no kernel session exists
 
         source = get_app()
+    if ks is not None and (source is ks.app or source is ks.app.session):
+        kwargs.setdefault("kernel_session", ks)
     return Panel(source, **kwargs)

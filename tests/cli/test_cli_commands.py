@@ -158,6 +158,22 @@ def test_serve_runs_setup_registers_cells_and_stops_when_a_task_says_so(
     assert "    | ['first']" in capfd.readouterr().out  # same namespace, skipped cell left out
 
 
+def test_serve_uses_the_notebooks_own_log(
+    write_nb: Writer,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nb = write_nb(["%%task every 1 hour --name only\nprint('ran')\napp.session.shut_down()"])
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve", str(nb), "--for", "2 minutes"]) == 0
+    own = nb.with_name(nb.stem + ".redengine_nb.db")
+    assert own.is_file() and not (tmp_path / "redengine_nb.db").exists()
+    capfd.readouterr()
+    assert main(["log", "only", "--logs", str(nb)]) == 0  # NOTEBOOK.ipynb: its own log
+    assert "ran" in capfd.readouterr().out
+
+
 def test_serve_a_missing_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", str(tmp_path / "missing.ipynb")]) == 2
     err = capsys.readouterr().err

@@ -73,7 +73,9 @@ def write_private_config(base: Path) -> dict[str, str]:
         json.dumps(
             {
                 "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "Python 3 (redengine_nb tests)",
+                # As ipykernel's own python3 spec names itself: a notebook written for it
+                # opens here unchanged.
+                "display_name": "Python 3 (ipykernel)",
                 "language": "python",
             }
         )

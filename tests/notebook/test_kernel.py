@@ -6,6 +6,8 @@ and each leaves the kernel in a known state.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -124,7 +126,7 @@ def test_task_output_never_lands_in_a_cell(kernel: KernelHarness) -> None:
     log = kernel.run("%task log chatty --verbose")
     assert f"{TASK_MARK}-stdout" in log.stdout
     assert f"{TASK_MARK}-stderr" in log.stdout
-    assert f"[display: text/html] {TASK_MARK}-display" in log.stdout  # the display's text
+    assert f"[display: text/html]\n{TASK_MARK}-display" in log.stdout  # the display's text
     assert f"{TASK_MARK}-plain" in log.stdout
     # The rich form is kept with the run (for the panel), not sent anywhere.
     html_kept = kernel.value(
@@ -147,11 +149,16 @@ def test_task_output_never_lands_in_a_cell(kernel: KernelHarness) -> None:
         if TASK_MARK in message_text(m)
     }
     assert showing == {log.msg_id, failed.msg_id}
-    assert not any(
-        f"{TASK_MARK}-html" in message_text(m)
-        for messages in kernel.by_parent().values()
+    # A task's rich display reaches a front end only where the log was asked for, as a
+    # display with its MIME bundle.
+    rich = {
+        parent
+        for parent, messages in kernel.by_parent().items()
         for m in messages
-    ), "a task's rich display reached a front end"
+        if m["msg_type"] in ("display_data", "execute_result", "update_display_data")
+        and f"{TASK_MARK}-html" in json.dumps(m["content"])
+    }
+    assert rich == {log.msg_id}
 
 
 def test_interrupt_stops_the_user_cell_not_the_scheduler(
@@ -227,3 +234,53 @@ def test_shutdown_leaves_no_process_behind(tmp_path: Path) -> None:
         harness.shutdown()
     _, alive = psutil.wait_procs([kernel_proc, *children], timeout=15)
     assert [p.pid for p in alive] == []
+
+
+def test_notebook_log_kernel_restart_and_history(tmp_path: Path) -> None:
+    """The run log is the notebook's own file; a kernel restart records the live run
+    ``terminate`` with its output so far; the next ``%load_ext`` names the tasks that have
+    history, and ``%task log`` reads a task that is not registered (yet)."""
+    notebook = tmp_path / "analysis.ipynb"
+    env = {"JPY_SESSION_NAME": str(notebook), "REDENGINE_NB_LOGS": ""}
+    harness = KernelHarness(tmp_path, env=env)
+    try:
+        load = harness.run("%load_ext redengine_nb\nfrom redengine_nb.notebook import get_app")
+        assert load.status == "ok" and "does not know" not in load.texts()
+        reply = harness.run(
+            "%%task true --name sleeper\nimport time\nprint('halfway')\ntime.sleep(120)"
+        )
+        assert reply.status == "ok", reply.texts()
+        assert harness.wait_until("get_app().session['sleeper'].is_running", timeout=30)
+        log_file = tmp_path / "analysis.redengine_nb.db"
+        assert harness.value("get_app().runlog.location") == str(log_file)
+        started = time.monotonic()
+        harness.km.restart_kernel(now=False)
+        restart_took = time.monotonic() - started
+        harness.kc.wait_for_ready(timeout=60)
+        log = SQLiteRunLog(log_file)
+        try:
+            (run,) = log.records(task="sleeper")
+        finally:
+            log.close()
+        assert run.action is Action.TERMINATE
+        assert run.exc_text == "terminated: kernel shutting down"
+        assert run.output == "halfway\n"
+        assert restart_took < 20  # bounded: not the 120 s the task would sleep
+        again = harness.run("%load_ext redengine_nb")
+        assert "1 task of this notebook has history (sleeper)" in again.stdout
+        shown = harness.run("%task log sleeper --verbose")
+        assert shown.status == "ok", shown.texts()
+        assert "terminate at" in shown.stdout and "halfway" in shown.stdout
+    finally:
+        harness.shutdown()
+
+
+def test_a_kernel_without_its_notebook_path_says_which_log(tmp_path: Path) -> None:
+    harness = KernelHarness(tmp_path, env={"JPY_SESSION_NAME": "", "REDENGINE_NB_LOGS": ""})
+    try:
+        load = harness.run("%load_ext redengine_nb")
+        assert load.status == "ok"
+        assert "does not know which notebook it runs" in load.stdout
+        assert "./redengine_nb.db" in load.stdout
+    finally:
+        harness.shutdown()

@@ -15,7 +15,13 @@ from IPython.core.interactiveshell import InteractiveShell
 from redengine_nb import RedEngine, TaskExistsError
 from redengine_nb.args import TerminationFlag
 from redengine_nb.notebook import get_app, kernel
-from redengine_nb.notebook.magics import empty_task_cell, register_cell_task
+from redengine_nb.notebook.magics import (
+    TasksTable,
+    empty_task_cell,
+    register_cell_task,
+    tasks_table,
+)
+from redengine_nb.testing import FakeClock
 
 
 def scheduler_threads() -> int:
@@ -97,6 +103,19 @@ def test_cell_prints_what_was_registered_and_when_due(
     assert "due" in out[0]
     task = get_app().session["fetch"]
     assert task.kind == "code"
+
+
+def test_registration_says_how_hourly_times_are_read(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Red Engine reads the times of an hourly window as minutes of the hour: the line that
+    # confirms the registration says so, with the phrase for hours of the day.
+    cell(stopped, "hourly between 09:00 and 17:00 --name sync")
+    line = capsys.readouterr().out.strip()
+    assert "minute" in line
+    assert "hourly & time of day between 09:00 and 17:00" in line
+    cell(stopped, "daily --name plain")
+    assert "[" not in capsys.readouterr().out  # nothing to explain for a daily task
 
 
 def test_options_reach_the_task(stopped: InteractiveShell) -> None:
@@ -327,12 +346,70 @@ def test_unknown_task_names_close_matches(stopped: InteractiveShell) -> None:
         stopped.run_line_magic("task", "run")
 
 
-def test_tasks_returns_the_status_frame(stopped: InteractiveShell) -> None:
+def test_tasks_is_a_table_for_people(stopped: InteractiveShell) -> None:
     cell(stopped, "every 5 minutes --name a1")
-    frame = stopped.run_line_magic("tasks", "")
-    assert list(frame["name"]) == ["a1"]
+    table = stopped.run_line_magic("tasks", "")
+    assert isinstance(table, TasksTable)
+    assert list(table.frame["task"]) == ["a1"]
+    assert "background-color: #8c959f" in table._repr_html_()  # the "new" badge colour
     with pytest.raises(UsageError):
         stopped.run_line_magic("tasks", "extra")
+
+
+def test_tasks_table_texts() -> None:
+    clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
+    app = RedEngine(config={"task_execution": "main"}, logs=":memory:", clock=clock)
+    app.task("every 10 minutes", name="fetch", code="print('hi')")
+    app.task("true", name="boom", code="1/0")
+    app.task("after task 'fetch'", name="after", code="pass", disabled=True)
+    app.session.tick()
+    app.session.wait_idle(10)
+    clock.advance("6 minutes 30 seconds")
+    frame = tasks_table(app).frame
+    rows = {r["task"]: r for r in frame.to_dict("records")}
+    assert rows["fetch"]["status"] == "success"
+    assert rows["fetch"]["last run"] == "09:00:00 (6 min ago)"
+    assert rows["fetch"]["next due"] == "09:10:00 (in 3 min)"
+    assert rows["boom"]["status"] == "fail" and rows["boom"]["fails"] == "1"
+    assert rows["after"]["status"] == "disabled"
+    # Empty cells are blank: no None, NaT or NaN anywhere.
+    assert rows["after"]["last run"] == "" and rows["after"]["next due"] == ""
+    assert rows["fetch"]["fails"] == ""
+    text = repr(tasks_table(app))
+    assert "None" not in text and "NaT" not in text and "nan" not in text
+    styled = tasks_table(app)._repr_html_()
+    assert "#cf222e" in styled and "#1a7f37" in styled  # fail and success colours
+    app.runlog.close()
+
+
+def test_a_condition_on_a_missing_task_warns(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell(stopped, "after task 'nope' --name waiter")
+    captured = capsys.readouterr()
+    assert "registered task 'waiter'" in captured.out
+    assert "waits for 'nope', which no task of this session is called" in captured.err
+    stopped.run_line_magic("scheduler", "start")
+    assert "waits for 'nope'" in capsys.readouterr().err  # again when the scheduler starts
+    stopped.run_line_magic("scheduler", "stop")
+    cell(stopped, "every 1 hour --name nope")
+    cell(stopped, "after task 'nope' --name waiter")
+    assert capsys.readouterr().err == ""
+
+
+def test_task_log_of_a_task_only_in_the_log(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = get_app()
+    app.task("true", name="old", code="print('from before the restart')")
+    app.session.tick()
+    app.session.wait_idle(10)
+    app.session.delete_task("old")  # as after a kernel restart: history, no task
+    frame = stopped.run_line_magic("task", "log old")
+    assert list(frame["action"]) == ["success"]
+    assert frame["output"][0] == "from before the restart\n"
+    with pytest.raises(UsageError, match="nope"):
+        stopped.run_line_magic("task", "log nope")
 
 
 @pytest.mark.parametrize(
@@ -363,3 +440,43 @@ def test_scheduler_start_stop_status(
     assert get_app().is_running and scheduler_threads() == 1
     with pytest.raises(UsageError, match="unknown action"):
         ip.run_line_magic("scheduler", "explode")
+
+
+def test_a_cell_tasks_traceback_shows_its_lines_not_the_packages(
+    stopped: InteractiveShell,
+) -> None:
+    cell(stopped, "true --name boom", "x = 1\ndef f():\n    raise ValueError('boom')\nf()\n")
+    app = get_app()
+    app.session.tick()
+    app.session.wait_idle(10)
+    (run,) = app.runlog.records(task="boom")
+    assert run.exc_text is not None
+    assert 'File "<task boom>", line 3, in f' in run.exc_text
+    assert "raise ValueError('boom')" in run.exc_text  # the source line of the cell
+    assert "redengine_nb" not in run.exc_text
+
+
+def test_display_text_names_rich_kinds_without_a_useless_repr() -> None:
+    from redengine_nb.notebook.display import CapturedDisplay
+
+    html = CapturedDisplay(
+        {"text/html": "<b>x</b>", "text/plain": "<IPython.core.display.HTML object>"}
+    )
+    assert html.text == "[display: text/html]"
+    table = CapturedDisplay({"text/html": "<table/>", "text/plain": "   a\n0  1"})
+    assert table.text == "[display: text/html]\n   a\n0  1"
+    assert CapturedDisplay({"text/plain": "42"}).text == "42"
+
+
+def test_the_kernel_finds_its_notebooks_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDENGINE_NB_LOGS", raising=False)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "sales.ipynb"))
+    assert kernel.choose_log() == (str(tmp_path / "sales.redengine_nb.db"), "", "")
+    monkeypatch.setenv("JPY_SESSION_NAME", "reports/sales.ipynb")  # from the server's root
+    monkeypatch.chdir(tmp_path)
+    assert kernel.notebook_path() == tmp_path / "sales.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", "")
+    logs, note, printed = kernel.choose_log()
+    assert logs is None and "./redengine_nb.db" in printed and "this session's tasks" in note

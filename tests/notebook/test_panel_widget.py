@@ -1,4 +1,5 @@
-"""The panel widget without a browser: clicks become session calls, state follows."""
+"""The panel widget without a browser, over a real app (FakeClock, in-memory run log):
+clicks become session calls, the state follows, nothing is sent when nothing changed."""
 
 from __future__ import annotations
 
@@ -9,35 +10,47 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from panel_fakes import FakeApp
 
-from redengine_nb.notebook.widget import Panel, panel
+from redengine_nb import RedEngine
+from redengine_nb.notebook.protocol import COLOURS, CONSTANTS
+from redengine_nb.notebook.widget import Panel, display_item, panel
+from redengine_nb.testing import FakeClock
 
 XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def app() -> FakeApp:
-    app = FakeApp()
-    app.session.add("alpha", "every 10 minutes")
-    app.session.add("beta", "daily")
-    return app
+def app() -> Iterator[RedEngine]:
+    clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
+    app = RedEngine(
+        config={"task_execution": "main", "restarting": "recall"}, logs=":memory:", clock=clock
+    )
+
+    @app.task("every 10 minutes", name="alpha")
+    def alpha() -> None:
+        print("alpha ran")
+
+    @app.task("daily", name="beta")
+    def beta() -> None:
+        print(XSS)
+
+    yield app
+    app.shut_down(timeout=10)
+    app.runlog.close()
 
 
 @pytest.fixture
-def widget(app: FakeApp) -> Iterator[Panel]:
+def widget(app: RedEngine) -> Iterator[Panel]:
     w = Panel(app, throttle=0)
     yield w
     w.close()
 
 
-def click(widget: Panel, action: str, task: str | None = None, text: str | None = None) -> None:
+def click(widget: Panel, action: str, task: str | None = None, **extra: Any) -> None:
     """What the front end's button sends: a comm message carrying a custom message."""
-    content: dict[str, Any] = {"action": action}
+    content: dict[str, Any] = {"action": action, **extra}
     if task is not None:
         content["task"] = task
-    if text is not None:
-        content["text"] = text
     # The whole way in, as the kernel delivers it to the widget's comm.
     msg = {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
     widget._handle_msg(msg)
@@ -49,131 +62,203 @@ def row(widget: Panel, name: str) -> dict[str, Any]:
     return rows[0]
 
 
+def tick(app: RedEngine) -> None:
+    app.session.tick()
+    app.session.wait_idle(10)
+
+
 def test_shows_every_task(widget: Panel) -> None:
     assert [r["name"] for r in widget.data["tasks"]] == ["alpha", "beta"]
-    assert row(widget, "alpha")["condition"] == "every 10 minutes"
-    assert row(widget, "alpha")["badge"] == "new"
-    assert widget.data["scheduler"] == {"running": False}
+    alpha = row(widget, "alpha")
+    assert alpha["condition"] == "every 10 minutes"
+    assert alpha["badge"] == "new"
+    assert alpha["runs"] == 0 and alpha["last_run"] is None and alpha["warning"] == ""
+    assert widget.data["scheduler"] == {"state": "stopped", "detail": ""}
+    assert widget.protocol == CONSTANTS
 
 
-def test_accepts_a_session_too(app: FakeApp) -> None:
+def test_accepts_the_session_and_refuses_anything_else(app: RedEngine) -> None:
     w = Panel(app.session, throttle=0)
-    click(w, "start")
-    assert app.calls == ["start"] and w.data["scheduler"]["running"] is True
+    assert [r["name"] for r in w.data["tasks"]] == ["alpha", "beta"]
     w.close()
+    with pytest.raises(TypeError, match="RedEngine app or its session, not dict"):
+        Panel({"tasks": []})  # type: ignore[arg-type]
 
 
-def test_run_now(widget: Panel, app: FakeApp) -> None:
+def test_run_now_and_its_output(widget: Panel, app: RedEngine) -> None:
+    tick(app)  # each runs once when first seen
     click(widget, "run", "alpha")
-    assert ("run", "alpha") in app.session.calls
-    assert row(widget, "alpha")["runs"] == 1
-    assert row(widget, "alpha")["badge"] == "success"
-    assert [lane["name"] for lane in widget.data["timeline"]["tasks"]] == ["alpha", "beta"]
-    assert len(widget.data["timeline"]["tasks"][0]["bars"]) == 1
+    tick(app)
+    alpha = row(widget, "alpha")
+    assert alpha["runs"] == 2 and alpha["badge"] == "success"
+    assert alpha["last_run_clock"] == "09:00:00"
+    click(widget, "select", "beta")
+    assert widget.data["selected"] == "beta"
+    (run,) = widget.data["runs"]
+    assert run["output"] == XSS + "\n" and run["action"] == "success" and not run["live"]
 
 
-def test_disable_and_enable(widget: Panel, app: FakeApp) -> None:
+def test_disable_and_enable(widget: Panel, app: RedEngine) -> None:
     click(widget, "disable", "beta")
     assert app.session["beta"].disabled is True
     assert row(widget, "beta")["badge"] == "disabled"
-    assert row(widget, "beta")["disabled"] is True
+    assert row(widget, "beta")["next_due"] is None
     click(widget, "enable", "beta")
     assert app.session["beta"].disabled is False
     assert row(widget, "beta")["badge"] == "new"
 
 
-def test_terminate(widget: Panel, app: FakeApp) -> None:
-    app.session["alpha"].start_running()
-    assert row(widget, "alpha")["badge"] == "running"
-    assert row(widget, "alpha")["running_since"] == app.clock.time()
-    app.clock.advance("5 seconds")
-    click(widget, "terminate", "alpha")
-    assert ("terminate", "alpha") in app.session.calls
-    assert row(widget, "alpha")["badge"] == "terminate"
-    assert row(widget, "alpha")["runtime"] == 5.0
+def blocking_app(app: RedEngine) -> tuple[threading.Event, threading.Event]:
+    started, release = threading.Event(), threading.Event()
+
+    @app.task("true", name="slow", execution="thread")
+    def slow() -> None:
+        print("halfway")
+        started.set()
+        release.wait(30)
+
+    return started, release
 
 
-def test_delete_clears_row_and_selection(widget: Panel, app: FakeApp) -> None:
-    widget.selected = "alpha"
+def test_terminate_shows_terminating_at_once(widget: Panel, app: RedEngine) -> None:
+    started, release = blocking_app(app)
+    app.session.tick()
+    assert started.wait(10)
+    widget.refresh()
+    assert row(widget, "slow")["badge"] == "running"
+    click(widget, "terminate", "slow")
+    assert row(widget, "slow")["badge"] == "terminating"
+    assert widget.data["terminating"] == ["slow"]
+    assert "cannot be stopped mid-statement" in widget.message
+    assert "--execution process" in widget.message
+    release.set()
+    app.session.wait_idle(10)
+    widget.refresh()
+    assert row(widget, "slow")["badge"] == "terminate"
+    assert widget.data["terminating"] == []
+
+
+def test_a_live_run_shows_its_output_so_far(app: RedEngine) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from redengine_nb.notebook.kernel import KernelSession
+
+    ks = KernelSession(InteractiveShell.instance(), app)
+    started, release = blocking_app(app)
+    w = Panel(app, throttle=0, kernel_session=ks)
+    try:
+        w.selected = "slow"
+        app.session.tick()
+        assert started.wait(10)
+        w.refresh()
+        live = [r for r in w.data["runs"] if r["live"]]
+        assert len(live) == 1
+        assert live[0]["output"] == "halfway\n" and live[0]["action"] == "running"
+    finally:
+        release.set()
+        app.session.wait_idle(10)
+        w.close()
+
+
+def test_delete_asks_what_happens_to_a_running_run(widget: Panel, app: RedEngine) -> None:
     click(widget, "delete", "alpha")
     assert "alpha" not in app.session
-    assert [r["name"] for r in widget.data["tasks"]] == ["beta"]
-    assert widget.selected == "" and widget.data["selected"] == ""
+    started, release = blocking_app(app)
+    app.session.tick()
+    assert started.wait(10)
+    click(widget, "delete", "slow")
+    assert "slow" in app.session
+    assert "say what happens to its run" in widget.message
+    click(widget, "delete", "slow", choice="finish")
+    assert "slow" not in app.session
+    assert "goes on to its end" in widget.message
+    release.set()
+    app.session.wait_idle(10)
+    (last,) = app.runlog.records(task="slow", limit=1)
+    assert last.action.value == "success"  # it was let finish, and its end was kept
 
 
-def test_edit_condition(widget: Panel, app: FakeApp) -> None:
-    click(widget, "condition", "alpha", "every 1 hour")
-    assert app.session["alpha"].start_cond == "every 1 hour"
-    assert row(widget, "alpha")["condition"] == "every 1 hour"
-    assert widget.errors == {}
+def test_delete_and_terminate(widget: Panel, app: RedEngine) -> None:
+    started, release = blocking_app(app)
+    app.session.tick()
+    assert started.wait(10)
+    click(widget, "delete", "slow", choice="terminate")
+    assert "slow" not in app.session and "asked to terminate" in widget.message
+    release.set()
+    app.session.wait_idle(10)
+    (last,) = app.runlog.records(task="slow", limit=1)
+    assert last.action.value == "terminate"
 
 
-def test_bad_condition_shows_error_and_changes_nothing(widget: Panel, app: FakeApp) -> None:
-    click(widget, "condition", "alpha", "daily && hourly")
-    assert app.session["alpha"].start_cond == "every 10 minutes"
-    assert row(widget, "alpha")["condition"] == "every 10 minutes"
-    assert "unexpected '&'" in widget.errors["alpha"]
-    assert widget.message == ""
-    click(widget, "condition", "alpha", "hourly")  # a good one clears the error
-    assert widget.errors == {}
-
-
-def test_condition_edits_are_answered(widget: Panel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_edit_condition(widget: Panel, app: RedEngine) -> None:
     replies: list[Any] = []
-    monkeypatch.setattr(widget, "send", lambda content, buffers=None: replies.append(content))
-    click(widget, "condition", "alpha", "daily && hourly")
-    click(widget, "condition", "alpha", "hourly")
-    click(widget, "run", "alpha")  # other controls send no reply
+    widget.send = replies.append  # type: ignore[method-assign]
+    click(widget, "condition", "alpha", text="every 2 hours")
+    assert str(app.session["alpha"].start_cond) == "every 2 hours"
+    assert row(widget, "alpha")["condition"] == "every 2 hours"
+    click(widget, "condition", "alpha", text="every 1 hour &")
+    assert "every 1 hour &" in widget.errors["alpha"]
+    assert str(app.session["alpha"].start_cond) == "every 2 hours"
     assert replies == [
-        {"reply": "condition", "task": "alpha", "ok": False},
         {"reply": "condition", "task": "alpha", "ok": True},
+        {"reply": "condition", "task": "alpha", "ok": False},
     ]
 
 
-def test_scheduler_controls(widget: Panel, app: FakeApp) -> None:
-    click(widget, "start")
-    assert widget.data["scheduler"]["running"] is True
+def test_a_condition_naming_a_missing_task_is_marked(widget: Panel, app: RedEngine) -> None:
+    click(widget, "condition", "alpha", text="after task 'nope'")
+    assert "'nope'" in row(widget, "alpha")["warning"]
+    click(widget, "condition", "alpha", text="after task 'beta'")
+    assert row(widget, "alpha")["warning"] == ""
+
+
+def test_scheduler_controls_say_what_they_did(widget: Panel, app: RedEngine) -> None:
     click(widget, "stop")
-    assert widget.data["scheduler"]["running"] is False
-    click(widget, "restart")
-    assert app.calls == ["start", "shut_down"]
-    assert ("restart",) in app.session.calls
+    assert widget.message == "the scheduler is already stopped"
+    click(widget, "start")
+    assert app.is_running and widget.message == ""
+    assert widget.data["scheduler"]["state"] == "running"
+    click(widget, "start")
+    assert widget.message == "the scheduler is already running"
 
 
-def test_selecting_a_task_shows_its_runs(widget: Panel, app: FakeApp) -> None:
-    app.session["alpha"].run(output=XSS)
-    app.session["alpha"].run(output="Traceback", action="fail")
-    assert widget.data["runs"] == []
-    widget.selected = "alpha"  # what clicking the name does from the front end
-    runs = widget.data["runs"]
-    assert [r["action"] for r in runs] == ["fail", "success"]
-    assert runs[1]["output"] == XSS  # raw: the front end shows it with textContent
-    click(widget, "select", "beta")
-    assert widget.data["selected"] == "beta" and widget.data["runs"] == []
+def test_stop_does_not_block_and_says_what_it_waits_for(widget: Panel, app: RedEngine) -> None:
+    started, release = blocking_app(app)
+    app.start()
+    assert started.wait(10)
+    done = threading.Event()
+    threading.Thread(target=lambda: (click(widget, "stop"), done.set())).start()
+    assert done.wait(5), "stop blocked on the running run"
+    assert widget.data["scheduler"] == {"state": "stopping", "detail": "waiting for 1 run: slow"}
+    release.set()
+    assert app.shut_down(timeout=10)
+    widget.refresh()
+    assert widget.data["scheduler"]["state"] == "stopped"
 
 
 def test_errors_from_controls_are_shown_not_raised(widget: Panel) -> None:
     click(widget, "run", "nope")
-    assert "run 'nope' failed" in widget.message and "KeyError" in widget.message
-    click(widget, "explode")
-    assert "unknown panel action 'explode'" in widget.message
+    assert "run 'nope' failed" in widget.message
+    click(widget, "frobnicate")
+    assert "unknown panel action 'frobnicate'" in widget.message
     click(widget, "run", "alpha")
     assert widget.message == ""
 
 
-def test_nothing_sent_when_nothing_changed(widget: Panel, app: FakeApp) -> None:
+def test_nothing_sent_when_nothing_changed(widget: Panel, app: RedEngine) -> None:
     sent: list[Any] = []
     widget.observe(lambda change: sent.append(change["new"]), names="data")
     assert widget.refresh() is False
     app.clock.advance("1 second")  # only time passed: the front end ticks on its own
-    app.session.emit("task_changed", "alpha")
+    assert widget.refresh() is False
     assert sent == []
-    app.session["alpha"].run()
-    assert len(sent) == 1
+    click(widget, "run", "alpha")
+    tick(app)
+    assert len(sent) >= 1 and row(widget, "alpha")["runs"] == 1
     assert widget.refresh(force=True) is True
 
 
-def test_events_are_throttled(app: FakeApp) -> None:
+def test_events_are_throttled(app: RedEngine) -> None:
     w = Panel(app, throttle=0.2)
     pushed = threading.Event()
     sent: list[Any] = []
@@ -184,66 +269,70 @@ def test_events_are_throttled(app: FakeApp) -> None:
 
     w.observe(on_data, names="data")
     task = app.session["alpha"]
-    worker = threading.Thread(target=lambda: [task.run() for _ in range(30)])
+
+    def flip() -> None:
+        for i in range(31):
+            task.disabled = i % 2 == 0
+
+    worker = threading.Thread(target=flip)
     worker.start()
     worker.join(10)
     assert pushed.wait(10), "no push after the events"
-    # 30 events in a burst become at most two pushes (one may start mid-burst) ...
+    # 31 events in a burst become at most two pushes (one may start mid-burst) ...
     assert 1 <= len(sent) <= 2
     # ... and the last push carries the final state (a pending one is sent, not dropped).
-    if row(w, "alpha")["runs"] != 30:
+    if row(w, "alpha")["badge"] != "disabled":
         pushed.clear()
         assert pushed.wait(10)
-    assert row(w, "alpha")["runs"] == 30
+    assert row(w, "alpha")["badge"] == "disabled"
     w.close()
 
 
-def test_clicks_and_events_from_many_threads(app: FakeApp) -> None:
+def test_close_unsubscribes(app: RedEngine) -> None:
     w = Panel(app, throttle=0)
-    errors: list[BaseException] = []
-
-    def clicker(action: str, name: str) -> None:
-        try:
-            for _ in range(20):
-                click(w, action, name)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=clicker, args=("run", "alpha")),
-        threading.Thread(target=clicker, args=("disable", "beta")),
-        threading.Thread(target=clicker, args=("run", "beta")),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert errors == [] and w.message == ""
-    assert row(w, "alpha")["runs"] == 20 and row(w, "beta")["runs"] == 20
-    assert row(w, "beta")["badge"] == "disabled"
     w.close()
+    sent: list[Any] = []
+    w.observe(lambda change: sent.append(change), names="data")
+    app.session["alpha"].run()
+    tick(app)
+    assert sent == []
 
 
-def test_close_unsubscribes(app: FakeApp) -> None:
-    w = Panel(app, throttle=0)
-    assert app.session.subscriber_count == 1
-    w.close()
-    assert app.session.subscriber_count == 0
-    app.session["alpha"].run()  # no error after close
+def test_disconnect_disables_the_panel(widget: Panel, app: RedEngine) -> None:
+    widget.disconnect("the kernel shut down (kernel shutting down)")
+    assert widget.data["scheduler"]["state"] == "disconnected"
+    click(widget, "run", "alpha")
+    assert not app.session._has_forced(app.session["alpha"])
 
 
-def test_panel_helper_needs_an_app_or_the_kernel_session(app: FakeApp) -> None:
+def test_panel_helper(app: RedEngine) -> None:
     w = panel(app)
     assert isinstance(w, Panel) and len(w.data["tasks"]) == 2
     w.close()
 
 
-def test_front_end_is_packaged_and_offline() -> None:
+def test_rich_displays_become_safe_items() -> None:
+    assert display_item({"text/html": "<b>x</b>", "text/plain": "x"}) == {
+        "kind": "html",
+        "content": "<b>x</b>",
+    }
+    assert display_item({"image/png": b"\x89PNG", "text/plain": "<Figure>"}) == {
+        "kind": "image",
+        "content": "data:image/png;base64,iVBORw==",
+    }
+    assert display_item({"text/plain": "42"}) == {"kind": "text", "content": "42"}
+
+
+def test_front_end_is_packaged_offline_and_reads_the_protocol() -> None:
     esm = Panel._esm.default_value if hasattr(Panel._esm, "default_value") else Panel._esm
     js = str(esm)
     assert "export default" in js
     assert not re.search(r"""(import|from)\s*\(?\s*["']https?:""", js), "no CDN imports"
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js
+    assert 'sandbox: ""' in js  # rich output only in a frame with no rights
+    # The colours live in protocol.py only: no colour of the table is written in the JS.
+    for hexcode in COLOURS.values():
+        assert hexcode not in js
     repo_js = Path(__file__).resolve().parents[2] / "js" / "panel.js"
     assert js == repo_js.read_text(encoding="utf-8")
 
@@ -256,3 +345,33 @@ def test_panel_function_survives_the_widget_module_import() -> None:
 
     assert callable(redengine_nb.notebook.panel)
     assert callable(redengine_nb.panel)
+
+
+def test_restart_says_restarting_and_what_it_waits_for(widget: Panel, app: RedEngine) -> None:
+    started, release = blocking_app(app)
+    app.start()
+    assert started.wait(10)
+    click(widget, "restart")
+    assert widget.data["scheduler"] == {
+        "state": "restarting",
+        "detail": "waiting for 1 run: slow",
+    }
+    app.session["slow"].disabled = True  # once restarted, it must not start again
+    release.set()
+    assert app.session.wait_idle(10)
+
+
+def test_a_shared_log_is_said_under_the_table(
+    app: RedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from redengine_nb.notebook.kernel import KernelSession, choose_log
+
+    monkeypatch.setenv("REDENGINE_NB_LOGS", "/srv/shared.db")
+    logs, note, printed = choose_log()
+    assert logs == "/srv/shared.db" and printed == ""
+    ks = KernelSession(InteractiveShell.instance(), app, note)
+    w = Panel(app, throttle=0, kernel_session=ks)
+    assert "this panel shows this session's tasks only" in w.data["note"]
+    w.close()

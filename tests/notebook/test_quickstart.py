@@ -29,6 +29,24 @@ def cell_text(cell: dict) -> str:
 @pytest.mark.slow
 def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    wait_at = next(i for i, c in enumerate(nb.cells) if c.source.startswith("import time"))
+    # Make sure 'report' has succeeded once before the wait cell forces a run: the wait must
+    # be for the forced run, not return at once on this earlier success.
+    nb.cells.insert(
+        wait_at,
+        nbformat.v4.new_code_cell(
+            "import time as _t\nfrom redengine_nb.notebook import get_app as _g\n"
+            "_end = _t.monotonic() + 30\n"
+            "while _g().session['report'].last_success is None and _t.monotonic() < _end:\n"
+            "    _t.sleep(0.05)"
+        ),
+    )
+    nb.cells.insert(
+        wait_at + 2,
+        nbformat.v4.new_code_cell(
+            "print('followed the forced run:', app.session['report'].last_success >= asked)"
+        ),
+    )
     kernel_dirs = write_kernelspec(tmp_path, {"REDENGINE_NB_LOGS": ":memory:"})
     km = KernelManager(
         kernel_name=KERNEL_NAME,
@@ -52,6 +70,10 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
 
     waited = next(text for src, text in by_source.items() if src == "import time")
     assert "report last succeeded at" in waited
+    followed = by_source[
+        "print('followed the forced run:', app.session['report'].last_success >= asked)"
+    ]
+    assert followed == "followed the forced run: True\n"
     # The task's prints are in its log, and in no cell but the one that asked for the log.
     log = by_source["%task log report --verbose"]
     assert "latest price:" in log
@@ -65,3 +87,17 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     assert "disabled 'fetch'" in table
     assert "report" in table and "fetch" in table
     assert "scheduler stopped" in by_source["%scheduler stop"]
+
+
+def test_quickstart_kernelspec_is_ipykernels() -> None:
+    """JupyterLab opens it without a kernel dialog and without rewriting its metadata."""
+    from ipykernel.kernelspec import get_kernel_dict
+
+    spec = get_kernel_dict()
+    meta = nbformat.read(NOTEBOOK, as_version=4).metadata
+    assert meta.kernelspec == {
+        "name": "python3",
+        "display_name": spec["display_name"],
+        "language": spec["language"],
+    }
+    assert meta.language_info["name"] == "python"

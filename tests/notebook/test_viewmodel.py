@@ -1,64 +1,59 @@
-"""The panel's view-model, with plain data: no widgets, no session."""
+"""The panel's view-model and protocol, with plain typed data: no widgets, no session."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pandas as pd
 import pytest
 
+from redengine_nb.notebook import protocol
 from redengine_nb.notebook import viewmodel as vm
+from redengine_nb.notebook.reads import SchedulerView, TaskState, named_tasks
+from redengine_nb.records import Action, RunRecord
 
 TZ = ZoneInfo("Europe/Helsinki")
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=TZ)
 T = NOW.timestamp()
 XSS = "<img src=x onerror=alert(1)>"
+IDLE = SchedulerView(running=True, stop_requested=False, restart_requested=False, live_runs=())
 
 
-def status_row(name: str, **kw: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "name": name,
-        "condition": "every 10 minutes",
-        "status": None,
-        "last_run": pd.NaT,
-        "last_success": pd.NaT,
-        "last_fail": pd.NaT,
-        "next_due": NOW + timedelta(minutes=5),
-        "is_running": False,
-        "disabled": False,
-        "execution": "thread",
-        "runs": 0,
-        "fails": 0,
-        "runtime": float("nan"),
-        "priority": 0,
-        "running_since": pd.NaT,
-    }
-    row.update(kw)
-    return row
+def state(name: str, **kw: object) -> TaskState:
+    base = TaskState(
+        name=name,
+        condition="every 10 minutes",
+        status=None,
+        is_running=False,
+        disabled=False,
+        running_since=None,
+        last_run=None,
+        next_due=T + 300,
+        runtime=None,
+        runs=0,
+        fails=0,
+        execution="thread",
+        missing=(),
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def log_row(
-    task: str, start: float, end: float | None, action: str, **kw: object
-) -> dict[str, object]:
-    row: dict[str, object] = {
-        "task_name": task,
-        "run_id": f"{task}-{start}",
-        "action": action,
-        "created": datetime.fromtimestamp(start, TZ),
-        "start": datetime.fromtimestamp(start, TZ),
-        "end": None if end is None else datetime.fromtimestamp(end, TZ),
-        "runtime": None if end is None else end - start,
-        "exc_text": None,
-        "output": "",
-    }
-    row.update(kw)
-    return row
+def record(task: str, start: float, end: float | None, action: str, **kw: object) -> RunRecord:
+    return RunRecord(
+        run_id=f"{task}-{start}",
+        task_name=task,
+        action=Action(action),
+        created=start,
+        start=start,
+        end=end,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
-# --- time text -----------------------------------------------------------------------------
+# --- time text (one rule, in protocol.py; the front end reads its units) ----------------------
 
 
 @pytest.mark.parametrize(
@@ -76,202 +71,185 @@ def log_row(
     ],
 )
 def test_format_relative(offset: float, text: str) -> None:
-    assert vm.format_relative(T + offset, T) == text
+    assert protocol.format_relative(T + offset, T) == text
 
 
-def test_format_relative_of_nothing_is_empty() -> None:
-    assert vm.format_relative(None, T) == ""
+def test_relative_of_nothing_and_next_due() -> None:
+    assert protocol.format_relative(None, T) == ""
+    assert protocol.format_next_due(T + 300, T) == "in 5 min"
+    assert protocol.format_next_due(T - 5, T) == "due now"
+    assert protocol.format_next_due(None, T) == "on event"
+
+
+def test_the_front_end_gets_the_units_and_colours() -> None:
+    assert protocol.CONSTANTS["colours"] == protocol.COLOURS
+    units = protocol.CONSTANTS["time_units"]
+    assert isinstance(units, list) and units[-1][0] is None
 
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
+        (None, ""),
         (0.123, "0.12 s"),
         (4.56, "4.6 s"),
         (12.9, "12 s"),
         (185, "3 min 5 s"),
-        (120, "2 min"),
+        (180, "3 min"),
         (7800, "2 h 10 min"),
-        (3600, "1 h"),
-        (-1, "0.00 s"),
-        (None, ""),
     ],
 )
 def test_format_runtime(seconds: float | None, text: str) -> None:
     assert vm.format_runtime(seconds) == text
 
 
-def test_format_clock_in_session_timezone() -> None:
-    ts = datetime(2024, 3, 10, 7, 12, 3, tzinfo=UTC).timestamp()  # 09:12:03 in Helsinki
+def test_format_clock_in_session_timezone_to_the_second() -> None:
+    ts = datetime(2024, 3, 10, 9, 12, 3, tzinfo=TZ).timestamp()
     assert vm.format_clock(ts, TZ, now=T) == "09:12:03"
-    assert vm.format_clock(ts - 86400, TZ, now=T) == "2024-03-09 09:12"
+    assert vm.format_clock(ts - 86400, TZ, now=T) == "2024-03-09 09:12:03"
     assert vm.format_clock(ts, ZoneInfo("UTC"), now=T) == "07:12:03"
     assert vm.format_clock(None, TZ, now=T) == ""
-
-
-def test_next_due_text() -> None:
-    assert vm.format_next_due(T + 300, T) == "in 5 min"
-    assert vm.format_next_due(T - 5, T) == "due now"
-    assert vm.format_next_due(T, T) == "due now"
-    assert vm.format_next_due(None, T) == "on event"
 
 
 # --- rows ----------------------------------------------------------------------------------
 
 
-def test_rows_for_each_status() -> None:
-    statuses = ["success", "fail", "terminate", "inaction", "crash"]
-    rows = [status_row(s, status=s, last_run=NOW - timedelta(seconds=30), runs=2) for s in statuses]
-    rows.append(status_row("fresh"))
-    rows.append(status_row("off", status="success", disabled=True))
-    rows.append(
-        status_row(
-            "busy", status="fail", is_running=True, running_since=NOW - timedelta(seconds=12)
-        )
+def test_badges() -> None:
+    rows = vm.task_rows(
+        [
+            state("new"),
+            state("ok", status="success", last_run=T - 60, runtime=1.5, runs=1),
+            state("busy", status="success", is_running=True, running_since=T - 5),
+            state("stopping", is_running=True, running_since=T - 5),
+            state("off", status="fail", disabled=True),
+        ],
+        TZ,
+        T,
+        terminating=["stopping"],
     )
-    out = vm.task_rows(pd.DataFrame(rows), TZ, T)
-    badges = {r["name"]: r["badge"] for r in out}
-    assert badges == {
-        **{s: s for s in statuses},
-        "fresh": "new",
-        "off": "disabled",
-        "busy": "running",
+    assert [r["badge"] for r in rows] == ["new", "success", "running", "terminating", "disabled"]
+    ok = rows[1]
+    assert ok["last_run_clock"] == "08:59:00" and ok["runtime_text"] == "1.5 s"
+    assert rows[2]["running_since"] == T - 5
+    assert rows[4]["next_due"] is None and rows[4]["next_due_clock"] == ""
+    assert not rows[4]["due_now"]
+
+
+def test_due_now_does_not_move_with_time() -> None:
+    (row,) = vm.task_rows([state("a", next_due=T - 30)], TZ, T)
+    assert row["due_now"] and row["next_due"] is None
+    (later,) = vm.task_rows([state("a", next_due=T - 30)], TZ, T + 5)
+    assert later == row
+
+
+def test_a_missing_task_is_a_warning() -> None:
+    (row,) = vm.task_rows([state("a", missing=("nope",))], TZ, T)
+    assert row["warning"] == "its condition names task 'nope', which this session does not have"
+
+
+def test_named_tasks_of_conditions() -> None:
+    from redengine_nb.conditions import parse
+
+    cond = parse("after task 'x' & (task 'y' has failed | ~task 'z' is running) & daily")
+    assert named_tasks(cond) == ["x", "y", "z"]
+    assert named_tasks(parse("every 10 minutes")) == []
+
+
+# --- timeline --------------------------------------------------------------------------------
+
+
+def test_timeline_has_lanes_for_this_sessions_tasks_only() -> None:
+    log = [
+        record("a", T - 120, T - 100, "success"),
+        record("other-notebook", T - 50, T - 40, "success"),
+        record("a", T - 30, None, "run"),
+        record("b", T - 90000, T - 89990, "fail"),  # older than the horizon
+    ]
+    tl = vm.timeline(log, T, ["a", "b"], TZ)
+    assert [lane["name"] for lane in tl["lanes"]] == ["a", "b"]
+    done, live = tl["lanes"][0]["bars"]
+    assert (done["start"], done["end"], done["outcome"]) == (T - 120, T - 100, "success")
+    assert done["label"] == "a · 08:58:00 · success · 20 s"
+    # A live run's data does not move with time: the browser draws it up to its now.
+    assert (live["outcome"], live["start"], live["end"]) == ("running", T - 30, T - 30)
+    assert tl["lanes"][1]["bars"] == []
+    stopping = vm.timeline(log, T, ["a"], TZ, terminating=["a"])
+    assert stopping["lanes"][0]["bars"][1]["outcome"] == "terminating"
+    assert tl["first"] == T - 120 and tl["last"] == T - 100
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def test_runs_newest_first_with_output_tail_live_output_and_displays() -> None:
+    long = "x" * (vm.OUTPUT_LIMIT + 10)
+    log = [
+        record("a", T - 100, T - 99, "success", output=long),
+        record("a", T - 50, T - 49, "fail", exc_text="Traceback ...\nValueError: boom"),
+        record("a", T - 5, None, "run"),
+    ]
+    items = vm.run_items(
+        log,
+        TZ,
+        T,
+        live_output=lambda run_id: "so far\n",
+        displays=lambda run_id: [{"kind": "html", "content": XSS}],
+    )
+    assert [i["action"] for i in items] == ["running", "fail", "success"]
+    live, fail, ok = items
+    assert live["live"] and live["output"] == "so far\n" and live["runtime_text"] == ""
+    assert fail["exc_text"].endswith("ValueError: boom")
+    assert len(ok["output"]) == vm.OUTPUT_LIMIT and ok["output"].startswith("…")
+    assert ok["runtime_text"] == "1.0 s"
+    assert ok["displays"] == [{"kind": "html", "content": XSS}]  # carried raw, shown sandboxed
+
+
+# --- scheduler and snapshot -------------------------------------------------------------------
+
+
+def test_scheduler_states() -> None:
+    assert vm.scheduler_state(IDLE) == {"state": "running", "detail": ""}
+    stopped = replace(IDLE, running=False)
+    assert vm.scheduler_state(stopped) == {"state": "stopped", "detail": ""}
+    stopping = replace(IDLE, stop_requested=True, live_runs=("a", "b"))
+    assert vm.scheduler_state(stopping) == {
+        "state": "stopping",
+        "detail": "waiting for 2 runs: a, b",
     }
-    busy = next(r for r in out if r["name"] == "busy")
-    assert busy["running_since"] == pytest.approx(T - 12)
-    assert busy["status"] == "fail"
-    assert next(r for r in out if r["name"] == "success")["last_run_clock"] == "08:59:30"
+    restarting = replace(stopping, restart_requested=True, live_runs=())
+    assert vm.scheduler_state(restarting) == {"state": "restarting", "detail": ""}
 
 
-def test_row_values_are_json_ready_and_missing_values_are_none() -> None:
-    out = vm.task_rows([status_row("a", runs=3, fails=1, runtime=timedelta(seconds=2.5))], TZ, T)
-    row = out[0]
-    assert row["last_run"] is None and row["last_run_clock"] == ""
-    assert row["runtime"] == 2.5
-    assert (row["runs"], row["fails"]) == (3, 1)
-    assert row["next_due"] == pytest.approx(T + 300)
-    assert row["next_due_clock"] == "09:05:00"
-    assert row["running_since"] is None
-    assert all(isinstance(v, str | int | float | bool | type(None)) for v in row.values())
-
-
-def test_disabled_task_has_no_next_due() -> None:
-    row = vm.task_rows([status_row("a", disabled=True)], TZ, T)[0]
-    assert row["next_due"] is None and row["next_due_clock"] == ""
-
-
-def test_no_next_due_means_event_only() -> None:
-    row = vm.task_rows([status_row("a", next_due=None)], TZ, T)[0]
-    assert row["next_due"] is None
-
-
-# --- timeline and runs ---------------------------------------------------------------------
-
-
-def test_timeline_keeps_the_last_hour_and_clips() -> None:
-    log = [
-        log_row("a", T - 7200, T - 7100, "success"),  # too old
-        log_row("a", T - 3700, T - 3500, "fail"),  # straddles the window start
-        log_row("a", T - 60, T - 50, "success"),
-        log_row("b", T - 30, None, "run"),  # still running
-    ]
-    lanes = vm.timeline_bars(log, T, 3600, names=["a", "b", "c"])
-    assert [lane["name"] for lane in lanes] == ["a", "b", "c"]
-    a, b, c = (lane["bars"] for lane in lanes)
-    assert [bar["outcome"] for bar in a] == ["fail", "success"]
-    assert a[0]["start"] == pytest.approx(T - 3600)
-    assert a[1]["end"] == pytest.approx(T - 50)
-    assert b == [
-        {
-            "start": pytest.approx(T - 30),
-            "end": pytest.approx(T),
-            "outcome": "running",
-            "run_id": f"b-{T - 30}",
-        }
-    ]
-    assert c == []
-
-
-def test_runs_for_selected_task_newest_first_with_output_tail() -> None:
-    long = "x" * 10_000 + "END"
-    log = [
-        log_row("a", T - 100, T - 99, "success", output="first"),
-        log_row("b", T - 90, T - 80, "success"),
-        log_row("a", T - 50, T - 40, "fail", output=long, exc_text="Traceback ...\nKeyError: 1"),
-    ]
-    runs = vm.runs_for(log, "a", TZ, T)
-    assert [r["action"] for r in runs] == ["fail", "success"]
-    assert runs[0]["output"].endswith("END") and len(runs[0]["output"]) == vm.OUTPUT_LIMIT
-    assert runs[0]["exc_text"].endswith("KeyError: 1")
-    assert runs[0]["runtime_text"] == "10 s"
-    assert runs[1]["output"] == "first"
-    assert (
-        len(vm.runs_for([log_row("a", T - i, T - i, "success") for i in range(50)], "a", TZ, T))
-        == vm.RUNS_LIMIT
+def snapshot(now: float, **kw: object) -> vm.Snapshot:
+    return vm.build_snapshot(
+        [state("a"), state("b")],
+        [],
+        now=now,
+        tz=TZ,
+        scheduler=IDLE,
+        **kw,  # type: ignore[arg-type]
     )
 
 
-# --- the snapshot --------------------------------------------------------------------------
+def test_snapshot_equal_when_only_time_passed_and_differs_on_change() -> None:
+    assert snapshot(T).same_as(snapshot(T + 1))
+    assert not snapshot(T).same_as(snapshot(T, note="a shared log"))
+    # Asked to terminate, but not running (any more): nothing to show.
+    assert snapshot(T, terminating=["a"]).data["terminating"] == []
+    assert not snapshot(T).same_as(None)
 
 
-def snapshot(now: datetime = NOW, **kw: object) -> vm.Snapshot:
-    status = pd.DataFrame([status_row("a", status="success", runs=1), status_row("b")])
-    log = pd.DataFrame([log_row("a", T - 60, T - 59, "success", output="hi")])
-    args: dict[str, object] = {"scheduler_running": True, "selected": ""}
-    args.update(kw)
-    return vm.build_snapshot(status, log, now=now, **args)  # type: ignore[arg-type]
-
-
-def test_snapshot_equal_when_only_time_passed() -> None:
-    first = snapshot()
-    later = snapshot(now=NOW + timedelta(seconds=1))
-    assert first.data["now"] != later.data["now"]
-    assert later.same_as(first)
-
-
-def test_snapshot_differs_on_change() -> None:
-    base = snapshot()
-    assert not snapshot(scheduler_running=False).same_as(base)
-    assert not snapshot(selected="a").same_as(base)
-    assert not base.same_as(None)
-
-
-def test_snapshot_selected_task_runs_and_unknown_selection() -> None:
-    snap = snapshot(selected="a")
-    assert snap.data["selected"] == "a"
-    assert [r["output"] for r in snap.data["runs"]] == ["hi"]
-    gone = snapshot(selected="deleted")
+def test_an_unknown_selection_shows_no_runs() -> None:
+    run = vm.run_items([record("a", T - 5, T - 4, "success")], TZ, T)
+    assert snapshot(T, selected="a", runs=run).data["runs"] == run
+    gone = snapshot(T, selected="zzz", runs=run)
     assert gone.data["selected"] == "" and gone.data["runs"] == []
-    assert snap.data["tz"] == "Europe/Helsinki"
-
-
-# --- escaping ------------------------------------------------------------------------------
-
-
-def test_markup_escapes_everything_from_tasks() -> None:
-    status = [status_row(XSS, condition=f"task '{XSS}' has succeeded", status="fail")]
-    log = [log_row(XSS, T - 10, T - 5, "fail", output=XSS, exc_text=f"ValueError: {XSS}")]
-    snap = vm.build_snapshot(status, log, now=NOW, scheduler_running=False, selected=XSS)
-    # The data keeps the raw text: the front end shows it with textContent.
-    assert snap.data["tasks"][0]["name"] == XSS
-    assert snap.data["runs"][0]["output"] == XSS
-    page = vm.render_html(snap)
-    svg = vm.timeline_svg(snap)
-    for markup in (page, svg):
-        assert "<img" not in markup
-        assert "&lt;img src=x onerror=alert(1)&gt;" in markup
-    assert 'data-task="&lt;img src=x onerror=alert(1)&gt;"' in page
-
-
-def test_markup_escapes_quotes_in_attributes() -> None:
-    snap = vm.build_snapshot([status_row('a" onclick="x')], [], now=NOW, scheduler_running=True)
-    assert 'onclick="x' not in vm.render_html(snap)
 
 
 def test_viewmodel_imports_no_widgets() -> None:
     code = (
-        "import sys, redengine_nb.notebook.viewmodel\n"
-        "mods = ('ipywidgets', 'anywidget', 'traitlets', 'IPython')\n"
+        "import sys, redengine_nb.notebook.viewmodel, redengine_nb.notebook.protocol\n"
+        "mods = ('ipywidgets', 'anywidget', 'traitlets', 'IPython', 'pandas')\n"
         "bad = [m for m in mods if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
