@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run it: the README's test command.
-# Debian's Chromium (for the panel's browser test) when we can install it, a virtual
+# Debian's Chromium (for the panel's browser test) and PostgreSQL (the shared run log's
+# tests) when we can install them, a virtual
 # environment in .venv with the project and its test extras, then ruff, mypy and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# PostgreSQL's server binaries (initdb, pg_ctl, postgres) for the shared run log's tests:
+# the tests start their own server on a temporary directory; no service is started here.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PY=${PYTHON:-python3}

@@ -100,3 +100,7 @@ def start_thread() -> Iterator[Callable[..., ReportingThread]]:
     yield start
     for thread in threads:
         thread.result()
+
+
+# The real PostgreSQL server (tests/pg_server.py): pg_server, pg_database, pg_url.
+from pg_server import pg_database, pg_server, pg_url  # noqa: E402, F401

@@ -123,6 +123,11 @@ class Session:
         self.clock_guard.start(clock.time())
         clock.subscribe(self._clock_moved)
         config.on_change(self._config_changed)
+        # A store shared by several schedulers (PostgreSQL) tells when another one wrote:
+        # a run that ended there may make a task due here, so wake at once.
+        hook = getattr(runlog, "on_change", None)
+        if hook is not None:
+            hook(self._clock_moved)
         self.mark_crashed_runs()
 
     # -- time --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import argparse
 import difflib
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..records import Action
@@ -22,7 +23,10 @@ from .common import (
     printable,
 )
 
-__all__ = ["cmd_log", "cmd_status", "cmd_vacuum"]
+if TYPE_CHECKING:
+    from ..runlog.base import RunLog
+
+__all__ = ["cmd_log", "cmd_status", "cmd_vacuum", "fleet_rows"]
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
@@ -30,17 +34,10 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     try:
         print(f"run log: {runlog.location}", file=out)
         print(format_table(log_status_rows(runlog)), file=out)
-        now = time.time()
-        for lease in runlog.leases(now):
-            state = "alive" if lease.alive(now) else "lease expired"
-            print(
-                printable(
-                    f"scheduler: {lease.host} pid {lease.pid}, since "
-                    f"{fmt_time(lease.started)}, last heartbeat {fmt_time(lease.renewed)} "
-                    f"({state})"
-                ),
-                file=out,
-            )
+        fleet = fleet_rows(runlog)
+        if fleet:  # the schedulers holding a lease on this log, if any
+            print("\nschedulers (leases):", file=out)
+            print(format_table(fleet), file=out)
     finally:
         runlog.close()
     return 0
@@ -73,6 +70,29 @@ def cmd_vacuum(args: argparse.Namespace, out: Output) -> int:
     sizes = "" if before is None or after is None else f"; {before:,} -> {after:,} bytes"
     print(f"vacuum: {location}: deleted {deleted} old run(s){sizes}", file=out)
     return 0
+
+
+def fleet_rows(runlog: RunLog) -> list[dict[str, Any]] | None:
+    """One row per scheduler holding a lease on a shared log (``None``: the store keeps
+    no leases), with how many open runs it owns."""
+    now = time.time()
+    leases = runlog.leases
+    owned: dict[str | None, int] = {}
+    for rec in runlog.open_runs():
+        owned[rec.owner] = owned.get(rec.owner, 0) + 1
+    return [
+        {
+            "scheduler": f"{lease.host}:{lease.pid}",
+            "lease": lease.lease_id[:12],
+            "state": "alive" if lease.alive(now) else "expired",
+            "started": fmt_time(lease.started),
+            "renewed": fmt_time(lease.renewed),
+            "expires": fmt_time(lease.expires),
+            "running": owned.get(lease.lease_id, 0),
+            "info": lease.info or "-",
+        }
+        for lease in leases(now)
+    ]
 
 
 def _indent(text: str, prefix: str = "    | ") -> str:

@@ -8,8 +8,11 @@
 - a path (``str`` or :class:`os.PathLike`), or ``'sqlite:///path'`` -- that SQLite file,
   created if new.
 
-Other URLs (``postgresql://...``: a SQLAlchemy store shared by several machines) are
-planned and refused with a :class:`~redengine_nb.errors.RunLogError` for now.
+- a PostgreSQL URL (``'postgresql+psycopg://user@host/db'``, or ``postgresql://``) -- a
+  :class:`~redengine_nb.runlog.postgres.PostgresRunLog`, shared by several schedulers on
+  several machines (needs the ``postgres`` extra: SQLAlchemy 2 and psycopg 3).
+
+Other URLs are refused with a :class:`~redengine_nb.errors.RunLogError`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,17 @@ DEFAULT_LOG_FILE = "redengine_nb.db"
 _SQLITE_URL = "sqlite:///"
 
 
+def _open_postgres(url: str) -> RunLog:
+    try:
+        from .postgres import PostgresRunLog
+    except ImportError as exc:
+        raise RunLogError(
+            f"logs={url!r} needs SQLAlchemy 2 and psycopg 3 ({exc}); install them with "
+            "pip install 'redengine_nb[postgres]'."
+        ) from None
+    return PostgresRunLog(url)
+
+
 def open_runlog(logs: str | os.PathLike[str] | RunLog | None = None) -> RunLog:
     """The run-log store that ``logs`` names (see the module docstring)."""
     if logs is None:
@@ -49,10 +63,13 @@ def open_runlog(logs: str | os.PathLike[str] | RunLog | None = None) -> RunLog:
             if not path:
                 raise RunLogError(f"logs={text!r} names no file; use 'sqlite:///path/to/file.db'.")
             return SQLiteRunLog(path)
+        if text.startswith(("postgresql:", "postgresql+", "postgres:", "postgres+")):
+            return _open_postgres(text)
         if "://" in text:
             raise RunLogError(
-                f"logs={text!r}: SQLAlchemy URLs are planned, not yet supported. Use a file "
-                "path (or 'sqlite:///path'), ':memory:', or a RunLog instance."
+                f"logs={text!r}: only PostgreSQL URLs are supported "
+                "('postgresql+psycopg://user@host/db'). Use a file path (or "
+                "'sqlite:///path'), ':memory:', or a RunLog instance."
             )
         return SQLiteRunLog(text)
     if isinstance(logs, RunLog):

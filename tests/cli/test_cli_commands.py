@@ -75,7 +75,7 @@ def test_status_prints_one_row_per_task_of_the_log(
     assert rows["fetch"][1] == "fail"
     assert rows["fetch"][-2:] == ["2", "1"]  # runs, fails
     assert rows["report"][1] == "running"
-    assert "scheduler:" not in out  # no scheduler holds a lease on this log
+    assert "schedulers (leases)" not in out  # no scheduler holds a lease on this log
 
 
 def test_status_names_the_schedulers_that_hold_a_lease(
@@ -87,10 +87,10 @@ def test_status_names_the_schedulers_that_hold_a_lease(
         log.acquire_lease(now=time.time(), ttl=30.0, host="box", pid=4242)
         log.acquire_lease(now=time.time() - 100, ttl=30.0, host="old", pid=7)
     assert main(["status", "--logs", str(db)]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "scheduler:" in line]
-    assert len(lines) == 2
-    assert "old pid 7" in lines[0] and "(lease expired)" in lines[0]
-    assert "box pid 4242" in lines[1] and "(alive)" in lines[1]
+    fleet = capsys.readouterr().out.split("schedulers (leases):", 1)[1].splitlines()[3:]
+    assert len(fleet) == 2
+    assert "old:7" in fleet[0] and "expired" in fleet[0]
+    assert "box:4242" in fleet[1] and "alive" in fleet[1]
 
 
 def test_log_prints_runs_with_output_and_traceback(

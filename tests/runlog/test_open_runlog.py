@@ -57,9 +57,9 @@ def test_paths_and_sqlite_urls(tmp_path: Path, kind: str) -> None:
         assert again.last("t", Action.RUN) == 1.0
 
 
-@pytest.mark.parametrize("url", ["postgresql://user@host/db", "mysql+pymysql://h/db"])
-def test_other_urls_are_planned(url: str) -> None:
-    with pytest.raises(RunLogError, match="SQLAlchemy URLs are planned, not yet supported"):
+@pytest.mark.parametrize("url", ["mysql+pymysql://h/db", "mssql://h/db", "redis://h"])
+def test_other_urls_are_refused(url: str) -> None:
+    with pytest.raises(RunLogError, match="only PostgreSQL URLs are supported"):
         open_runlog(url)
 
 
