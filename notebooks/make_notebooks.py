@@ -1,6 +1,6 @@
-"""Write etl-demo.ipynb and advanced.ipynb (run: python notebooks/make_notebooks.py).
+"""Write etl-demo.ipynb, advanced.ipynb and dask.ipynb (run: python notebooks/make_notebooks.py).
 
-Both run in a kernel (``%load_ext redengine_nb``) and headless
+All run in a kernel (``%load_ext redengine_nb``) and headless
 (``redengine-nb serve notebooks/<name>.ipynb --for 20s``). Cells that only make sense
 with a person watching are tagged ``skip-serve``.
 """
@@ -305,6 +305,66 @@ def do_modify_tasks(session=Session()):
 ]
 
 
+DASK = [
+    md("""
+# Runs on a Dask cluster
+
+`execution="dask"` (or `--execution dask` on a `%%task` cell) runs a task on a worker of a
+Dask cluster, with the same run records, output and controls as a local run.
+
+- Config `dask_address` names your cluster's scheduler (`"tcp://scheduler:8786"`). Left
+  at `None`, a `LocalCluster` (worker processes sized to this machine) starts at the first
+  Dask run and is closed when the scheduler stops.
+- Functions and cell code travel with Dask's own serialisation (cloudpickle); what they
+  print comes back with the run; `Return('x')` passes values as for process runs.
+- The workers need `redengine_nb` (`pip install redengine_nb[dask]`) and whatever the
+  tasks import.
+
+Served headless (`redengine-nb serve notebooks/dask.ipynb --for 20s`) it works the same.
+"""),
+    code("%load_ext redengine_nb"),
+    code("""
+from redengine_nb.args import Return
+from redengine_nb.notebook import get_app
+
+app = get_app()
+# None: a LocalCluster on first use. For a cluster of your own:
+# app.config.dask_address = "tcp://scheduler:8786"
+app.config.dask_max_runs = 8  # most Dask runs submitted at once
+"""),
+    code("""
+%%task every 10 seconds --name squares --execution dask
+import os
+
+total = sum(i * i for i in range(200_000))
+print(f"summed on worker process {os.getpid()}: {total}")
+total
+"""),
+    code("""
+@app.task("after task 'squares'", execution="dask")
+def double(total=Return("squares")):
+    print("doubling", total)
+    return 2 * total
+"""),
+    md("In a kernel, wait for the first results, then look at the cluster and the log:"),
+    code(
+        """
+import time
+
+deadline = time.monotonic() + 120
+while app.session["double"].last_success is None and time.monotonic() < deadline:
+    time.sleep(0.2)
+print("double returned", app.session.returns.get("double"))
+cluster = app.session.dask_cluster()
+print("workers:", cluster["workers"], "| dashboard:", cluster["dashboard"])
+""",
+        **SKIP,
+    ),
+    code("%task log squares --verbose", **SKIP),
+    code("%tasks", **SKIP),
+]
+
+
 def write(name: str, cells: list[nbformat.NotebookNode]) -> None:
     nb = new_notebook(cells=cells, metadata=METADATA)
     nbformat.validate(nb)
@@ -314,3 +374,4 @@ def write(name: str, cells: list[nbformat.NotebookNode]) -> None:
 if __name__ == "__main__":
     write("etl-demo.ipynb", ETL)
     write("advanced.ipynb", ADVANCED)
+    write("dask.ipynb", DASK)

@@ -51,6 +51,27 @@ def _positive_int(key: str, value: Any) -> Any:
     return value
 
 
+def _optional_positive_int(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"bad value {value!r} for config {key!r}; expected None or an integer ≥ 1"
+        )
+    return value
+
+
+def _dask_address(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or " " in value.strip():
+        raise ConfigError(
+            f"bad value {value!r} for config {key!r}; expected None (a LocalCluster started "
+            "on first use) or a Dask scheduler address such as 'tcp://10.0.0.5:8786'"
+        )
+    return value.strip()
+
+
 def _timeout(key: str, value: Any) -> Any:
     if value is None:
         return None
@@ -125,7 +146,7 @@ def _any(key: str, value: Any) -> Any:
 OPTIONS: dict[str, _Option] = {
     "task_execution": _Option(
         lambda: "process",
-        _choice("process", "thread", "main"),
+        _choice("process", "thread", "main", "dask"),
         "where a task runs unless it says otherwise",
     ),
     "task_pre_exist": _Option(
@@ -144,6 +165,12 @@ OPTIONS: dict[str, _Option] = {
     ),
     "max_process_count": _Option(
         lambda: os.cpu_count() or 1, _positive_int, "most process runs alive at once"
+    ),
+    "dask_address": _Option(
+        lambda: None, _dask_address, "Dask scheduler address (None: a LocalCluster on first use)"
+    ),
+    "dask_max_runs": _Option(
+        lambda: None, _optional_positive_int, "most dask runs submitted at once (None: no limit)"
     ),
     "restarting": _Option(
         lambda: "replace",

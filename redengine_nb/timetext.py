@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "MONTHS",
     "WEEKDAYS",
     "DurationError",
     "format_clock_time",
@@ -20,6 +21,7 @@ __all__ = [
     "parse_clock_time",
     "parse_datetime",
     "parse_duration",
+    "parse_month",
     "parse_monthday",
     "parse_weekday",
     "to_timedelta",
@@ -178,6 +180,35 @@ def parse_weekday(text: str) -> int:
     raise ValueError(
         f"bad weekday {text.strip()!r}; expected one of "
         + ", ".join(WEEKDAYS)
+        + " (or their first three letters)"
+    )
+
+
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def parse_month(text: str) -> int:
+    """0 for January … 11 for December, from ``Jan`` or ``January`` (any case)."""
+    raw = text.strip().lower()
+    for index, name in enumerate(MONTHS):
+        if raw in (name.lower(), name[:3].lower()):
+            return index
+    raise ValueError(
+        f"bad month {text.strip()!r}; expected one of "
+        + ", ".join(MONTHS)
         + " (or their first three letters)"
     )
 

@@ -78,6 +78,7 @@ PUBLIC = {
         "minutely",
         "monthly",
         "parse",
+        "retry",
         "running",
         "secondly",
         "started",
@@ -87,8 +88,10 @@ PUBLIC = {
         "time_of_minute",
         "time_of_month",
         "time_of_week",
+        "time_of_year",
         "true",
         "weekly",
+        "yearly",
     ],
     "redengine_nb.notebook": [
         "get_app",

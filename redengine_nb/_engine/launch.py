@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..args import Argument, Private, ResolveContext
 from ..args import TerminationFlag as _TerminationFlagMarker
 from ..errors import SchedulerError, TaskSetupError
-from ..executors import RunFlag, RunOutcome, RunSpec, make_executor
+from ..executors import SEPARATE_MEMORY, RunFlag, RunOutcome, RunSpec, make_executor
 from ..records import Action, RunRecord
 
 if TYPE_CHECKING:
@@ -163,7 +163,10 @@ class Launcher:
         if executor is None:
             session = self._session
             executor = make_executor(
-                kind, session.clock, max_processes=session.config.max_process_count
+                kind,
+                session.clock,
+                max_processes=session.config.max_process_count,
+                config=session.config,
             )
             self._executors[kind] = executor
         return executor
@@ -311,7 +314,7 @@ class Launcher:
         """Everything of a launch before its start is written: ``None`` if it waits for
         a slot or could not start (that is logged; it raises unless silenced)."""
         execution = task.execution
-        process = execution == "process"
+        process = execution in SEPARATE_MEMORY
         try:
             executor = self.executor(execution)
         except Exception as exc:
@@ -371,7 +374,7 @@ class Launcher:
             for prepared, record in zip(batch, records, strict=True):
                 task = prepared.task
                 target = prepared.target
-                if prepared.executor.kind != "process":
+                if prepared.executor.kind not in SEPARATE_MEMORY:
                     target = self._wrap(task, record.run_id, target)
                 spec = RunSpec(task.name, record.run_id, target, task.timeout, prepared.flag)
                 run = _Run(task, spec, prepared.at, prepared.privates, ended)

@@ -77,9 +77,9 @@ def check_target(options: Mapping[str, Any], *, decorating: bool = False) -> Non
 
 
 def check_execution(value: str | None) -> str | None:
-    if value is None or value in ("process", "thread", "main"):
+    if value is None or value in ("process", "thread", "main", "dask"):
         return value
-    raise ValueError(f"unknown execution {value!r}; expected 'process', 'thread' or 'main'")
+    raise ValueError(f"unknown execution {value!r}; expected 'process', 'thread', 'main' or 'dask'")
 
 
 def check_timeout(value: Any) -> float | None:

@@ -550,6 +550,12 @@ class Session:
     def close_executors(self, *, terminate: bool) -> None:
         self.launcher.close_executors(terminate=terminate)
 
+    def dask_cluster(self) -> dict[str, Any] | None:
+        """The Dask cluster of this session's ``dask`` runs, for panels: ``{'address',
+        'workers', 'dashboard'}`` (``None`` until a dask run has connected). No round trip."""
+        info = getattr(self.launcher._executors.get("dask"), "cluster_info", None)
+        return None if info is None else info()
+
     @property
     def running_runs(self) -> int:
         return len(self._runs)

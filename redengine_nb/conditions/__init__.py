@@ -20,6 +20,7 @@ from .api import (
     hourly,
     minutely,
     monthly,
+    retry,
     running,
     secondly,
     started,
@@ -29,7 +30,9 @@ from .api import (
     time_of_minute,
     time_of_month,
     time_of_week,
+    time_of_year,
     weekly,
+    yearly,
 )
 from .base import All, Any, BaseCondition, Context, Not, false, true
 from .parser import DEFAULT_GRAMMAR, CustomCondition, Grammar, parse
@@ -65,6 +68,7 @@ __all__ = [
     "minutely",
     "monthly",
     "parse",
+    "retry",
     "running",
     "secondly",
     "started",
@@ -74,6 +78,8 @@ __all__ = [
     "time_of_minute",
     "time_of_month",
     "time_of_week",
+    "time_of_year",
     "true",
     "weekly",
+    "yearly",
 ]

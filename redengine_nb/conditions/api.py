@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from .base import BaseCondition
-from .periods import DAY, HOUR, MINUTE, MONTH, SECOND, WEEK, TimeWindow, Unit
-from .status import After, HasAction, Running
+from .periods import DAY, HOUR, MINUTE, MONTH, SECOND, WEEK, YEAR, TimeWindow, Unit
+from .status import After, HasAction, Retry, Running
 from .time import Cron, Every, PeriodCondition, TimeCondition
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "hourly",
     "minutely",
     "monthly",
+    "retry",
     "running",
     "secondly",
     "started",
@@ -39,7 +40,9 @@ __all__ = [
     "time_of_minute",
     "time_of_month",
     "time_of_week",
+    "time_of_year",
     "weekly",
+    "yearly",
 ]
 
 secondly = PeriodCondition(SECOND)
@@ -48,12 +51,17 @@ hourly = PeriodCondition(HOUR)
 daily = PeriodCondition(DAY)
 weekly = PeriodCondition(WEEK)
 monthly = PeriodCondition(MONTH)
+yearly = PeriodCondition(YEAR)
 
 time_of_minute = TimeCondition(TimeWindow(MINUTE))
 time_of_hour = TimeCondition(TimeWindow(HOUR))
 time_of_day = TimeCondition(TimeWindow(DAY))
 time_of_week = TimeCondition(TimeWindow(WEEK))
 time_of_month = TimeCondition(TimeWindow(MONTH))
+time_of_year = TimeCondition(TimeWindow(YEAR))
+
+#: ``retry`` (forever) and ``retry(3)`` (``retry 3 times``), as in Rocketry.
+retry = Retry()
 
 
 def every(period: str | float | timedelta) -> Every:

@@ -24,9 +24,9 @@ from typing import Any as _Any
 from ..errors import ConditionParseError
 from ..timetext import DurationError
 from .base import All, Any, BaseCondition, Not, false, true
-from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, TimeWindow, Unit
+from .periods import DAY, HOUR, MINUTE, MONTH, WEEK, YEAR, TimeWindow, Unit
 from .scheduler import EnvIs, ParamIs, SchedulerCycles, SchedulerStarted
-from .status import AFTER_VERBS, VERBS, After, HasAction, Running
+from .status import AFTER_VERBS, VERBS, After, HasAction, Retry, Running
 from .time import (
     UNIT_NAMES,
     WINDOW_UNIT,
@@ -50,6 +50,7 @@ _CLOCK_WORD = re.compile(
     r"^\d{1,2}[:.]\d{2}(?::\d{2})?(?:[ap]\.?m\.?)?$|^\d{1,2}[ap]\.?m\.?$", re.I
 )
 _QUOTES = "'\""
+_DAY_WORD = re.compile(r"^\d{1,2}(?:st|nd|rd|th|\.)?$", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +274,12 @@ class Cursor:
             unit is HOUR and self.peek_word("quarter", "quarters", "q")
         ):
             end = self.next().end
+        elif unit is YEAR and self._day_follows():
+            end = self.next().end
+            if self._clock_follows():
+                end = self.next().end
+                if self.peek_word("am", "pm", "a.m.", "p.m."):
+                    end = self.next().end
         elif unit in (WEEK, MONTH) and self._clock_follows():
             end = self.next().end
             if self.peek_word("am", "pm", "a.m.", "p.m."):
@@ -281,6 +288,10 @@ class Cursor:
             return parse_point(unit, self.text[tok.pos : end], role)
         except ValueError as exc:
             raise self.fail(str(exc), tok) from None
+
+    def _day_follows(self) -> bool:
+        tok = self.peek()
+        return tok.kind == "word" and _DAY_WORD.match(tok.value) is not None
 
     def _clock_follows(self) -> bool:
         tok = self.peek()
@@ -493,7 +504,7 @@ def _reject_stray_word(cur: Cursor, options: tuple[str, ...]) -> None:
 
 def _read_time_of(cur: Cursor, first: Token) -> BaseCondition:
     cur.expect_word(("of",), "'of' (as in 'time of day')")
-    noun = cur.expect_word(tuple(_UNIT_BY_NOUN), "minute, hour, day, week or month")
+    noun = cur.expect_word(tuple(_UNIT_BY_NOUN), "minute, hour, day, week, month or year")
     if noun == "second":
         raise cur.fail(
             "'time of second' is not supported: windows are whole seconds here "
@@ -655,6 +666,22 @@ def _read_scheduler(cur: Cursor, first: Token) -> BaseCondition:
     return SchedulerCycles(relation, int(tok.value))
 
 
+def _read_retry(cur: Cursor, first: Token) -> BaseCondition:
+    """``retry`` (forever) or ``retry 3 times`` (Rocketry's ``retry(3)``)."""
+    tok = cur.peek()
+    if tok.kind != "word" or not tok.value.isdigit():
+        if tok.kind in ("word", "str"):
+            raise cur.fail(
+                f"unexpected {cur.describe(tok)}; expected a number of times "
+                "(as in 'retry 3 times'), an operator or the end",
+                tok,
+            )
+        return Retry()
+    cur.next()
+    cur.expect_word(("times", "time"), "'times' (as in 'retry 3 times')")
+    return Retry(int(tok.value))
+
+
 def _constant(value: BaseCondition) -> PhraseReader:
     return lambda cur, first: value
 
@@ -678,6 +705,7 @@ DEFAULT_GRAMMAR = Grammar(
         "env": _read_env,
         "param": _read_param,
         "scheduler": _read_scheduler,
+        "retry": _read_retry,
     },
     [
         "always true",
@@ -686,6 +714,7 @@ DEFAULT_GRAMMAR = Grammar(
         "time of month",
         "time of hour",
         "time of minute",
+        "time of year",
         "has succeeded",
         "has failed",
         "has finished",
@@ -697,6 +726,7 @@ DEFAULT_GRAMMAR = Grammar(
         "scheduler has more than",
         "scheduler started",
         "scheduler has run over",
+        "retry 3 times",
     ],
 )
 

@@ -1,7 +1,8 @@
-"""Pure window arithmetic: when does a time window of a minute/hour/day/week/month occur?
+"""Pure window arithmetic: when does a time window of a minute/hour/day/week/month/year occur?
 
 A :class:`TimeWindow` is a span inside a repeating calendar *unit*, written as two wall-clock
-offsets from the start of the unit (seconds; for a month, seconds from the 1st at 00:00).
+offsets from the start of the unit (seconds; for a month, seconds from the 1st at 00:00; for a
+year, seconds from the 1st of January on a leap year's axis, see :data:`YEAR_MONTH_STARTS`).
 ``start < end`` is a window inside one unit (``10:00``→``12:00``); ``end <= start`` wraps
 into the next unit (``22:00``→``06:00``); ``start == end`` is a whole unit anchored at
 ``start`` (``daily starting 10:00``). Windows are closed at the start and open at the end.
@@ -34,6 +35,8 @@ from __future__ import annotations
 
 import enum
 import logging
+from bisect import bisect_right
+from calendar import monthrange
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -44,6 +47,8 @@ __all__ = [
     "MONTH",
     "SECOND",
     "WEEK",
+    "YEAR",
+    "YEAR_MONTH_STARTS",
     "Interval",
     "TimeWindow",
     "Unit",
@@ -60,17 +65,30 @@ class Unit(enum.IntEnum):
     DAY = 3
     WEEK = 4
     MONTH = 5
+    YEAR = 6
 
     @property
     def length(self) -> int:
-        """Nominal wall-clock length in seconds (a month counts as 31 days: offsets beyond
-        the month's real end are clamped or skipped)."""
+        """Nominal wall-clock length in seconds (a month counts as 31 days, a year as 366:
+        offsets beyond the month's real end are clamped or skipped)."""
         return _LENGTH[self]
 
 
 SECOND, MINUTE, HOUR, DAY = Unit.SECOND, Unit.MINUTE, Unit.HOUR, Unit.DAY
-WEEK, MONTH = Unit.WEEK, Unit.MONTH
-_LENGTH = {SECOND: 1, MINUTE: 60, HOUR: 3600, DAY: 86400, WEEK: 7 * 86400, MONTH: 31 * 86400}
+WEEK, MONTH, YEAR = Unit.WEEK, Unit.MONTH, Unit.YEAR
+_LENGTH = {
+    SECOND: 1,
+    MINUTE: 60,
+    HOUR: 3600,
+    DAY: 86400,
+    WEEK: 7 * 86400,
+    MONTH: 31 * 86400,
+    YEAR: 366 * 86400,
+}
+#: A year's offsets are on the axis of a leap year (Rocketry's): the day each month starts
+#: on, counted from the 1st of January, February having 29 days; the 13th entry is the end.
+#: In other years the 29th of February does not exist: a point there is the 1st of March.
+YEAR_MONTH_STARTS = (0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335, 366)
 _INF = float("inf")
 
 _log = logging.getLogger("redengine_nb.periods")  # the name the docs give
@@ -198,6 +216,8 @@ def _unit_start(wall: datetime, unit: Unit) -> datetime:
         return day
     if unit is WEEK:
         return day - timedelta(days=day.weekday())
+    if unit is YEAR:
+        return day.replace(month=1, day=1)
     return day.replace(day=1)
 
 
@@ -206,7 +226,30 @@ def _shift(start: datetime, unit: Unit, k: int) -> datetime:
     if unit is MONTH:
         index = start.year * 12 + start.month - 1 + k
         return start.replace(year=index // 12, month=index % 12 + 1)
+    if unit is YEAR:
+        return start.replace(year=start.year + k)
     return start + timedelta(seconds=_LENGTH[unit] * k)
+
+
+def _year_wall(base: datetime, offset: int) -> datetime:
+    """The wall time ``offset`` seconds into the year starting at ``base``, read on the
+    leap-year axis (:data:`YEAR_MONTH_STARTS`): the 29th of February of another year is the
+    1st of March."""
+    days, rest = divmod(offset, 86400)
+    month = bisect_right(YEAR_MONTH_STARTS, days) - 1
+    if month >= 12:
+        return base.replace(year=base.year + 1)
+    first = base.replace(month=month + 1)
+    day = days - YEAR_MONTH_STARTS[month]
+    if day >= monthrange(first.year, month + 1)[1]:
+        return _shift(first, MONTH, 1)
+    return first + timedelta(days=day, seconds=rest)
+
+
+def _wall(base: datetime, unit: Unit, offset: int) -> datetime:
+    if unit is YEAR:
+        return _year_wall(base, offset)
+    return base + timedelta(seconds=offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +278,7 @@ class TimeWindow:
     def _naive(self, base: datetime) -> tuple[datetime, datetime] | None:
         """Wall-clock start and end of the occurrence in the unit starting at ``base``."""
         unit = self.unit
-        naive_start = base + timedelta(seconds=self.start)
+        naive_start = _wall(base, unit, self.start)
         nxt = _shift(base, unit, 1)
         if unit is MONTH and naive_start >= nxt:
             return None  # e.g. the 31st of a 30-day month
@@ -243,7 +286,10 @@ class TimeWindow:
             end_base, limit = nxt, _shift(base, unit, 2)
         else:
             end_base, limit = base, nxt
-        return naive_start, min(end_base + timedelta(seconds=self.end), limit)
+        naive_end = min(_wall(end_base, unit, self.end), limit)
+        if unit is YEAR and naive_end <= naive_start:
+            return None  # the 29th of February of a year that has none
+        return naive_start, naive_end
 
     def _occurrence(self, base: datetime, tz: tzinfo) -> Interval | None:
         """The occurrence whose start lies in the unit starting at wall time ``base`` (day,
@@ -277,7 +323,8 @@ class TimeWindow:
         if unit <= HOUR:
             return _logged(self, tz, self._rollback_passes(when, tz))
         base = _unit_start(when.replace(tzinfo=None, fold=0), unit)
-        for k in range(0, -4, -1):
+        # A window on the 29th of February occurs in leap years only (8 years apart at most).
+        for k in range(0, -10 if unit is YEAR else -4, -1):
             occ = self._occurrence(_shift(base, unit, k), tz)
             if occ is not None and occ.start_ts <= when.timestamp():
                 return _logged(self, tz, occ)
@@ -290,7 +337,7 @@ class TimeWindow:
         if unit <= HOUR:
             return _logged(self, tz, self._next_after_passes(when, tz))
         base = _unit_start(when.replace(tzinfo=None, fold=0), unit)
-        for k in range(0, 5):
+        for k in range(0, 10 if unit is YEAR else 5):
             occ = self._occurrence(_shift(base, unit, k), tz)
             if occ is not None and occ.start_ts > when.timestamp():
                 return _logged(self, tz, occ)

@@ -24,7 +24,7 @@ from .time import (
     quantize,
 )
 
-__all__ = ["VERBS", "After", "HasAction", "Running", "quote_name"]
+__all__ = ["VERBS", "After", "HasAction", "Retry", "Running", "quote_name"]
 
 #: The verbs of ``has <verb>`` and the actions each one counts.
 VERBS: dict[str, tuple[Action, ...]] = {
@@ -257,3 +257,55 @@ class Running(_EventOnly):
 
     def _key(self) -> tuple[object, ...]:
         return (self.task,)
+
+
+#: What ends a streak of failures for :class:`Retry`: any other final action (Rocketry's).
+_NOT_FAIL = (Action.SUCCESS, Action.CRASH, Action.INACTION, Action.TERMINATE)
+
+
+class Retry(_EventOnly):
+    """``retry`` / ``retry 3 times`` (Rocketry's ``retry(n)``): the task's last run failed
+    and it has failed at most ``n`` times in a row (since its last success, crash, inaction
+    or termination), so a failure is followed by up to ``n`` more runs. ``retry`` alone
+    retries forever; ``retry 0 times`` never. Combine it with the schedule:
+    ``daily | retry 3 times``."""
+
+    __slots__ = ("times",)
+
+    def __init__(self, times: int | None = None) -> None:
+        if times is not None and (
+            isinstance(times, bool) or not isinstance(times, int) or times < 0
+        ):
+            raise ValueError(
+                f"'retry' takes a whole number of times, 0 or more (or none: forever); "
+                f"got {times!r}"
+            )
+        self.times = times
+
+    def __call__(self, times: int | None = None) -> Retry:
+        """``retry(3)``: the Python spelling, as in Rocketry."""
+        return Retry(times)
+
+    def is_met(self, ctx: Context) -> bool:
+        if self.times == 0:
+            return False
+        history = ctx.history
+        task = ctx.task_name(None)
+        fail = history.last(task, Action.FAIL)
+        if fail is None:
+            return False
+        other = last_of(history, task, _NOT_FAIL)
+        start = history.last(task, Action.RUN)
+        if (other is not None and other > fail) or (start is not None and start > fail):
+            return False  # the newest record is not that failure: nothing to retry
+        if self.times is None:
+            return True
+        return history.count(task, Action.FAIL, since=other) <= self.times
+
+    def __str__(self) -> str:
+        if self.times is None:
+            return "retry"
+        return f"retry {self.times} time{'' if self.times == 1 else 's'}"
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.times,)

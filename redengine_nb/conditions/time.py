@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from bisect import bisect_right
 from collections import OrderedDict
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -18,16 +19,30 @@ from typing import Any
 from ..records import FINISHED, Action
 from ..runlog.base import History, last_of
 from ..timetext import (
+    MONTHS,
     WEEKDAYS,
     format_clock_time,
     format_duration,
     parse_clock_time,
+    parse_month,
     parse_monthday,
     parse_weekday,
     to_timedelta,
 )
 from .base import BaseCondition, Context, to_datetime
-from .periods import DAY, HOUR, MINUTE, MONTH, SECOND, WEEK, Interval, TimeWindow, Unit
+from .periods import (
+    DAY,
+    HOUR,
+    MINUTE,
+    MONTH,
+    SECOND,
+    WEEK,
+    YEAR,
+    YEAR_MONTH_STARTS,
+    Interval,
+    TimeWindow,
+    Unit,
+)
 
 __all__ = [
     "UNIT_NAMES",
@@ -53,6 +68,7 @@ UNIT_NAMES: dict[Unit, tuple[str, str]] = {
     DAY: ("daily", "day"),
     WEEK: ("weekly", "week"),
     MONTH: ("monthly", "month"),
+    YEAR: ("yearly", "year"),
 }
 
 #: The unit whose window a period phrase takes: the period's own, as in Red Engine
@@ -64,6 +80,7 @@ WINDOW_UNIT: dict[Unit, Unit] = {
     DAY: DAY,
     WEEK: WEEK,
     MONTH: MONTH,
+    YEAR: YEAR,
 }
 
 _FINISHED = tuple(FINISHED)
@@ -90,6 +107,8 @@ _POINT_HELP = {
     WEEK: "a weekday such as 'Mon' or 'Monday', optionally with a time ('Tue 10:00')",
     MONTH: "a day of the month such as '1st', '15th', '15' or '1.', optionally with a time "
     "('10th 12:30')",
+    YEAR: "a month such as 'Mar' or 'March', optionally with a day and a time ('Mar 5th', "
+    "'Dec 24th 18:00')",
 }
 
 
@@ -142,6 +161,8 @@ def parse_point(unit: Unit, text: str, role: str = "start") -> int:
         return value
     if unit is DAY:
         return _day_time(raw, role)
+    if unit is YEAR:
+        return _year_point(raw, role)
     day, _, clock = raw.partition(" ")
     if unit is WEEK:
         index = parse_weekday(day)
@@ -156,6 +177,46 @@ def parse_point(unit: Unit, text: str, role: str = "start") -> int:
 _MONTHDAY_DOT = re.compile(r"^(\d{1,2})\.$")
 
 
+def _year_point(raw: str, role: str) -> int:
+    """A point of the year (Rocketry's TimeOfYear spelling): ``Mar`` (as an end, the whole
+    of March), ``Mar 5th`` (as an end, the whole day, as for a day of the month),
+    ``Mar 5th 10:00``. Offsets are on the leap-year axis, so ``Feb 29th`` is accepted."""
+    month_text, _, rest = raw.partition(" ")
+    try:
+        month = parse_month(month_text)
+    except ValueError:
+        raise _bad_point(YEAR, raw) from None
+    first = YEAR_MONTH_STARTS[month] * 86400
+    if not rest:
+        return YEAR_MONTH_STARTS[month + 1] * 86400 if role in ("end", "before") else first
+    offset = parse_point(MONTH, rest, role)
+    days = YEAR_MONTH_STARTS[month + 1] - YEAR_MONTH_STARTS[month]
+    if offset > days * 86400 or (offset == days * 86400 and role == "start"):
+        raise ValueError(f"bad point {raw!r}: {MONTHS[month]} has {days} days")
+    return first + offset
+
+
+def _format_year_point(offset: int, role: str) -> str:
+    days, clock = divmod(offset, 86400)
+    month = bisect_right(YEAR_MONTH_STARTS, days) - 1
+    day = days - YEAR_MONTH_STARTS[month]
+    if role == "end" and offset == 0:
+        return f"Jan 1st {format_clock_time(0)}"  # not 'Dec', which reads as the year's end
+    if role == "end" and clock == 0:
+        if day == 0:
+            return MONTHS[month - 1][:3]  # the end of the month before: the whole of it
+        return f"{MONTHS[month][:3]} {_ordinal(day)}"  # a whole day, as written
+    if day == 0 and clock == 0 and role != "day":
+        return MONTHS[month][:3]
+    text = f"{MONTHS[month][:3]} {_ordinal(day + 1)}"
+    return text if clock == 0 else f"{text} {format_clock_time(clock)}"
+
+
+def _ordinal(day: int) -> str:
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
 def format_point(unit: Unit, offset: int, role: str = "start") -> str:
     if unit is MINUTE:
         return f"{offset:02d}"
@@ -164,15 +225,12 @@ def format_point(unit: Unit, offset: int, role: str = "start") -> str:
         return f"{minutes:02d}:{seconds:02d}"
     if unit is DAY:
         return format_clock_time(offset)
+    if unit is YEAR:
+        return _format_year_point(offset, role)
     days, clock = divmod(offset, 86400)
     whole_end = role == "end" and clock == 0
     index = days - 1 if whole_end else days
-    if unit is WEEK:
-        text = WEEKDAYS[index % 7]
-    else:
-        day = index % 31 + 1
-        suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
-        text = f"{day}{suffix}"
+    text = WEEKDAYS[index % 7] if unit is WEEK else _ordinal(index % 31 + 1)
     return text if clock == 0 else f"{text} {format_clock_time(clock)}"
 
 
@@ -194,6 +252,13 @@ _ON_LENGTH = {MINUTE: 1, HOUR: 60, DAY: 3600, WEEK: 86400, MONTH: 86400}
 
 
 def window_on(unit: Unit, x: str) -> TimeWindow:
+    if unit is YEAR:
+        # 'on Mar' is the month, 'on Mar 5th' the day (Rocketry has the month only).
+        start = parse_point(unit, x)
+        if len(x.split()) == 1:
+            return TimeWindow(unit, start, parse_point(unit, x, "end"))
+        end = start + 86400  # a day; from a time on the 31st of December, into January
+        return TimeWindow(unit, start, end - unit.length if end > unit.length else end)
     start = parse_point(unit, x)
     end = start + _ON_LENGTH[unit]
     if unit is not MONTH and end > unit.length:
@@ -206,8 +271,15 @@ def format_window(window: TimeWindow) -> str:
     unit, start, end = window.unit, window.start, window.end
     if window.is_whole and start == 0:
         return ""
-    if unit in (WEEK, MONTH) and not window.wraps and end - start == 86400:
-        return f"on {format_point(unit, start)}"
+    if unit in (WEEK, MONTH, YEAR) and not window.wraps and end - start == 86400:
+        return f"on {format_point(unit, start, 'day')}"
+    if unit is YEAR and not window.wraps and start % 86400 == 0 and end % 86400 == 0:
+        month = bisect_right(YEAR_MONTH_STARTS, start // 86400) - 1
+        if (
+            start // 86400 == YEAR_MONTH_STARTS[month]
+            and end // 86400 == YEAR_MONTH_STARTS[month + 1]
+        ):
+            return f"on {format_point(unit, start)}"
     if start == 0 and not window.wraps:
         return f"before {format_point(unit, end, 'end')}"
     if end == unit.length and not window.wraps:

@@ -1,10 +1,12 @@
-"""Executors: how one run is carried out (``main``, ``thread``, ``process``).
+"""Executors: how one run is carried out (``main``, ``thread``, ``process``, ``dask``).
 
 The seam is in :mod:`.base`; :func:`make_executor` builds one by name. The ``process``
-executor is imported only when a process run is asked for.
+and ``dask`` executors are imported only when such a run is asked for.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..clock import Clock
 from .base import Executor, RunFlag, RunHandle, RunOutcome, RunSpec
@@ -17,6 +19,7 @@ from .thread import ThreadExecutor
 
 __all__ = [
     "EXECUTIONS",
+    "SEPARATE_MEMORY",
     "Executor",
     "RunFlag",
     "RunHandle",
@@ -25,10 +28,15 @@ __all__ = [
     "make_executor",
 ]
 
-EXECUTIONS = ("process", "thread", "main")
+EXECUTIONS = ("process", "thread", "main", "dask")
+#: Executions whose runs have their own memory: arguments are resolved as for a process
+#: run (``Session()``/``Task()`` refused) and a cell body runs in a fresh namespace.
+SEPARATE_MEMORY = frozenset({"process", "dask"})
 
 
-def make_executor(kind: str, clock: Clock, *, max_processes: int = 1) -> Executor:
+def make_executor(
+    kind: str, clock: Clock, *, max_processes: int = 1, config: Any = None
+) -> Executor:
     """An executor of ``kind`` (one of :data:`EXECUTIONS`)."""
     if kind == "main":
         return MainExecutor(clock)
@@ -39,4 +47,12 @@ def make_executor(kind: str, clock: Clock, *, max_processes: int = 1) -> Executo
 
         executor: Executor = ProcessExecutor(max_processes, clock)
         return executor
+    if kind == "dask":
+        from .dask import DaskExecutor
+
+        return DaskExecutor(
+            clock,
+            address=None if config is None else config.dask_address,
+            max_runs=None if config is None else (lambda: config.dask_max_runs),
+        )
     raise ValueError(f"unknown execution {kind!r}; expected one of {', '.join(EXECUTIONS)}")

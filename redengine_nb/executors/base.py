@@ -133,7 +133,7 @@ class RunHandle(ABC):
 
 class Executor(ABC):
     """The base of every executor: starts runs of one kind (``main``, ``thread``,
-    ``process``).
+    ``process``, ``dask``).
 
     A subclass names its ``kind`` and gives :meth:`start`; the rest has defaults written
     here once: ``clock`` (the session's, for the outcome's ``end``), :meth:`capacity` (no

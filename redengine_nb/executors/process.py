@@ -121,6 +121,9 @@ def default_start_method() -> str:
 # ----------------------------------------------------------------------- the parent side
 
 _CHILD_NAME_PREFIX = "redengine-nb task "
+#: Name prefixes of the processes started without the main module (the Dask executor adds
+#: the worker processes of the LocalCluster it starts).
+SKIP_MAIN_PREFIXES = [_CHILD_NAME_PREFIX]
 
 
 def _skip_main_in_children() -> None:
@@ -153,7 +156,7 @@ def _skip_main_in_children() -> None:
     @functools.wraps(original)
     def get_preparation_data(name: str) -> dict[str, Any]:
         data: dict[str, Any] = original(name)
-        if isinstance(name, str) and name.startswith(_CHILD_NAME_PREFIX):
+        if isinstance(name, str) and name.startswith(tuple(SKIP_MAIN_PREFIXES)):
             data.pop("init_main_from_path", None)
             data.pop("init_main_from_name", None)
         return data

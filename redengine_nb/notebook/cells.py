@@ -21,7 +21,7 @@ __all__ = [
     "task_line_help",
 ]
 
-EXECUTIONS = ("thread", "process", "main")
+EXECUTIONS = ("thread", "process", "main", "dask")
 
 
 class TaskCellError(ValueError):
@@ -47,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 USAGE = (
-    "usage: %%task CONDITION [--name NAME] [--execution thread|process|main] "
+    "usage: %%task CONDITION [--name NAME] [--execution thread|process|main|dask] "
     "[--timeout DURATION] [--priority N] [--disabled]"
 )
 
@@ -76,7 +76,8 @@ options:
   --name NAME          the task's name (default: from the cell's first comment line,
                        else from the cell's id)
   --execution KIND     thread (default in a notebook: runs in the notebook's namespace),
-                       process (a fresh interpreter) or main (inline in the scheduler)
+                       process (a fresh interpreter), main (inline in the scheduler)
+                       or dask (a worker of the Dask cluster: config dask_address)
   --timeout DURATION   e.g. '30 minutes'; the run is terminated past it
   --priority N         higher runs first when several tasks are due (default 0)
   --disabled           register the task disabled

@@ -14,6 +14,11 @@ Request (one JSON object a line)::
      "params": {"env": "prod"}, "cycles": 3, "started": 1704230000.0,
      "libs": ["redengine", "rocketry"]}
 
+Instead of ``cond``, ``"py": "IsPeriod(period=TimeOfYear('Mar', 'May'))"`` asks Rocketry
+(``"libs": ["rocketry"]``) about a condition built in Python, for what it has no text for
+(``TimeOfYear``, ``Retry``); the expression is evaluated with ``rocketry.conds`` and those
+classes in scope.
+
 Answer: ``{"redengine": {"values": [true, ...]} | {"error": "..."}, "rocketry": ...}``.
 The condition belongs to a task named ``the task``; tasks ``a`` and ``b`` exist too.
 """
@@ -67,7 +72,7 @@ def _evaluate(lib: str, req: dict) -> dict:
     try:
         tasks = {}
         for name in TASKS:
-            cond = req["cond"] if name == "the task" else "false"
+            cond = _condition(req) if name == "the task" else "false"
             tasks[name] = FuncTask(
                 _noop, name=name, execution="main", start_cond=cond, session=session
             )
@@ -98,6 +103,24 @@ def _evaluate(lib: str, req: dict) -> dict:
 
 def _noop() -> None:
     return None
+
+
+def _condition(req: dict):  # type: ignore[no-untyped-def]
+    """The request's condition: its text, or the Rocketry object its ``py`` builds."""
+    if "py" not in req:
+        return req["cond"]
+    import rocketry.conds
+    from rocketry.conditions import IsPeriod, Retry, TaskExecutable
+    from rocketry.time import TimeOfYear
+
+    scope = {
+        **vars(rocketry.conds),
+        "IsPeriod": IsPeriod,
+        "Retry": Retry,
+        "TaskExecutable": TaskExecutable,
+        "TimeOfYear": TimeOfYear,
+    }
+    return eval(req["py"], scope)  # the test's own expressions, not input
 
 
 def _mend_rocketry() -> None:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redengine_nb.conditions import Context, parse, periods
-from redengine_nb.conditions.periods import DAY, HOUR, MINUTE, TimeWindow
+from redengine_nb.conditions.periods import DAY, HOUR, MINUTE, YEAR, TimeWindow
 from redengine_nb.conditions.time import clear_segment_cache
 from redengine_nb.records import Action
 from redengine_nb.runlog.memory import MemoryRunLog
@@ -44,6 +44,13 @@ WINDOWS = [
     TimeWindow(DAY, 2 * 3600 + 600, 2 * 3600 + 1500),
     TimeWindow(DAY, 3 * 3600 + 1800, 4 * 3600 + 1800),
     TimeWindow(DAY, 22 * 3600, 3 * 3600 + 600),
+    TimeWindow(YEAR),  # yearly
+    # time of year between Mar 31st 03:30 and 04:30 (inside Helsinki's gap, then after it)
+    TimeWindow(YEAR, 90 * 86400 + 3 * 3600 + 1800, 90 * 86400 + 4 * 3600 + 1800),
+    # time of year between Mar 10th 02:10 and 02:25 (wholly inside New York's gap)
+    TimeWindow(YEAR, 69 * 86400 + 2 * 3600 + 600, 69 * 86400 + 2 * 3600 + 1500),
+    # time of year after Oct 27th 03:30 (Helsinki's repeated hour)
+    TimeWindow(YEAR, 300 * 86400 + 3 * 3600 + 1800, 366 * 86400),
 ]
 
 TEXTS = [
@@ -65,6 +72,11 @@ TEXTS = [
     "has succeeded this hour",
     "has succeeded this minute",
     "~time of minute before :30 & hourly",
+    "yearly",
+    "time of year between Mar 31st 03:30 and Mar 31st 04:30",
+    "yearly after Mar 10th 02:10",
+    "yearly between Oct 27th 03:30 and Nov 3rd 01:30",
+    "hourly & time of year on Oct 6th",
 ]
 
 # Instants within three hours either side of a transition, to the second.

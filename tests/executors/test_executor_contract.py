@@ -29,10 +29,34 @@ def _process(clock: FakeClock) -> Executor:
     return ProcessExecutor(2, clock, grace=1.0)
 
 
+_DASK_CLUSTER: list[Any] = []  # one LocalCluster for the module, made at the first dask case
+
+
+def _dask(clock: FakeClock) -> Executor:
+    distributed = pytest.importorskip("distributed")
+    from redengine_nb.executors.dask import DaskExecutor
+
+    if not _DASK_CLUSTER:
+        _DASK_CLUSTER.append(
+            distributed.LocalCluster(
+                n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
+            )
+        )
+    return DaskExecutor(clock, address=_DASK_CLUSTER[0].scheduler_address, max_runs=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_dask_cluster() -> Iterator[None]:
+    yield
+    while _DASK_CLUSTER:
+        _DASK_CLUSTER.pop().close()
+
+
 KINDS: dict[str, Callable[[FakeClock], Executor]] = {
     "main": MainExecutor,
     "thread": ThreadExecutor,
     "process": _process,
+    "dask": _dask,
 }
 
 
@@ -140,7 +164,7 @@ def test_a_run_whose_flag_is_set_is_a_termination(executor: Executor) -> None:
 
 
 #: What ``capacity()`` says of an idle executor as KINDS makes it (None: no limit).
-IDLE_CAPACITY = {"main": None, "thread": None, "process": 2}
+IDLE_CAPACITY = {"main": None, "thread": None, "process": 2, "dask": 2}
 
 
 def test_an_idle_executor_says_how_many_runs_may_start(executor: Executor) -> None:
