@@ -17,6 +17,7 @@ __all__ = [
     "Starts",
     "busy_unit",
     "foreground_p99_ms",
+    "grid_summary",
     "lag_summary",
     "percentile",
     "rss_mb",
@@ -94,6 +95,30 @@ def lag_summary(lags: Sequence[float], expected: int, actual: int) -> dict[str, 
         "max_ms": max(lags) * 1000 if lags else math.nan,
         "missed": max(0, expected - actual),
         "runs": actual,
+    }
+
+
+def grid_summary(
+    starts: dict[str, list[tuple[float, float | None]]],
+    first: float | dict[str, float],
+    period: float,
+    window: float,
+) -> dict[str, float]:
+    """Lag against the wall-clock grid: each task's k-th run is due at its first due
+    instant + k periods, whatever rule the library uses (a skipped run makes the later
+    ones a period late each). ``grid_p50_ms``, ``grid_p99_ms``, ``grid_max_ms``."""
+    lags: list[float] = []
+    for name, runs in starts.items():
+        f0 = first[name] if isinstance(first, dict) else first
+        for k, (start, _) in enumerate(sorted(runs)):
+            due = f0 + k * period
+            if due >= f0 + window:
+                break
+            lags.append(start - due)
+    return {
+        "grid_p50_ms": percentile(lags, 50) * 1000,
+        "grid_p99_ms": percentile(lags, 99) * 1000,
+        "grid_max_ms": max(lags) * 1000 if lags else math.nan,
     }
 
 

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import Starts, idle_cpu_pct, lag_summary, rss_mb, time_per_call_us
+from _harness import Starts, grid_summary, idle_cpu_pct, lag_summary, rss_mb, time_per_call_us
 from _harness import wait_until as _wait_until
 from _peers import foreground_extra
 
@@ -81,29 +81,48 @@ def lag(p: Params) -> Result:
         time.sleep(max(0.0, first + window + 1.5 - time.time()))
         app.shut_down()
         recorded = _recorded_starts(d / "log.db")
-    # Due = the engine's recorded previous start + 1 s (that is what its rule reads); the
-    # body starts a little after the recorded start, so body times would make it early.
+    # Our rule: the first run is due at the scheduler's start (``first``); each later one
+    # a second after the instant the previous one was due — its step's instant for the
+    # first run, then the rule's own due instants — or after its recorded start when that
+    # start was a second or more late (``every``'s anchoring). Body times would make it
+    # early: the body starts a little after the recorded start.
     lags: list[float] = []
+    firsts: dict[str, float] = {}
     actual = 0
     for name, runs in starts.by_task.items():
         rec = recorded.get(name, [])
+        if rec:
+            firsts[name] = rec[0][1]  # the grid starts where the engine found it due
+        anchor = None
         for k, (start, _) in enumerate(sorted(runs)):
-            due = first if k == 0 else (rec[k - 1] if k - 1 < len(rec) else start) + 1.0
+            if k == 0:
+                due = first
+            else:
+                assert anchor is not None
+                due = anchor + 1.0
             if due >= first + window:
                 break
             lags.append(start - due)
             actual += 1
-    return lag_summary(lags, p["n"] * round(window), actual)
+            if k < len(rec):
+                rec_start, created = rec[k]
+                own_due = created if k == 0 else due
+                anchor = own_due if rec_start - own_due < 1.0 else rec_start
+            else:
+                anchor = start
+    out = lag_summary(lags, p["n"] * round(window), actual)
+    return {**out, **grid_summary(starts.by_task, firsts or first, 1.0, window)}
 
 
-def _recorded_starts(path: Path) -> dict[str, list[float]]:
+def _recorded_starts(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """Each task's recorded (start, created), by start."""
     from redengine_nb.runlog.sqlite import SQLiteRunLog
 
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[tuple[float, float]]] = {}
     log = SQLiteRunLog(path)
     for r in log.records():
         if r.start is not None:
-            out.setdefault(r.task_name, []).append(r.start)
+            out.setdefault(r.task_name, []).append((r.start, r.created))
     log.close()
     return {k: sorted(v) for k, v in out.items()}
 
@@ -191,6 +210,23 @@ def condition(p: Params) -> Result:
                 return bool(cond.is_met(Context(now=now, history=log, task="t1")))
 
             out[key] = time_per_call_us(one)
+        # cron's next due instant, at a new minute each call (as a step sees it after a
+        # run: nothing cached from the call before).
+        cron = parse("cron */15 * * * *")
+        contexts = [
+            Context(
+                now=datetime.fromtimestamp(now.timestamp() + 61 * i, now.tzinfo),
+                history=log,
+                task="t1",
+            )
+            for i in range(4096)
+        ]
+        turn = iter(range(1 << 62))
+
+        def cron_next() -> object:
+            return cron.next_due(contexts[next(turn) & 4095])
+
+        out["cron_us"] = time_per_call_us(cron_next)
         log.close()
     out["note"] = "SQLite log, bounded last() cache on"
     return out
@@ -244,6 +280,112 @@ def foreground(p: Params) -> Result:
         return foreground_extra(app.start, app.shut_down, p)
 
 
+def _step_timer(session: Any) -> list[float]:
+    """Time each scheduler step of ``session`` (its ``tick`` and the ``seconds_until_wake``
+    that follows, as the runner calls them); returns the list the durations go to (s)."""
+    steps: list[float] = []
+    tick, wake = session.tick, session.seconds_until_wake
+    took = [0.0]
+
+    def timed_tick() -> Any:
+        t0 = time.perf_counter()
+        try:
+            return tick()
+        finally:
+            took[0] = time.perf_counter() - t0
+
+    def timed_wake(cap: float = 60.0) -> float:
+        t0 = time.perf_counter()
+        try:
+            return float(wake(cap))
+        finally:
+            steps.append(took[0] + time.perf_counter() - t0)
+
+    session.tick, session.seconds_until_wake = timed_tick, timed_wake
+    return steps
+
+
+def scale(p: Params) -> Result:
+    """Step time and CPU with N idle tasks (``every 1 hour``, each ran a second ago) and
+    one task due every ``tick`` seconds among them: a step should not grow with N."""
+    from _harness import percentile
+
+    out: Result = {}
+    for size in p["sizes"]:
+        with _tmpdir() as d:
+            names = [f"t{i}" for i in range(int(size))]
+            _fill_recent(d / "log.db", names)
+            app = _app(d / "log.db")
+            for name in names:
+                _task(app, "every 1 hour", name, _nothing)
+            _task(app, f"every {p['tick']} seconds", "ticker", _nothing)
+            steps = _step_timer(app.session)
+            app.start()
+            # The first step looks at every task once; then let it settle.
+            _wait_until(partial(_at_least, steps, 2), p.get("timeout", 300), 0.01)
+            time.sleep(p["settle"])
+            steps.clear()
+            cpu = idle_cpu_pct(p["window"])
+            taken = list(steps)
+            app.shut_down()
+        out[f"step_us_{size}"] = percentile(taken, 50) * 1e6
+        out[f"step_p99_us_{size}"] = percentile(taken, 99) * 1e6
+        out[f"cpu_pct_{size}"] = cpu
+        out[f"steps_{size}"] = len(taken)
+    return out
+
+
+def _nothing() -> None:
+    return None
+
+
+def _at_least(items: list[float], n: int) -> bool:
+    return len(items) >= n
+
+
+def _fill_recent(path: Path, tasks: list[str]) -> None:
+    """One finished run per task, started a second ago (bulk insert: fixture)."""
+    from redengine_nb.runlog.sqlite import SQLiteRunLog
+
+    SQLiteRunLog(path).close()  # creates the schema
+    now = time.time()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executemany(
+        'INSERT INTO runs (task_name, action, created, start, "end") VALUES (?, ?, ?, ?, ?)',
+        [(name, "success", now - 1, now - 1, now - 0.9) for name in tasks],
+    )
+    conn.commit()
+    conn.close()
+
+
+def status(p: Params) -> Result:
+    """``session.status()`` (one row per task, as the panel asks at each refresh) with a
+    long history: the whole call, and its runs/fails counts alone."""
+    names = [f"t{i}" for i in range(int(p["tasks"]))]
+    with _tmpdir() as d:
+        _fill(d / "log.db", names, int(p["records"]))
+        app = _app(d / "log.db")
+        for name in names:
+            _task(app, "daily", name, _nothing)
+        session = app.session
+        log = session.runlog
+
+        def counts() -> None:
+            for name in names:
+                log.count(name, Action.RUN)
+                log.count(name, Action.FAIL)
+
+        whole = time_per_call_us(session.status, min_time=1.0) / 1000
+        per_task = time_per_call_us(counts, min_time=1.0) / len(names)
+        log.close()
+    return {
+        "status_ms": whole,
+        "counts_us": per_task,
+        "note": "SQLite log (file); counts: runs and fails of one task",
+    }
+
+
 SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "idle": idle,
     "lag": lag,
@@ -252,4 +394,6 @@ SCENARIOS: dict[str, Callable[[Params], Result]] = {
     "history": history,
     "memory": memory,
     "foreground": foreground,
+    "scale": scale,
+    "status": status,
 }

@@ -29,6 +29,7 @@ from _harness import (
     Starts,
     every_lags,
     foreground_p99_ms,
+    grid_summary,
     idle_cpu_pct,
     lag_summary,
     rss_mb,
@@ -104,7 +105,8 @@ def aps_lag(p: Params) -> Result:
             if due < f0 + window:
                 lags.append(start - due)
                 actual += 1
-    return lag_summary(lags, p["n"] * round(window), actual)
+    out = lag_summary(lags, p["n"] * round(window), actual)
+    return {**out, **grid_summary(starts.by_task, first, 1.0, window)}
 
 
 def aps_burst(p: Params) -> Result:
@@ -140,7 +142,11 @@ def aps_condition(p: Params) -> Result:
         for i in range(8)
     ]
     compound = OrTrigger(parts)
+    cron = CronTrigger.from_crontab("*/15 * * * *", timezone=tz)
+    nows = [now + timedelta(seconds=61 * i) for i in range(4096)]
+    turn = iter(range(1 << 62))
     return {
+        "cron_us": time_per_call_us(lambda: cron.get_next_fire_time(None, nows[next(turn) & 4095])),
         "every_us": time_per_call_us(lambda: every.get_next_fire_time(prev, now)),
         "daily_us": time_per_call_us(lambda: daily.get_next_fire_time(prev, now)),
         "after_us": None,
@@ -176,6 +182,46 @@ def aps_foreground(p: Params) -> Result:
     for i in range(p["tasks"]):
         sched.add_job(lambda: None, "interval", hours=1, id=f"t{i}")
     return foreground_extra(sched.start, sched.shutdown, p)
+
+
+def aps_scale(p: Params) -> Result:
+    """N interval jobs every hour and one every ``tick`` seconds: the scheduler's wake-up
+    (``_process_jobs``, which also returns how long to sleep) and the process's CPU."""
+    from _harness import percentile
+
+    out: Result = {}
+    for size in p["sizes"]:
+        sched = _aps_scheduler()
+        for i in range(int(size)):
+            sched.add_job(_nothing, "interval", hours=1, id=f"t{i}")
+        sched.add_job(_nothing, "interval", seconds=p["tick"], id="ticker")
+        steps: list[float] = []
+        process = sched._process_jobs
+
+        def timed(process: Any = process, steps: list[float] = steps) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return process()
+            finally:
+                steps.append(time.perf_counter() - t0)
+
+        sched._process_jobs = timed
+        sched.start()
+        wait_until(lambda steps=steps: len(steps) >= 2, p.get("timeout", 300), 0.01)
+        time.sleep(p["settle"])
+        steps.clear()
+        cpu = idle_cpu_pct(p["window"])
+        taken = list(steps)
+        sched.shutdown()
+        out[f"step_us_{size}"] = percentile(taken, 50) * 1e6
+        out[f"step_p99_us_{size}"] = percentile(taken, 99) * 1e6
+        out[f"cpu_pct_{size}"] = cpu
+        out[f"steps_{size}"] = len(taken)
+    return out
+
+
+def _nothing() -> None:
+    return None
 
 
 # --------------------------------------------------------------------------- schedule
@@ -230,7 +276,8 @@ def sch_lag(p: Params) -> Result:
         holder: list[Any] = []
         job = s.every(1).seconds.do(body, f"t{i}", holder)
         holder.append(job)
-    first = min(j.next_run.timestamp() for j in s.jobs if j.next_run is not None)
+    firsts = {f"t{i}": j.next_run.timestamp() for i, j in enumerate(s.jobs)}
+    first = min(firsts.values())
     window = float(p["window"])
     loop = _ScheduleLoop(s)
     loop.start()
@@ -244,7 +291,8 @@ def sch_lag(p: Params) -> Result:
             if due < first + window:
                 lags.append(start - due)
                 actual += 1
-    return lag_summary(lags, p["n"] * round(window), actual)
+    out = lag_summary(lags, p["n"] * round(window), actual)
+    return {**out, **grid_summary(starts.by_task, firsts, 1.0, window)}
 
 
 def sch_burst(p: Params) -> Result:
@@ -352,7 +400,7 @@ def rk_lag(p: Params) -> Result:
     time.sleep(t0 + window + 1.5 - time.time())
     r.stop()
     lags, expected, actual = every_lags(starts.by_task, t0, 1.0, window)
-    return lag_summary(lags, expected, actual)
+    return {**lag_summary(lags, expected, actual), **grid_summary(starts.by_task, t0, 1.0, window)}
 
 
 def rk_burst(p: Params) -> Result:
@@ -495,6 +543,8 @@ SCENARIOS: dict[str, dict[str, Callable[[Params], Result]]] = {
         "history": _na("keeps no run history"),
         "memory": aps_memory,
         "foreground": aps_foreground,
+        "scale": aps_scale,
+        "status": _na("keeps no run history"),
     },
     "schedule": {
         "idle": sch_idle,
@@ -504,6 +554,8 @@ SCENARIOS: dict[str, dict[str, Callable[[Params], Result]]] = {
         "history": _na("keeps no run history"),
         "memory": sch_memory,
         "foreground": sch_foreground,
+        "scale": _na("no thread of its own: its loop's wake-up is the caller's"),
+        "status": _na("keeps no run history"),
     },
     "rocketry": {
         "idle": rk_idle,
@@ -513,6 +565,8 @@ SCENARIOS: dict[str, dict[str, Callable[[Params], Result]]] = {
         "history": rk_history,
         "memory": rk_memory,
         "foreground": rk_foreground,
+        "scale": _na("not measured: it polls every task each cycle (see lag-5000)"),
+        "status": _na("not measured: a million pydantic records in memory"),
     },
 }
 

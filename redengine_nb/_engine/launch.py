@@ -381,6 +381,7 @@ class Launcher:
                 session._runs[run.run_id] = run
                 running[task.name] = running.get(task.name, 0) + 1
                 status[task.name] = Action.RUN
+                session.step.started(task.name, prepared.at)
                 session.step.run_event(task.name)
                 runs.append((prepared, run))
         error: SchedulerError | None = None

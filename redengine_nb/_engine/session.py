@@ -6,10 +6,10 @@ is due in priority order. A runner thread (``runner.py``) only loops ``tick()`` 
 for :meth:`Session.seconds_until_wake` or an event.
 
 Caching: each task remembers when its condition can next become true by the clock alone
-(``_next_check``). A tick re-evaluates a task only when that time has come, when the task
-itself changed, or after an event that may change any condition (a run started or ended,
-the clock was set, the config changed). Everything is guarded by one re-entrant lock that
-is never held while a task runs.
+(``_next_check``, kept as a heap). A tick re-evaluates a task only when that time has
+come, when the task itself changed, or after an event that may change its condition (a
+run it reads started or ended, the clock went back, the config changed). Everything is
+guarded by one re-entrant lock that is never held while a task runs.
 
 :class:`Session` owns three parts, each an object with its own state: the scheduler step
 (``step.py``, :class:`Step`: ``tick()``, the checks of timeouts, end conditions and
@@ -127,7 +127,7 @@ class Session:
         # a run that ended there may make a task due here, so wake at once.
         hook = getattr(runlog, "on_change", None)
         if hook is not None:
-            hook(self._clock_moved)
+            hook(self._log_changed)
         self.mark_crashed_runs()
 
     # -- time --------------------------------------------------------------------------
@@ -220,6 +220,13 @@ class Session:
         return remove
 
     def _clock_moved(self) -> None:
+        # Forward, the step's check times say what the move made due, as they do for
+        # passing time; a step that finds the clock went back looks at everything.
+        self.wake.set()
+
+    def _log_changed(self) -> None:
+        # Another scheduler wrote to the shared log: any condition reading another task's
+        # history may have changed, and which ones is not known here.
         self.step.invalidate()
         self.wake.set()
 

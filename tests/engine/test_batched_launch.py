@@ -113,7 +113,7 @@ class _SlowStepClock(FakeClock):
         return super().time()
 
 
-def test_each_run_records_when_it_was_made_ready_and_is_due_again_on_its_own() -> None:
+def test_each_run_records_when_it_was_made_ready_and_is_due_again_on_the_step_cadence() -> None:
     clock = _SlowStepClock("2024-03-11 09:00", tz="Europe/Helsinki")
     app = RedEngine({"task_execution": "thread"}, logs=":memory:", clock=clock)
     try:
@@ -126,9 +126,12 @@ def test_each_run_records_when_it_was_made_ready_and_is_due_again_on_its_own() -
         assert len(created) == 1  # when the step found them due
         assert starts == sorted(starts) and len(set(starts)) == 3  # each its own start
         assert all(s is not None and s > records[0].created for s in starts)
-        # A minute after t0's start only t0 is due; the others follow their own starts.
-        clock.set(datetime.fromtimestamp(starts[0] + 60 - 0.0005, clock.tz))
-        assert step(app) == ["t0"]
+        # They were due at the step's instant and started within a minute of it: all
+        # three are due again a minute after that instant, not each after its own start.
+        clock.set(datetime.fromtimestamp(records[0].created + 60 - 0.005, clock.tz))
+        assert step(app) == []
+        clock.set(datetime.fromtimestamp(records[0].created + 60, clock.tz))
+        assert step(app) == ["t0", "t1", "t2"]
     finally:
         app.shut_down(timeout=5)
         app.session.wait_idle(5)

@@ -64,3 +64,31 @@ def test_a_task_waiting_for_a_slot_is_started_when_a_run_ends_and_never_spins(
     assert app.session.tick() == ["b"]  # one slot: b, then c
     assert app.session.wait_idle(30)
     assert app.session.tick() == ["c"]
+
+
+def test_the_clock_makes_due_only_the_tasks_whose_time_came(
+    app: RedEngine, clock: FakeClock
+) -> None:
+    # Registered out of the order of their periods: due tasks of equal priority start in
+    # registration order, and a step starts only those whose time came.
+    for minutes in (3, 1, 2):
+        app.task(f"every {minutes} minutes", func=lambda: None, name=f"m{minutes}")
+    assert step(app) == ["m3", "m1", "m2"]
+    assert step(app) == []  # their ends made them dirty: looked at, none due
+    assert app.session.seconds_until_wake() == 60.0
+    clock.advance("1 minute")
+    assert step(app) == ["m1"]
+    clock.advance("1 minute")
+    assert step(app) == ["m1", "m2"]
+    clock.advance("1 minute")
+    assert step(app) == ["m3", "m1"]
+    clock.advance("30 seconds")
+    assert step(app) == []
+    assert app.session.seconds_until_wake() == 30.0
+
+
+def test_a_clock_set_back_looks_at_every_task_again(app: RedEngine, clock: FakeClock) -> None:
+    app.task("time of day between 08:00 and 08:30", func=lambda: None, name="a")
+    assert step(app) == []  # 09:00: next look tomorrow at 08:00
+    clock.set("2024-03-11 08:10")  # back into today's window
+    assert step(app) == ["a"]
