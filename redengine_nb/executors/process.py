@@ -36,6 +36,30 @@ The parts of one run:
 * **Timing**: timeouts and the grace period are measured in real (monotonic) seconds; the
   outcome's ``end`` is read from the session's clock.
 
+**Children die with their scheduler.** A scheduler killed with ``SIGKILL`` must not leave
+its runs working on: its restart marks them ``crash`` and starts their tasks again, and two
+copies would run at once. Of the three ways to tie a child to its scheduler -- Linux's
+``PR_SET_PDEATHSIG``, a process group the scheduler kills, a watchdog pipe the child
+reads -- only the first needs neither the scheduler alive at the end (a group is killed
+by someone who still lives) nor the task's cooperation (a pipe must be read by a thread
+of the child, which cannot run while the task holds the GIL in a C call). So each child,
+first thing, asks the kernel (``prctl`` through :mod:`ctypes`) for ``SIGKILL`` when its
+parent ends. Its parent is the forkserver, which exits when the write ends of its "alive"
+pipe are all closed: the scheduler holds one, and multiprocessing gives every child one
+too -- which the child closes, so that the forkserver's life, and so the child's, ends
+with the scheduler's. The child then
+checks that the scheduler is still alive (pid and start time), closing the window between
+its fork and the ``prctl``. Elsewhere than Linux, and with ``spawn`` (where the parent is
+the scheduler *thread* that started the child, whose end would kill it), this is not
+done; the restart check below is then the only guard. Processes a task starts itself are
+its own business (a task that wants them gone does the same, or uses a process group).
+
+**At the next start** :func:`~redengine_nb.executors.orphans.sweep_orphans` looks at the
+temp folders of runs (``redengine-run-<pid>-<start>-*``, named after the scheduler that
+made them): for one whose scheduler is gone, a child still alive -- the pid and start time
+it recorded in the folder's ``child`` file, so a reused pid is never hit -- is killed, and
+the folder removed. The session does this before it marks any run ``crash``.
+
 One watcher thread per executor waits on the children's sentinels and a wake-up pipe
 (``multiprocessing.connection.wait``) with a timeout only when a deadline is pending; it
 calls ``on_done`` and exits when no child is left. Nothing polls.
@@ -65,8 +89,10 @@ from typing import Any
 from ..clock import Clock
 from ..errors import TaskSetupError
 from ..records import Action
+from ..runlog.owner import current_owner
 from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .capture import TRUNCATED
+from .orphans import note_child, workdir_prefix
 from .process_child import child_main, child_termination_flag, pickle_target
 
 __all__ = [
@@ -273,12 +299,14 @@ class ProcessExecutor(Executor):
         if self._closed:
             raise RuntimeError("this process executor has been shut down")
         payload, uses_flag = pickle_target(spec)
-        workdir = tempfile.mkdtemp(prefix="redengine-run-")
+        workdir = tempfile.mkdtemp(prefix=workdir_prefix())
         out_path = os.path.join(workdir, _OUTPUT_FILE)
         result_path = os.path.join(workdir, _RESULT_FILE)
+        # The child checks that this scheduler lives (see "Children die with ...").
+        scheduler = current_owner() if self.start_method == "forkserver" else None
         process = self._ctx.Process(
             target=child_main,
-            args=(payload, uses_flag, out_path, result_path),
+            args=(payload, uses_flag, out_path, result_path, scheduler),
             name=_CHILD_NAME_PREFIX + spec.task_name,
             daemon=False,  # a task may start processes of its own; atexit ends ours
         )
@@ -290,6 +318,7 @@ class ProcessExecutor(Executor):
                 f"task {spec.task_name!r}: could not start its process "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+        note_child(workdir, process.pid)
         handle = _ProcessHandle(self, spec, on_done, process, workdir)
         with self._lock:
             self._children[process.sentinel] = handle
