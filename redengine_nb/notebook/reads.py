@@ -215,17 +215,10 @@ class SessionReads:
     # -- the schedulers on the log, and the Dask cluster --------------------------------
 
     def _owns(self, lease_id: str) -> bool:
-        # TODO(fleetview): session.owns once RunLogBase and the session's leases are in main.
-        owns = getattr(self.session, "owns", None)
-        return bool(owns(lease_id)) if owns is not None else False
+        return self.session.owns(lease_id)
 
     def schedulers(self) -> list[SchedulerLease]:
-        """Every scheduler with a lease on the run log (alive and expired), oldest first;
-        empty for a store that keeps no leases."""
-        # TODO(fleetview): runlog.leases directly once RunLogBase is in main.
-        leases = getattr(self.session.runlog, "leases", None)
-        if leases is None:
-            return []
+        """Every scheduler with a lease on the run log (alive and expired), oldest first."""
         now = self.now()
         found = [
             SchedulerLease(
@@ -237,7 +230,7 @@ class SessionReads:
                 alive=bool(lease.alive(now)),
                 this=self._owns(lease.lease_id),
             )
-            for lease in leases(now)
+            for lease in self.session.runlog.leases(now)
         ]
         for lease in found:
             self._names[lease.lease_id] = lease.name
@@ -248,7 +241,7 @@ class SessionReads:
     def shared(self) -> bool:
         """Whether another scheduler may write the run log (one was seen, or the store is
         shared by nature: PostgreSQL)."""
-        return bool(getattr(self.session.runlog, "shared", False))
+        return self.session.runlog.shared
 
     def scheduler_names(self, owners: Iterable[str | None]) -> dict[str, str]:
         """``host:pid`` by run owner for ``owners`` (see :func:`owner_name`). The leases are

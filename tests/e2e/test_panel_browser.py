@@ -68,6 +68,9 @@ CELLS = [
     "%%task after task 'nope' --name waiter\nprint('never')",
     "%scheduler panel",
     "release.set()",
+    "from redengine_nb import RedEngine\n"
+    "other = RedEngine(logs=app.runlog.location)  # a second scheduler on this log\n"
+    "other_lease = other.session.owner",
 ]
 SETUP_CELLS = 6  # run at the start; the last one later, to let 'slow' finish
 
@@ -346,6 +349,17 @@ def test_panel_in_jupyterlab(lab: Lab, browser: Any) -> None:
         page.mouse.move(0, 0)
         panel.screenshot(path=str(DOCS / "panel.png"))
         assert dialogs == []
+
+        # A second scheduler takes a lease on this notebook's log: the panel lists both,
+        # this one marked.
+        run_cell(page, SETUP_CELLS + 1)
+        fetch.locator('button[data-action="run"]').click()
+        fleet = panel.locator(".rnb-fleet")
+        expect(fleet.locator(".rnb-fleet-item")).to_have_count(2, timeout=30_000)
+        expect(fleet).to_contain_text("Schedulers on this log:")
+        expect(fleet.locator('.rnb-fleet-item[data-this="1"]')).to_have_text(
+            re.compile(r"^\S+:\d+ \(this one\)$")
+        )
 
         # The kernel restarts: the old panel says so and its buttons are off.
         restart_kernel(lab, name)

@@ -444,3 +444,78 @@ def test_the_dask_cluster_is_shown_once_a_task_uses_it() -> None:
             assert join is None or join(60)
         app.runlog.close()
         cluster.close()
+
+
+def test_the_schedulers_sharing_a_sqlite_log(tmp_path: Path) -> None:
+    """Two sessions on one SQLite file (and a third scheduler's lease, as another machine
+    writes it): each panel lists them, this one marked; a run shows who ran it; a lease
+    not renewed in time shows expired until a scheduler reaps it."""
+    from redengine_nb.notebook.magics import (
+        fleet_line,
+        scheduler_status_line,
+        task_log_frame,
+        tasks_table,
+    )
+
+    clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
+    logs = str(tmp_path / "shared.db")
+    config = {"task_execution": "main", "lease_ttl": 30}
+    a = RedEngine(config=config, logs=logs, clock=clock)
+    b = RedEngine(config=config, logs=logs, clock=clock)
+    a.task("every 10 minutes", name="on_a", func=lambda: None)
+    b.task("every 10 minutes", name="on_b", func=lambda: None)
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        assert a.session.tick() == ["on_a"]  # each takes its lease at its first start
+        assert b.session.tick() == ["on_b"]
+        # Another machine's scheduler writes a run of on_a and stops renewing.
+        clock.advance("1 second")
+        t0 = clock.time()
+        far = a.runlog.acquire_lease(now=t0, ttl=10, host="node-b", pid=4242)
+        a.runlog.start_runs(["on_a"], created=t0, start=t0, owner=far)
+        wa, wb = Panel(a, throttle=0), Panel(b, throttle=0)
+
+        def fleet(w: Panel) -> list[tuple[str, str, bool]]:
+            w.refresh()
+            return [(s["name"], s["state"], s["this"]) for s in w.data["schedulers"]]
+
+        assert fleet(wa) == [
+            (me, "alive", True),
+            (me, "alive", False),
+            ("node-b:4242", "alive", False),
+        ]
+        assert fleet(wb) == [
+            (me, "alive", True),
+            (me, "alive", False),
+            ("node-b:4242", "alive", False),
+        ]
+        assert wa.data["schedulers"][0]["lease"] != wb.data["schedulers"][0]["lease"]
+        click(wa, "select", "on_a")
+        assert [r["scheduler"] for r in wa.data["runs"]] == ["node-b:4242", me]
+        assert list(task_log_frame(a, "on_a")["scheduler"]) == [me, "node-b:4242"]
+        line = fleet_line(a)
+        assert line == f"schedulers on this log: {me} (this one), {me}, node-b:4242"
+        assert repr(tasks_table(a)).endswith(line)
+        assert scheduler_status_line(a).endswith("\n" + line)
+
+        clock.advance("15 seconds")  # node-b's lease ran out; a and b still hold theirs
+        assert fleet(wa)[2] == ("node-b:4242", "expired", False)
+        assert "node-b:4242 (expired)" in fleet_line(a)
+        clock.advance("10 seconds")
+        a.session.tick()  # a's heartbeat reaps node-b: its lease goes, its run is crash
+        assert fleet(wa) == [(me, "alive", True), (me, "alive", False)]
+        assert [r["action"] for r in wa.data["runs"]] == ["crash", "success"]
+        # The run keeps its scheduler's name: the panel saw the lease before it went.
+        assert [r["scheduler"] for r in wa.data["runs"]] == ["node-b:4242", me]
+        assert list(task_log_frame(a, "on_a")["scheduler"]) == [me, "node-b:4242"]
+        # A log once shared stays shown as shared, with this scheduler alone on it now.
+        clock.advance("30 seconds")  # b stopped renewing (it never ticks again) ...
+        a.session.tick()  # ... and a's heartbeat reaps its lease
+        assert fleet(wa) == [(me, "alive", True)]
+        assert fleet_line(a) == f"schedulers on this log: {me} (this one)"
+        wa.close()
+        wb.close()
+    finally:
+        for app in (a, b):
+            app.shut_down(timeout=10)
+            app.runlog.close()
