@@ -142,6 +142,11 @@ def current_buffer() -> TailBuffer | None:
     return _routes.get(threading.get_ident())
 
 
+def buffer_of(ident: int) -> TailBuffer | None:
+    """The buffer thread ``ident`` is capturing into, if any (a run's output so far)."""
+    return _routes.get(ident)
+
+
 def end_capture(ident: int, previous: TailBuffer | None) -> None:
     if previous is None:
         _routes.pop(ident, None)

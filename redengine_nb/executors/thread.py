@@ -38,6 +38,7 @@ from collections.abc import Callable
 from ..clock import Clock
 from ..records import Action
 from .base import Executor, RunHandle, RunOutcome, RunSpec
+from .capture import buffer_of
 from .main import execute
 from .zombies import ForkWatch
 
@@ -56,7 +57,7 @@ STILL_RUNNING = (
 
 
 class _ThreadHandle(RunHandle):
-    __slots__ = ("clock", "done", "grace", "on_done", "reported", "spec", "timer")
+    __slots__ = ("clock", "done", "grace", "on_done", "reported", "spec", "timer", "worker")
 
     def __init__(
         self, spec: RunSpec, on_done: Callable[[RunOutcome], None], clock: Clock, grace: float
@@ -65,6 +66,7 @@ class _ThreadHandle(RunHandle):
         self.clock = clock
         self.grace = grace
         self.timer: threading.Timer | None = None
+        self.worker: int | None = None  # the ident of the thread running it, once taken
         self.on_done: Callable[[RunOutcome], None] | None = on_done
         self.done = False  # set once, by the worker, when on_done has returned
         self.reported = threading.Lock()  # taken by whoever reports the outcome (once)
@@ -88,7 +90,14 @@ class _ThreadHandle(RunHandle):
         """End the run without its function (still running past the grace period)."""
         on_done = self.on_done
         if on_done is not None and self.reported.acquire(blocking=False):
-            on_done(RunOutcome(Action.TERMINATE, self.clock.time(), exc_text=STILL_RUNNING))
+            # What it printed so far is kept: the run's record is all a reader will have.
+            buffer = buffer_of(self.worker) if self.worker is not None else None
+            output = (buffer.getvalue() or None) if buffer is not None else None
+            on_done(
+                RunOutcome(
+                    Action.TERMINATE, self.clock.time(), exc_text=STILL_RUNNING, output=output
+                )
+            )
 
 
 class ThreadExecutor(Executor):
@@ -217,6 +226,7 @@ class ThreadExecutor(Executor):
                 on_done = handle.on_done
                 assert on_done is not None  # cleared only once it has been called
                 me.name = f"redengine_nb:{handle.spec.task_name}"
+                handle.worker = threading.get_ident()
                 back = False  # this worker goes back to the idle ones (not if interrupted)
                 try:
                     outcome = execute(handle.spec, self.clock)

@@ -39,6 +39,7 @@ def test_a_thread_run_that_ignores_terminate_is_ended_after_the_grace(wait_for: 
         reported.set()
 
     def stubborn() -> str:
+        print("halfway")
         release.wait(GUARD)  # does not look at its flag
         return "too late"
 
@@ -46,6 +47,7 @@ def test_a_thread_run_that_ignores_terminate_is_ended_after_the_grace(wait_for: 
     handle.terminate()
     assert reported.wait(GUARD)
     assert [(o.action.value, o.exc_text) for o in outcomes] == [("terminate", STILL_RUNNING)]
+    assert outcomes[0].output == "halfway\n"  # what it printed before it was given up on
     assert handle.is_alive()  # its thread still runs...
     release.set()
     wait_for(lambda: not handle.is_alive(), "the thread returned")

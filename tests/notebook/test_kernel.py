@@ -263,7 +263,10 @@ def test_notebook_log_kernel_restart_and_history(tmp_path: Path) -> None:
         finally:
             log.close()
         assert run.action is Action.TERMINATE
-        assert run.exc_text == "terminated: kernel shutting down"
+        # The first line is the reason; a thread still running past its grace adds a line
+        # saying so, depending on which of the two ends the run first on a busy machine.
+        assert run.exc_text is not None
+        assert run.exc_text.splitlines()[0] == "terminated: kernel shutting down"
         assert run.output == "halfway\n"
         assert restart_took < 20  # bounded: not the 120 s the task would sleep
         again = harness.run("%load_ext redengine_nb")
