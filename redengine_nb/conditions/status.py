@@ -14,13 +14,12 @@ from ..runlog.base import History, last_of
 from ..timetext import format_duration, to_timedelta
 from .base import BaseCondition, Context
 from .periods import TimeWindow
+from .points import format_point, format_window
 from .time import (
     UNIT_NAMES,
     _Span,
     _window_segment,
     _Windowed,
-    format_point,
-    format_window,
     quantize,
 )
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from redengine_nb.conditions.time import _cron_fields, _cron_next
+from redengine_nb.conditions.cron import _cron_fields, _cron_next
 
 EXPRESSIONS = [
     "*/15 * * * *",
