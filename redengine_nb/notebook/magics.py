@@ -1,9 +1,9 @@
 """The notebook's magics: ``%%task`` cells, ``%tasks``, ``%task ...`` and ``%scheduler ...``.
 
-Two halves. :func:`register_cell_task` turns a ``%%task`` cell into a task of an app and
-knows nothing of IPython: ``redengine-nb serve`` calls it for the cells of a notebook file,
-so a cell becomes the same task, under the same name, in a kernel and headless.
-:class:`SchedulerMagics` is the thin IPython layer over it and over the session's API.
+:class:`SchedulerMagics` is the thin IPython layer over :func:`register_cell_task` (in
+``registration.py``, which knows nothing of IPython: ``redengine-nb serve`` calls it for the
+cells of a notebook file), over the readouts of ``readouts.py`` (the ``%tasks`` table, the
+status lines, a task's log) and over the session's API. Both modules' names are re-exported.
 """
 
 from __future__ import annotations
@@ -11,23 +11,41 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-import weakref
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
 
 from .cells import (
     TaskCellError,
-    TaskCellOptions,
-    default_task_name,
     parse_task_line,
     task_line_help,
+)
+from .readouts import (
+    TasksTable,
+    fleet_line,
+    format_task_log,
+    scheduler_status_line,
+    task_log_frame,
+    tasks_table,
+)
+from .registration import (
+    cell_task_names,
+    describe_registration,
+    missing_task_warnings,
+    register_cell_task,
 )
 
 if TYPE_CHECKING:
     from .._engine.tasks import BaseTask as Task
     from ..app import RedEngine
-    from ..conditions.base import BaseCondition
 
 __all__ = [
     "TasksTable",
@@ -40,159 +58,6 @@ __all__ = [
     "tasks_table",
     "uninstall_input_transformer",
 ]
-
-# Which task each cell registered, per app: re-running a cell (edited or not, even if the
-# name derived from it changed) updates that cell's task instead of adding another.
-_CELL_TASKS: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
-
-
-def cell_task_names(app: RedEngine) -> dict[str, str]:
-    """The ``cell id -> task name`` map of ``app`` (live; the magics keep it up to date)."""
-    try:
-        return _CELL_TASKS.setdefault(app, {})
-    except TypeError:  # an app that cannot be weakly referenced: keep it on the app
-        names: dict[str, str] = app.__dict__.setdefault("_cell_task_names", {})
-        return names
-
-
-def _session_has(app: RedEngine, name: str) -> bool:
-    return name in app.session
-
-
-def register_cell_task(
-    app: RedEngine,
-    line: str | TaskCellOptions,
-    body: str,
-    *,
-    cell_id: str | None,
-    namespace: dict[str, Any],
-) -> Task:
-    """Register the ``%%task`` cell ``line`` / ``body`` as a code task of ``app``.
-
-    ``line`` is the text after ``%%task`` (condition and options, verbatim), or what
-    :func:`~.cells.parse_task_line` made of it (the magic has read it already); ``cell_id``
-    identifies the cell when the front end says which one it is (JupyterLab's ``cellId``)
-    and ``namespace`` is where thread and main runs execute the body (the notebook's
-    ``user_ns``; process runs get a fresh interpreter). The name is ``--name``, else the
-    name this cell registered before, else :func:`default_task_name`.
-
-    Re-registering a cell replaces its task (its history is kept: the run log is keyed
-    by name). When the cell now asks for another name, the task it registered before is
-    deleted once the new one is in. A bad line or condition raises (``TaskCellError``,
-    ``ConditionParseError``, ``ValueError``) and changes nothing.
-    """
-    opts = parse_task_line(line) if isinstance(line, str) else line
-    if opts.help:
-        raise TaskCellError(task_line_help())
-    # Parsed once, here: before anything changes (a bad condition leaves the old task).
-    condition = app.session.parse_condition(opts.condition)
-    owned = cell_task_names(app)
-    previous = owned.get(cell_id) if cell_id else None
-    name = opts.name.strip() if opts.name is not None else default_task_name(body, cell_id)
-
-    kwargs: dict[str, Any] = {
-        "name": name,
-        "code": body,
-        "priority": opts.priority,
-        "disabled": opts.disabled,
-        "namespace": namespace,
-    }
-    if opts.execution is not None:
-        kwargs["execution"] = opts.execution
-    if opts.timeout is not None:
-        kwargs["timeout"] = opts.timeout
-
-    # The same cell again: its task is replaced whatever ``task_pre_exist`` says (a
-    # headless app may say 'raise'); a name held by another task follows the app's policy.
-    if previous == name and _session_has(app, name) and _pre_exist(app) != "replace":
-        task = _replace_task(app, condition, kwargs)
-    else:
-        task = app.task(condition, **kwargs)
-    assert task is not None
-    if cell_id:
-        owned[cell_id] = name
-        if previous is not None and previous != name and _session_has(app, previous):
-            app.session.delete_task(previous)
-    return task
-
-
-def _pre_exist(app: RedEngine) -> str:
-    try:
-        return str(app.config.task_pre_exist)
-    except AttributeError:  # pragma: no cover - engine without that option
-        return "replace"
-
-
-def _replace_task(app: RedEngine, condition: BaseCondition, kwargs: dict[str, Any]) -> Task:
-    """Replace a task this cell owns on an app whose policy is not 'replace'."""
-    old = app.session[kwargs["name"]]
-    app.session.delete_task(old.name)
-    task: Task = app.task(condition, **kwargs)
-    return task
-
-
-def _format_due(when: datetime | None, now: datetime | None) -> str:
-    if when is None:
-        return "due on an event (its condition has no time of its own)"
-    if now is not None and when <= now:
-        return "due now"
-    if now is not None and when.date() == now.date():
-        return f"next due {when:%H:%M:%S}"
-    return f"next due {when:%Y-%m-%d %H:%M:%S}"
-
-
-def describe_registration(task: Task, *, now: datetime | None = None) -> str:
-    """The line a ``%%task`` cell prints: what was registered and when it is next due."""
-    cond = str(task.start_cond)
-    execution = getattr(task, "execution", None) or "default"
-    head = f"registered task {task.name!r} ({cond}, {execution})"
-    if task.disabled:
-        return f"{head}; disabled (enable with %task enable {_quote(task.name)})"
-    from ..conditions import explain
-
-    reading = explain(task.start_cond)  # e.g. hourly times are minutes of the hour
-    if reading:
-        head = f"{head} [{reading}]"
-    try:
-        when = task.next_due()
-    except Exception as exc:  # a custom condition may fail; still say what was registered
-        return f"{head}; next due unknown ({type(exc).__name__}: {exc})"
-    return f"{head}; {_format_due(when, now)}"
-
-
-def missing_task_warnings(app: RedEngine, tasks: list[Task] | None = None) -> list[str]:
-    """One line per task whose condition names a task the session does not have."""
-    from .reads import named_tasks
-
-    known = {t.name for t in app.session.tasks}
-    lines = []
-    for task in app.session.tasks if tasks is None else tasks:
-        missing = [n for n in named_tasks(task.start_cond) if n not in known]
-        if missing:
-            names = ", ".join(repr(n) for n in missing)
-            lines.append(
-                f"warning: task {task.name!r} waits for {names}, which no task of this "
-                "session is called: it will not start until such a task exists"
-            )
-    return lines
-
-
-def _quote(name: str) -> str:
-    return name if shlex.quote(name) == name else shlex.quote(name)
-
-
-# ---------------------------------------------------------------------------------------
-# The IPython layer. Everything above is pure; below, the magics a notebook user types.
-# ---------------------------------------------------------------------------------------
-
-from IPython.core.error import UsageError  # noqa: E402
-from IPython.core.magic import (  # noqa: E402
-    Magics,
-    cell_magic,
-    line_magic,
-    magics_class,
-    no_var_expand,
-)
 
 TASK_LINE_HELP = """usage: %task ACTION NAME
 
@@ -494,175 +359,3 @@ class SchedulerMagics(Magics):
                 "status or panel"
             )
         return None
-
-
-def scheduler_status_line(app: RedEngine) -> str:
-    tasks = list(app.session.tasks)
-    running = [t.name for t in tasks if t.is_running]
-    disabled = sum(1 for t in tasks if t.disabled)
-    state = "running" if app.is_running else "stopped"
-    text = f"scheduler {state}; {len(tasks)} tasks ({disabled} disabled)"
-    if running:
-        text += "; running now: " + ", ".join(repr(n) for n in running)
-    fleet = fleet_line(app)
-    if fleet:
-        text += "\n" + fleet
-    return text
-
-
-def fleet_line(app: RedEngine) -> str:
-    """``schedulers on this log: host:1 (this one), host:2 (expired)`` when the run log
-    is shared (the panel's rule, :func:`~.viewmodel.scheduler_items`), else ""."""
-    from .reads import SessionReads
-    from .viewmodel import scheduler_items
-
-    reads = SessionReads(app.session, app)
-    items = scheduler_items(reads.schedulers(), shared=reads.shared(), tz=reads.tz, now=reads.now())
-    if not items:
-        return ""
-    parts = []
-    for item in items:
-        words = [w for w in ("this one" if item["this"] else "", item["state"]) if w != "alive"]
-        words = [w for w in words if w]
-        parts.append(item["name"] + (f" ({', '.join(words)})" if words else ""))
-    return "schedulers on this log: " + ", ".join(parts)
-
-
-def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
-    """A task's runs, newest last: run_id, action, start, end, runtime, output, traceback.
-
-    The columns keep ``get_task_log()``'s names (a run's outcome is its ``action``, as in
-    Red Engine's logs), except ``exc_text``, shown as ``traceback``.
-    """
-    from .reads import SessionReads
-
-    frame = app.session.get_task_log(task=name)
-    if limit > 0:
-        frame = frame.tail(limit)
-    columns = {
-        "run_id": "run_id",
-        "action": "action",
-        "start": "start",
-        "end": "end",
-        "runtime": "runtime",
-        "scheduler": "scheduler",
-        "output": "output",
-        "exc_text": "traceback",
-    }
-    # Which scheduler ran each run (host:pid), from the runs' owners.
-    records = app.runlog.records(task=name, limit=limit if limit > 0 else None)
-    names = SessionReads(app.session, app).scheduler_names(r.owner for r in records)
-    owner_of = {r.run_id: names.get(r.owner or "", "") for r in records}
-    frame = frame.assign(scheduler=[owner_of.get(str(i), "") for i in frame["run_id"]])
-    present = [c for c in columns if c in frame.columns]
-    return frame[present].rename(columns=columns).reset_index(drop=True)
-
-
-def format_task_log(frame: Any, name: str) -> str:
-    if len(frame) == 0:
-        return f"{name!r} has no runs yet"
-    parts: list[str] = []
-    for row in frame.itertuples(index=False):
-        runtime = getattr(row, "runtime", None)
-        took = "" if runtime is None or runtime != runtime else f" in {runtime:.3f}s"
-        start = row.start.strftime("%Y-%m-%d %H:%M:%S") if hasattr(row.start, "strftime") else "-"
-        where = getattr(row, "scheduler", "")
-        on = f" on {where}" if isinstance(where, str) and where else ""
-        parts.append(f"--- {row.action} at {start}{took}{on} (run {row.run_id})")
-        output = getattr(row, "output", None)
-        if isinstance(output, str) and output:
-            parts.append(output.rstrip("\n"))
-        tb = getattr(row, "traceback", None)
-        if isinstance(tb, str) and tb:
-            parts.append(tb.rstrip("\n"))
-    return "\n".join(parts)
-
-
-_CELL_STYLE = "text-align: left; padding: 2px 8px; white-space: nowrap"
-
-
-class TasksTable:
-    """What ``%tasks`` shows: a coloured HTML table in a notebook, aligned text elsewhere.
-
-    ``frame`` holds the texts shown (a DataFrame of strings); ``app.session.status()`` is
-    the raw table for code."""
-
-    def __init__(self, frame: Any, badges: list[str], footer: str = "") -> None:
-        self.frame = frame
-        self._badges = badges
-        #: A line under the table (the schedulers on a shared log), or "".
-        self.footer = footer
-
-    def styler(self) -> Any:
-        from .protocol import COLOURS
-
-        def colour(column: Any) -> list[str]:
-            return [
-                f"background-color: {COLOURS[b]}; color: white; font-weight: 600"
-                if b in COLOURS
-                else ""
-                for b in self._badges
-            ]
-
-        return (
-            self.frame.style.hide(axis="index")
-            .apply(colour, subset=["status"])
-            .set_table_styles(
-                [{"selector": "td, th", "props": "text-align: left; padding: 2px 8px"}]
-            )
-        )
-
-    def _repr_html_(self) -> str:
-        import html as markup
-
-        table: str = self.styler().to_html()
-        if self.footer:
-            table += f"<p>{markup.escape(self.footer)}</p>"
-        return table
-
-    def __repr__(self) -> str:
-        text: str = "no tasks" if len(self.frame) == 0 else self.frame.to_string(index=False)
-        return f"{text}\n{self.footer}" if self.footer else text
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-
-def tasks_table(app: RedEngine) -> TasksTable:
-    """The ``%tasks`` table of ``app``'s session (see :class:`TasksTable`)."""
-    import pandas as pd
-
-    from .protocol import format_relative
-    from .reads import SessionReads
-    from .viewmodel import badge_for, format_clock, format_runtime
-
-    reads = SessionReads(app.session, app)
-    now, tz = reads.now(), reads.tz
-
-    def when(ts: float | None, *, due: bool = False) -> str:
-        if ts is None:
-            return ""
-        if due and ts <= now:
-            return "due now"
-        return f"{format_clock(ts, tz, now)} ({format_relative(ts, now)})"
-
-    rows = []
-    badges = []
-    for t in reads.tasks():
-        badge = badge_for(t.status, is_running=t.is_running, disabled=t.disabled)
-        badges.append(badge)
-        due = "" if t.disabled else (when(t.next_due, due=True) or "on event")
-        rows.append(
-            {
-                "task": t.name,
-                "condition": t.condition,
-                "status": badge,
-                "last run": when(t.last_run),
-                "next due": due,
-                "took": format_runtime(t.runtime),
-                "runs": str(t.runs),
-                "fails": str(t.fails) if t.fails else "",
-            }
-        )
-    columns = ["task", "condition", "status", "last run", "next due", "took", "runs", "fails"]
-    return TasksTable(pd.DataFrame(rows, columns=columns), badges, fleet_line(app))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from redengine_nb import RedEngine
-from redengine_nb.notebook import cells, magics
+from redengine_nb.notebook import cells, magics, registration
 from redengine_nb.notebook.magics import register_cell_task
 
 
@@ -42,6 +42,7 @@ def test_the_magic_hands_over_the_line_it_read(monkeypatch: pytest.MonkeyPatch) 
         return real(line)
 
     monkeypatch.setattr(magics, "parse_task_line", counting)
+    monkeypatch.setattr(registration, "parse_task_line", counting)
     opts = magics.parse_task_line("daily --name job")
     register_cell_task(app, opts, "a = 1", cell_id=None, namespace={})
     assert calls == ["daily --name job"]
