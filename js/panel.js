@@ -92,6 +92,10 @@ function render({ model, el }) {
     bar.appendChild(button);
   }
   root.appendChild(bar);
+  // What the operator must know (a big clock step, a run log refusing writes): text only.
+  const warningLine = h("div", { className: "rnb-warning", role: "alert" });
+  warningLine.hidden = true;
+  root.appendChild(warningLine);
   // The schedulers on a shared run log, and the Dask cluster (each shown only when sent).
   const fleetBox = h("div", { className: "rnb-fleet" });
   const clusterLine = h("div", { className: "rnb-cluster" });
@@ -516,6 +520,9 @@ function render({ model, el }) {
     setText(state, `Scheduler: ${sched.state}${busy ? "…" : ""}`);
     state.dataset.state = sched.state;
     setText(detail, sched.detail ? `(${sched.detail})` : "");
+    setText(warningLine, sched.warning || "");
+    warningLine.hidden = !sched.warning;
+    warningLine.style.color = (model.get("protocol") || {}).warning_colour || "";
     root.classList.toggle("rnb-disconnected", disconnected);
     setText(message, model.get("message") || "");
     setText(note, data.note || "");

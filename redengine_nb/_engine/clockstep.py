@@ -72,6 +72,8 @@ class ClockGuard:
         self.high: float | None = None  # the latest instant seen: clock or run log
         #: The step reported, as text (``None``: no step beyond the tolerance so far).
         self.step: str | None = None
+        #: Called once the step is reported (the session emits ``warning_changed``).
+        self.on_step: Callable[[], None] | None = None
 
     def start(self, now: float) -> None:
         """At start: the newest record of the log counts as a clock reading."""
@@ -96,6 +98,8 @@ class ClockGuard:
                 "tolerance are ignored by the conditions"
             )
             log.warning("%s", self.step)
+            if self.on_step is not None:
+                self.on_step()
 
     def history(self, now: float) -> History:
         """What the conditions read at ``now``: the run log, bounded after a big step."""

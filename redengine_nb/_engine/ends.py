@@ -193,7 +193,9 @@ class EndWriter:
                 return [exc] * len(ends)
             except Exception as exc:
                 text = str(exc)
-                self.store_error = text
+                if text != self.store_error:
+                    self.store_error = text
+                    session._emit("warning_changed")  # the panel and serve show it
                 if text != shown:
                     shown = text
                     log.error(
@@ -220,6 +222,7 @@ class EndWriter:
             if shown is not None:
                 log.warning("the run log accepts writes again: %d run end(s) written", len(ends))
                 self.store_error = None
+                session._emit("warning_changed")
             return results
 
     def _apply_retention(self) -> None:

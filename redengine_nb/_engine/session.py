@@ -63,6 +63,7 @@ EVENTS = (
     "task_deleted",
     "scheduler_started",
     "scheduler_stopped",
+    "warning_changed",
 )
 
 
@@ -121,6 +122,9 @@ class Session:
         #: Watches for backward clock steps; gives the conditions their history.
         self.clock_guard = ClockGuard(runlog, lambda: self.config.clock_step_tolerance)
         self.clock_guard.start(clock.time())
+        # A step seen from now on is news for the panel and serve (one seen at start is
+        # there before anyone subscribes: they read it then).
+        self.clock_guard.on_step = lambda: self._emit("warning_changed")
         clock.subscribe(self._clock_moved)
         config.on_change(self._config_changed)
         # A store shared by several schedulers (PostgreSQL) tells when another one wrote:

@@ -46,6 +46,7 @@ from .common import (
     log_status_rows,
     logs_arg,
     parse_config_pairs,
+    printable,
     reader_closed,
 )
 
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from ..app import RedEngine
     from ..notebook.nbfile import NotebookCell
 
-__all__ = ["cmd_serve", "run_setup"]
+__all__ = ["cmd_serve", "run_setup", "warning_lines"]
 
 #: Environment variable carrying ``--for``'s deadline across a ``replace``/``relaunch`` restart.
 DEADLINE_ENV = "REDENGINE_NB_SERVE_DEADLINE"
@@ -263,6 +264,29 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             sys.path.remove(str(notebook.parent))
 
 
+#: The session's warnings serve reports, by name: (attribute, what it is).
+WARNINGS = (
+    ("clock_step", "clock step"),
+    ("store_error", "run log write error (run outcomes are kept and retried)"),
+)
+
+
+def warning_lines(seen: dict[str, str | None], session: object) -> list[str]:
+    """Lines for the warnings of ``session`` that appeared, changed or cleared since
+    ``seen`` (updated in place): ``serve: warning: …`` / ``serve: cleared: …``."""
+    lines = []
+    for attr, what in WARNINGS:
+        now = getattr(session, attr)
+        if now == seen.get(attr):
+            continue
+        seen[attr] = now
+        if now:
+            lines.append(f"serve: warning: {what}: {printable(now)}")
+        else:
+            lines.append(f"serve: cleared: {what}")
+    return lines
+
+
 def _run_scheduler(
     app: RedEngine,
     notebook: Path,
@@ -346,7 +370,20 @@ def _run_scheduler(
             except Exception as exc:  # never let the progress line stop the scheduler
                 print(f"serve: cannot read the run of {task_name!r}: {exc}", file=out)
 
+    seen: dict[str, str | None] = {}
+
+    def report_warnings() -> None:
+        with lock:
+            for line in warning_lines(seen, session):
+                print(line, file=sys.stderr, flush=True)
+
+    def on_warning(event: str, _task: str | None) -> None:
+        if event == "warning_changed":
+            report_warnings()
+
     unsubscribe = session.subscribe(on_event)
+    unsubscribe_warnings = session.subscribe(on_warning)
+    report_warnings()  # one seen at start (the run log's newest record is in the future)
     # `serve NB | head`: once the reader has gone, stop as on SIGTERM (the runs going on
     # end and are recorded); the lines nobody reads are dropped, the exit status is 141.
     # Not a second stop request when it is a stop line that met the broken pipe.
@@ -387,6 +424,7 @@ def _run_scheduler(
             except Exception:  # pragma: no cover
                 pass
         unsubscribe()
+        unsubscribe_warnings()
     conditions = {t.name: str(t.start_cond) for t in session.tasks}
     print("\n" + format_table(log_status_rows(runlog, conditions)), file=out, flush=True)
     return code

@@ -17,6 +17,7 @@ __all__ = [
     "COLOURS",
     "CONSTANTS",
     "TIME_UNITS",
+    "WARNING_COLOUR",
     "ZOOMS",
     "Bar",
     "ClusterItem",
@@ -47,6 +48,9 @@ COLOURS: dict[str, str] = {
     "new": "#8c959f",
 }
 
+#: The scheduler bar's warning line (clock step, run log write error).
+WARNING_COLOUR = "#cf222e"
+
 #: ``(below, per, unit)``: a span shorter than ``below`` seconds is written in whole
 #: ``per``-second ``unit``s (the last row has no bound).
 TIME_UNITS: list[tuple[float | None, float, str]] = [
@@ -64,6 +68,7 @@ CONSTANTS: dict[str, object] = {
     "colours": COLOURS,
     "time_units": [list(row) for row in TIME_UNITS],
     "zooms": [list(row) for row in ZOOMS],
+    "warning_colour": WARNING_COLOUR,
 }
 
 
@@ -175,6 +180,10 @@ class SchedulerState(TypedDict):
     state: str
     #: What a ``stopping``/``restarting`` scheduler waits for ("2 runs: a, b"), else "".
     detail: str
+    #: What the operator must know (a big backward clock step, a run log refusing
+    #: writes), one line each joined by newlines; "" when all is well. Shown in
+    #: :data:`WARNING_COLOUR`.
+    warning: str
 
 
 class SchedulerItem(TypedDict):

@@ -21,6 +21,11 @@ def scheduler_status_line(app: RedEngine) -> str:
     fleet = fleet_line(app)
     if fleet:
         text += "\n" + fleet
+    from .viewmodel import scheduler_warning
+
+    warning = scheduler_warning(app.session.clock_step, app.session.store_error)
+    if warning:
+        text += "\n" + "\n".join(f"warning: {line}" for line in warning.splitlines())
     return text
 
 

@@ -72,6 +72,10 @@ class SchedulerView:
     restart_requested: bool
     #: Names of the tasks with a live run.
     live_runs: tuple[str, ...]
+    #: A backward clock step beyond ``clock_step_tolerance`` (``Session.clock_step``).
+    clock_step: str | None = None
+    #: The run log's write error while run ends wait to be written (``Session.store_error``).
+    store_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,8 @@ class SessionReads:
             stop_requested=session.stop_requested,
             restart_requested=session.restart_requested,
             live_runs=live,
+            clock_step=session.clock_step,
+            store_error=session.store_error,
         )
 
     def tasks(self) -> list[TaskState]:

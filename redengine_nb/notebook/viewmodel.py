@@ -51,6 +51,7 @@ __all__ = [
     "run_items",
     "scheduler_items",
     "scheduler_state",
+    "scheduler_warning",
     "task_rows",
     "timeline",
 ]
@@ -310,19 +311,32 @@ def cluster_item(cluster: ClusterView | None) -> ClusterItem | None:
     )
 
 
+def scheduler_warning(clock_step: str | None, store_error: str | None) -> str:
+    """The scheduler bar's warning: one line per problem the operator must know (a backward
+    clock step beyond the tolerance, a run log that refuses writes), "" when none."""
+    lines = []
+    if clock_step:
+        lines.append(f"clock step: {clock_step}")
+    if store_error:
+        lines.append(f"run log write error (run outcomes are kept and retried): {store_error}")
+    return "\n".join(lines)
+
+
 def scheduler_state(view: SchedulerView) -> SchedulerState:
-    """``running`` / ``stopped``, or ``stopping…`` / ``restarting…`` with what it waits for."""
+    """``running`` / ``stopped``, or ``stopping…`` / ``restarting…`` with what it waits for;
+    with :func:`scheduler_warning` in every state."""
+    warning = scheduler_warning(view.clock_step, view.store_error)
     if not view.running:
-        return SchedulerState(state="stopped", detail="")
+        return SchedulerState(state="stopped", detail="", warning=warning)
     if view.stop_requested:
         state = "restarting" if view.restart_requested else "stopping"
         live = view.live_runs
         if not live:
-            return SchedulerState(state=state, detail="")
+            return SchedulerState(state=state, detail="", warning=warning)
         noun = "run" if len(live) == 1 else "runs"
         detail = f"waiting for {len(live)} {noun}: " + ", ".join(live)
-        return SchedulerState(state=state, detail=detail)
-    return SchedulerState(state="running", detail="")
+        return SchedulerState(state=state, detail=detail, warning=warning)
+    return SchedulerState(state="running", detail="", warning=warning)
 
 
 # --- the snapshot ------------------------------------------------------------------------

@@ -201,7 +201,7 @@ class Panel(anywidget.AnyWidget):
             self._terminating &= running
             terminating = sorted(self._terminating)
         scheduler = (
-            SchedulerState(state="disconnected", detail="the kernel shut down")
+            SchedulerState(state="disconnected", detail="the kernel shut down", warning="")
             if self._disconnected
             else reads.scheduler()
         )
@@ -299,7 +299,7 @@ class Panel(anywidget.AnyWidget):
                 return
             self._disconnected = True
             data = dict(self.data)
-            data["scheduler"] = SchedulerState(state="disconnected", detail=reason)
+            data["scheduler"] = SchedulerState(state="disconnected", detail=reason, warning="")
             self.data = data
         self._stop_listening()
 

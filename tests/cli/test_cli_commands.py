@@ -363,3 +363,25 @@ def test_vacuum_deletes_what_retention_says_and_keeps_open_runs(
         assert [r.action for r in log.records(task="report")] == [Action.RUN]
     assert main(["vacuum", "--logs", str(db), "--retention", "forever"]) == 2
     assert "--retention" in capsys.readouterr().err
+
+
+def test_serve_says_when_a_warning_appears_and_clears() -> None:
+    from types import SimpleNamespace
+
+    from redengine_nb.cli.serve import warning_lines
+
+    session = SimpleNamespace(clock_step=None, store_error=None)
+    seen: dict[str, str | None] = {}
+    assert warning_lines(seen, session) == []
+    session.store_error = "disk I/O error\x1b[2J"
+    assert warning_lines(seen, session) == [
+        "serve: warning: run log write error (run outcomes are kept and retried): "
+        "disk I/O error\\x1b[2J"  # a terminal control character is shown, not obeyed
+    ]
+    assert warning_lines(seen, session) == []  # said once
+    session.store_error = None
+    session.clock_step = "the clock went back 600 s"
+    assert warning_lines(seen, session) == [
+        "serve: warning: clock step: the clock went back 600 s",
+        "serve: cleared: run log write error (run outcomes are kept and retried)",
+    ]

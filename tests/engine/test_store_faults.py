@@ -60,6 +60,12 @@ def test_a_run_ending_on_a_full_disk_keeps_its_outcome_until_written(
     filler = small_fs / "filler"
     try:
         app.task("every 1 hour", func=lambda: go.wait(GUARD) and "done", name="job")
+        warned: list[str | None] = []  # what a subscriber (the panel, serve) sees, and when
+        app.session.subscribe(
+            lambda event, _task: (
+                warned.append(app.session.store_error) if event == "warning_changed" else None
+            )
+        )
         assert app.session.tick() == ["job"]
         _fill(filler)
         go.set()  # the run ends on a full disk
@@ -71,6 +77,7 @@ def test_a_run_ending_on_a_full_disk_keeps_its_outcome_until_written(
         app.session.ends.retry_wake.set()  # do not wait for the next retry
         assert app.session.wait_idle(GUARD)
         assert app.session.store_error is None
+        assert "full" in (warned[0] or "") and warned[-1] is None  # appeared, then cleared
         [record] = app.session.runlog.records(task="job")
         assert record.action is Action.SUCCESS
     finally:

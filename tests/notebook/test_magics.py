@@ -445,6 +445,24 @@ def test_scheduler_start_stop_status(
         ip.run_line_magic("scheduler", "explode")
 
 
+def test_scheduler_status_says_the_clock_stepped_back(
+    stopped: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = get_app().session
+    stopped.run_line_magic("scheduler", "status")
+    assert "warning" not in capsys.readouterr().out
+    # The kernel's clock is the real one: as if it had read an hour ahead, then been set
+    # right (the guard's highest reading is the clock's, an hour from now).
+    session.clock_guard.high = session.clock.time() + 3600
+    session.tick()
+    assert session.clock_step is not None
+    stopped.run_line_magic("scheduler", "status")
+    out = capsys.readouterr().out
+    assert out.startswith("scheduler stopped;")
+    assert "\nwarning: clock step: the clock went back 3," in out  # 3,600 s, give or take
+    assert "clock_step_tolerance" in out
+
+
 def test_a_cell_tasks_traceback_shows_its_lines_not_the_packages(
     stopped: InteractiveShell,
 ) -> None:

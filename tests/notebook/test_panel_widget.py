@@ -75,7 +75,7 @@ def test_shows_every_task(widget: Panel) -> None:
     assert alpha["condition"] == "every 10 minutes"
     assert alpha["badge"] == "new"
     assert alpha["runs"] == 0 and alpha["last_run"] is None and alpha["warning"] == ""
-    assert widget.data["scheduler"] == {"state": "stopped", "detail": ""}
+    assert widget.data["scheduler"] == {"state": "stopped", "detail": "", "warning": ""}
     assert widget.protocol == CONSTANTS
 
 
@@ -231,7 +231,11 @@ def test_stop_does_not_block_and_says_what_it_waits_for(widget: Panel, app: RedE
     done = threading.Event()
     threading.Thread(target=lambda: (click(widget, "stop"), done.set())).start()
     assert done.wait(5), "stop blocked on the running run"
-    assert widget.data["scheduler"] == {"state": "stopping", "detail": "waiting for 1 run: slow"}
+    assert widget.data["scheduler"] == {
+        "state": "stopping",
+        "detail": "waiting for 1 run: slow",
+        "warning": "",
+    }
     release.set()
     assert app.shut_down(timeout=10)
     widget.refresh()
@@ -357,6 +361,7 @@ def test_restart_says_restarting_and_what_it_waits_for(widget: Panel, app: RedEn
     assert widget.data["scheduler"] == {
         "state": "restarting",
         "detail": "waiting for 1 run: slow",
+        "warning": "",
     }
     app.session["slow"].disabled = True  # once restarted, it must not start again
     release.set()
@@ -519,3 +524,26 @@ def test_the_schedulers_sharing_a_sqlite_log(tmp_path: Path) -> None:
         for app in (a, b):
             app.shut_down(timeout=10)
             app.runlog.close()
+
+
+def test_clock_step_back_reaches_the_page(app: RedEngine, widget: Panel) -> None:
+    clock = app.session.clock
+    assert isinstance(clock, FakeClock)
+    for name in ("alpha", "beta"):  # no run: only the warning may cause the push
+        app.session[name].disabled = True
+    assert widget.data["scheduler"]["warning"] == ""
+    clock.set("2034-03-10 09:00")  # a wrong step ahead, seen by one tick
+    tick(app)
+    assert widget.data["scheduler"]["warning"] == ""
+    sent: list[dict[str, Any]] = []
+    widget.observe(lambda change: sent.append(change["new"]), names="data")
+    clock.set("2024-03-10 09:05")  # set right: ten years back, far beyond the tolerance
+    tick(app)
+    assert app.session.clock_step is not None
+    assert sent, "the clock step was not pushed to the page"
+    warning = sent[-1]["scheduler"]["warning"]
+    assert warning.startswith("clock step: the clock went back")
+    assert "clock_step_tolerance" in warning
+    pushes = len(sent)
+    tick(app)  # nothing new: nothing sent
+    assert len(sent) == pushes

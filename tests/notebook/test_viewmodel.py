@@ -215,16 +215,17 @@ def test_runs_newest_first_with_output_tail_live_output_and_displays() -> None:
 
 
 def test_scheduler_states() -> None:
-    assert vm.scheduler_state(IDLE) == {"state": "running", "detail": ""}
+    assert vm.scheduler_state(IDLE) == {"state": "running", "detail": "", "warning": ""}
     stopped = replace(IDLE, running=False)
-    assert vm.scheduler_state(stopped) == {"state": "stopped", "detail": ""}
+    assert vm.scheduler_state(stopped) == {"state": "stopped", "detail": "", "warning": ""}
     stopping = replace(IDLE, stop_requested=True, live_runs=("a", "b"))
     assert vm.scheduler_state(stopping) == {
         "state": "stopping",
         "detail": "waiting for 2 runs: a, b",
+        "warning": "",
     }
     restarting = replace(stopping, restart_requested=True, live_runs=())
-    assert vm.scheduler_state(restarting) == {"state": "restarting", "detail": ""}
+    assert vm.scheduler_state(restarting) == {"state": "restarting", "detail": "", "warning": ""}
 
 
 def snapshot(now: float, **kw: object) -> vm.Snapshot:
@@ -362,3 +363,20 @@ def test_the_snapshot_carries_fleet_and_cluster_and_no_cluster_before_one_is_use
     assert [s["name"] for s in snap.data["schedulers"]] == ["node-a:10", "node-a:20"]
     assert snap.data["cluster"] == {"address": "tcp://h:8786", "workers": 1, "dashboard": ""}
     assert not snap.same_as(empty)
+
+
+def test_scheduler_warning_line() -> None:
+    assert vm.scheduler_warning(None, None) == ""
+    step = "the clock went back 300 s"
+    error = "disk I/O error"
+    assert vm.scheduler_warning(step, None) == f"clock step: {step}"
+    both = vm.scheduler_warning(step, error)
+    assert both.splitlines() == [
+        f"clock step: {step}",
+        f"run log write error (run outcomes are kept and retried): {error}",
+    ]
+    # Carried in every state, stopped included (the log can refuse writes at shut down).
+    for view in (IDLE, replace(IDLE, running=False), replace(IDLE, stop_requested=True)):
+        state = vm.scheduler_state(replace(view, clock_step=step, store_error=error))
+        assert state["warning"] == both
+    assert vm.scheduler_state(replace(IDLE, store_error=XSS))["warning"].endswith(XSS)  # raw
