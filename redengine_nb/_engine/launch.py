@@ -262,6 +262,7 @@ class Launcher:
         )
         with session._lock:
             session._status[task.name] = Action.FAIL
+            session.step.gave_up(task.name)
             session.step.invalidate()
         session._emit("run_ended", task.name)
         if not session.config.silence_task_prerun:
