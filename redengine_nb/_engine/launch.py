@@ -282,10 +282,17 @@ class Launcher:
         started: list[str] = []
         batch: list[_Prepared] = []
         limit = _FIRST_START_BATCH
+        full: set[str] = set()  # executions without a free slot left in this launch
         try:
             for task, params in due:
+                if task.execution in full:
+                    with self._session._lock:
+                        self.slot_wait.add(task.name)
+                    continue
                 prepared = self._prepare(task, params, now_ts, batch)
                 if prepared is None:
+                    if task.name in self.slot_wait:
+                        full.add(task.execution)
                     continue
                 if prepared.executor.kind == "main":
                     ready, batch = batch, []
@@ -323,7 +330,8 @@ class Launcher:
             return None
         capacity = executor.capacity()
         if capacity is not None:
-            capacity -= sum(1 for p in pending if p.executor is executor)
+            if pending:
+                capacity -= sum(1 for p in pending if p.executor is executor)
             if capacity <= 0:
                 with self._session._lock:  # looked at when a run ends (not before: no spin)
                     self.slot_wait.add(task.name)
