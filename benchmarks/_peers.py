@@ -1,7 +1,8 @@
 """One benchmark cell in a fresh process: ``python benchmarks/_peers.py LIB SCENARIO PARAMS``.
 
 LIB is ``ours`` (redengine_nb, scenarios in ``_ours.py``), ``apscheduler``, ``schedule`` or
-``rocketry``; SCENARIO one of ``idle lag burst condition history memory foreground``; PARAMS
+``rocketry``; SCENARIO one of ``idle lag burst condition history memory foreground
+``proc-every proc-burst``; PARAMS
 a JSON object. The last line printed is a JSON object of figures, or ``{"na": reason}``
 where the scenario does not fit the library.
 
