@@ -2,8 +2,8 @@
 
 LIB is ``ours`` (redengine_nb, scenarios in ``_ours.py``), ``apscheduler``, ``schedule`` or
 ``rocketry``; SCENARIO one of ``idle lag burst condition history memory foreground
-proc-every proc-burst``; PARAMS a JSON object. The last line printed is a JSON object of figures, or ``{"na": reason}``
-where the scenario does not fit the library.
+proc-every proc-burst``; PARAMS a JSON object. The last line printed is a JSON object of
+figures, or ``{"na": reason}`` where the scenario does not fit the library.
 
 compare.py runs every cell in its own process so that one library's threads, caches and
 memory never colour another's figures. Rocketry runs under the interpreter of

@@ -154,6 +154,7 @@ class Launcher:
         self.wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]] = []
         #: Tasks found due that wait for an executor slot (a run end frees one).
         self.slot_wait: set[str] = set()
+        self._full: set[str] = set()  # see launch_due
 
     # -- launching ---------------------------------------------------------------------
     def executor(self, kind: str) -> Executor:
@@ -282,7 +283,7 @@ class Launcher:
         started: list[str] = []
         batch: list[_Prepared] = []
         limit = _FIRST_START_BATCH
-        full: set[str] = set()  # executions without a free slot left in this launch
+        full = self._full = set()  # executions without a free slot left in this launch
         try:
             for task, params in due:
                 if task.execution in full:
@@ -291,8 +292,6 @@ class Launcher:
                     continue
                 prepared = self._prepare(task, params, now_ts, batch)
                 if prepared is None:
-                    if task.name in self.slot_wait:
-                        full.add(task.execution)
                     continue
                 if prepared.executor.kind == "main":
                     ready, batch = batch, []
@@ -335,6 +334,7 @@ class Launcher:
             if capacity <= 0:
                 with self._session._lock:  # looked at when a run ends (not before: no spin)
                     self.slot_wait.add(task.name)
+                self._full.add(execution)  # the next due tasks of this kind wait at once
                 return None
         self._pop_forced(task, params)
         flag = RunFlag()
