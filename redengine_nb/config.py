@@ -87,6 +87,45 @@ def _timeout(key: str, value: Any) -> Any:
     return seconds
 
 
+def _retention(key: str, value: Any) -> Any:
+    """``None``, or ``(max_age_seconds | None, max_runs | None)`` from text like
+    ``'30 days'``, ``'1000 runs'`` or ``'30 days, 1000 runs'`` (or such a tuple)."""
+    if value is None:
+        return None
+    if isinstance(value, tuple) and len(value) == 2:
+        given_age, given_runs = value
+        parts = [] if given_age is None else [f"{float(given_age)} seconds"]
+        if given_runs is not None:
+            parts.append(f"{given_runs} runs")
+        value = ", ".join(parts)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"bad value {value!r} for config {key!r}; expected None, an age "
+            f"({DURATION_HELP}), 'N runs', or both separated by a comma"
+        )
+    age: float | None = None
+    runs: int | None = None
+    for part in value.split(","):
+        text = part.strip()
+        words = text.split()
+        if len(words) == 2 and words[1] in ("run", "runs") and words[0].isdigit():
+            if runs is not None or int(words[0]) < 1:
+                raise ConfigError(f"bad value {value!r} for config {key!r}: give one count ≥ 1")
+            runs = int(words[0])
+            continue
+        try:
+            seconds = to_timedelta(text).total_seconds()
+        except ValueError:
+            raise ConfigError(
+                f"bad value {value!r} for config {key!r}: {text!r} is neither an age "
+                f"({DURATION_HELP}) nor 'N runs'"
+            ) from None
+        if age is not None or seconds <= 0:
+            raise ConfigError(f"bad value {value!r} for config {key!r}: give one positive age")
+        age = seconds
+    return (age, runs)
+
+
 def _timezone(key: str, value: Any) -> Any:
     if value is None:
         return None
@@ -141,6 +180,28 @@ OPTIONS: dict[str, _Option] = {
     "timeout": _Option(lambda: None, _timeout, "default task timeout (seconds once set)"),
     "timezone": _Option(lambda: None, _timezone, "IANA timezone name (None: the clock's)"),
     "shut_cond": _Option(lambda: None, _any, "a condition; when true the scheduler shuts down"),
+    "lease_ttl": _Option(
+        lambda: 30.0,
+        _timeout,
+        "seconds a scheduler's lease on the run log lives unrenewed (heartbeat: a third)",
+    ),
+    "shutdown_timeout": _Option(
+        lambda: None,
+        _timeout,
+        "seconds a shut down waits for running tasks before it terminates them (None: no limit)",
+    ),
+    "clock_step_tolerance": _Option(
+        lambda: 300.0,
+        _timeout,
+        "a backward clock step larger than this (seconds) is reported, and records from "
+        "further in the future no longer count as done",
+    ),
+    "log_retention": _Option(
+        lambda: None,
+        _retention,
+        "delete ended runs older than an age and/or beyond a count per task: "
+        "'30 days', '1000 runs' or '30 days, 1000 runs' (None: keep everything)",
+    ),
     "instant_shutdown": _Option(
         lambda: False, _bool, "terminate running tasks on shut down instead of waiting"
     ),

@@ -9,17 +9,25 @@ is the termination of runs (a timeout, an end condition, a request): it sets the
 flag and asks its handle to stop; the end then comes the usual way.
 
 :class:`EndWriter` is owned by the session. Its own state: the ends queued for its thread,
-that thread, and each task's runtime of its newest run (``last_runtime``).
+that thread, and each task's runtime of its newest run (``last_runtime``); while the run
+log refuses writes, its error (``store_error``); what stopped the scheduler for good
+(``fatal_error``: the log's file was lost).
+
+A batch the run log cannot take (a full disk, a lock held too long) is not dropped: its
+ends stay here, unacknowledged -- their tasks still count as running, so none starts again
+over an outcome not yet kept -- and the write is tried again until it is made. After
+each batch, ``log_retention`` is applied at most once a minute (:meth:`_apply_retention`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..records import Action
-from ..runlog.base import end_runs
+from ..runlog.base import RunLogLost
 
 if TYPE_CHECKING:
     from ..executors import RunOutcome
@@ -33,6 +41,7 @@ _END_BATCH = 1024  # most run ends written in one run-log transaction
 # lives, so that a task every few seconds does not start (and end) a thread per run; an
 # exiting thread costs ~0.2 ms of CPU, a waiting one nothing.
 _WRITER_KEEPALIVE = 60.0
+_PRUNE_EVERY = 60.0  # seconds of the scheduler's clock between two log_retention passes
 
 
 class _End:
@@ -65,6 +74,12 @@ class EndWriter:
         self._writer: threading.Thread | None = None
         #: Each task's runtime of its newest ended run (seconds).
         self.last_runtime: dict[str, float] = {}
+        #: The run log's last write error while run ends wait to be written (else None).
+        self.store_error: str | None = None
+        #: What stopped the scheduler for good (the run log's file was lost), else None.
+        self.fatal_error: BaseException | None = None
+        self.retry_wake = threading.Event()  # set: try a failed end write again at once
+        self._pruned_at: float | None = None  # when log_retention last ran
 
     def on_done(self, run: _Run, outcome: RunOutcome) -> None:
         """A run ended (called once, from whichever thread saw it end).
@@ -119,10 +134,9 @@ class EndWriter:
         ends = [
             (e.run.task.name, e.run.run_id, e.action, e.end, e.exc_text, e.output) for e in batch
         ]
-        try:
-            results: list[Any] = end_runs(session.runlog, ends)
-        except Exception as exc:
-            results = [exc] * len(batch)
+        results: list[Any] = self._write_with_retry(ends)
+        if session.config.log_retention is not None:
+            self._apply_retention()
         for item, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 log.error(
@@ -161,6 +175,76 @@ class EndWriter:
                 session._runs.pop(item.run.run_id, None)
             if not session._runs:
                 session._idle.notify_all()  # wait_idle() waits for no run at all
+
+    def _write_with_retry(self, ends: list[Any]) -> list[Any]:
+        """The store's answer for ``ends``, retried while the shared write fails (0.1 s
+        doubling to 30 s between tries) and the error kept in ``store_error``. At shut
+        down it gives up after ``shutdown_timeout`` (60 s if unset). A lost log file
+        cannot be retried: the scheduler stops with that error."""
+        session = self._session
+        delay = 0.1
+        shown: str | None = None
+        give_up: float | None = None
+        while True:
+            try:
+                results: list[Any] = session.runlog.end_runs(ends)
+            except RunLogLost as exc:
+                self.fail(exc)
+                return [exc] * len(ends)
+            except Exception as exc:
+                text = str(exc)
+                self.store_error = text
+                if text != shown:
+                    shown = text
+                    log.error(
+                        "could not write the end of %d run(s); their outcome is kept and "
+                        "written when the run log accepts it: %s",
+                        len(ends),
+                        text,
+                    )
+                if session.stop_requested:
+                    now = time.monotonic()
+                    if give_up is None:
+                        give_up = now + (session.config.shutdown_timeout or 60.0)
+                    if now >= give_up:
+                        log.critical(
+                            "gave up writing the end of %d run(s) at shut down: %s",
+                            len(ends),
+                            text,
+                        )
+                        return [exc] * len(ends)
+                self.retry_wake.wait(delay)
+                self.retry_wake.clear()
+                delay = min(30.0, delay * 2)
+                continue
+            if shown is not None:
+                log.warning("the run log accepts writes again: %d run end(s) written", len(ends))
+                self.store_error = None
+            return results
+
+    def _apply_retention(self) -> None:
+        """``log_retention``, at most once a minute of the scheduler's clock, on the end
+        writer's thread after a batch: the runs wait for nothing of it."""
+        session = self._session
+        now = session.clock.time()
+        if self._pruned_at is not None and 0 <= now - self._pruned_at < _PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        age, keep = session.config.log_retention
+        try:
+            deleted = session.runlog.prune(before=None if age is None else now - age, keep=keep)
+        except Exception as exc:
+            log.error("log_retention: could not delete old runs: %s", exc)
+            return
+        if deleted:
+            log.info("log_retention: deleted %d old run record(s)", deleted)
+
+    def fail(self, exc: BaseException) -> None:
+        """The run log cannot go on (its file was lost): stop the scheduler with ``exc``."""
+        if self.fatal_error is None:
+            log.critical("%s", exc)
+            self.fatal_error = exc
+            self._session.shut_down()
 
     def terminate_run(self, run: _Run, reason: str) -> None:
         log.info("task %r: %s", run.task.name, reason)

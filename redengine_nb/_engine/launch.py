@@ -28,7 +28,6 @@ from ..args import TerminationFlag as _TerminationFlagMarker
 from ..errors import SchedulerError, TaskSetupError
 from ..executors import SEPARATE_MEMORY, RunFlag, RunOutcome, RunSpec, make_executor
 from ..records import Action, RunRecord
-from ..runlog.base import start_runs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,7 +92,7 @@ class _Run:
 class _Prepared:
     """A due run, ready but for its start record."""
 
-    __slots__ = ("at", "executor", "flag", "privates", "target", "task")
+    __slots__ = ("at", "executor", "flag", "forced", "privates", "target", "task")
 
     def __init__(
         self,
@@ -103,8 +102,10 @@ class _Prepared:
         flag: RunFlag,
         privates: list[str],
         at: float,
+        forced: bool,
     ) -> None:
         self.at = at  # its start time: when it was made ready
+        self.forced = forced  # asked for (run_task): not subject to a claim's recheck
         self.task = task
         self.executor = executor
         self.target = target
@@ -346,7 +347,7 @@ class Launcher:
             self._prerun_failed(task, exc, now_ts)
             return None
         at = max(now_ts, self._session.clock.time())
-        return _Prepared(task, executor, target, flag, privates, at)
+        return _Prepared(task, executor, target, flag, privates, at, params is not None)
 
     def _start_batch(self, batch: list[_Prepared], now_ts: float, started: list[str]) -> None:
         """Write the starts of ``batch`` in one transaction, then start each run."""
@@ -357,13 +358,23 @@ class Launcher:
         # on their last start (every 10 minutes) then finds them due again one by one,
         # not all at the step's instant (measured: lag-1000 p50 28 -> 11 ms).
         session = self._session
-        records = start_runs(
-            session.runlog,
+        # A claim: if another scheduler wrote to the log since we read it, the store
+        # asks the step (inside its write transaction) which of them are still due.
+        forced = {p.task.name for p in batch if p.forced}
+        step = session.step
+        records = session.runlog.claim_starts(
             [p.task.name for p in batch],
             created=now_ts,
             start=[p.at for p in batch],
             owner=session.owner,
+            recheck=lambda names: step.still_due(names, forced),
         )
+        if len(records) != len(batch):
+            claimed = {r.task_name for r in records}
+            for p in batch:
+                if p.task.name not in claimed:  # another scheduler started it
+                    step.claim_refused(p.task.name)
+            batch = [p for p in batch if p.task.name in claimed]
         runs: list[tuple[_Prepared, _Run]] = []
         running = session._running
         status = session._status

@@ -84,6 +84,8 @@ class Runner:
                     restart_mode = mode
                     break
                 log.info("restarting the scheduler (recall)")
+            if session.ends.fatal_error is not None:
+                raise session.ends.fatal_error  # never a clean exit after losing records
         except BaseException as exc:
             self.error = exc
             raise
@@ -112,7 +114,10 @@ class Runner:
             session.tick()
             if session.stop_requested:
                 return
-            wake.wait(session.seconds_until_wake(self.cap))
+            # The lease's heartbeat is the only other reason to wake while idle.
+            wait = session.seconds_until_wake(self.cap)
+            beat = session.lease.seconds_until_beat()
+            wake.wait(wait if beat is None else min(wait, beat))
             if session.stop_requested:
                 return
 
@@ -124,7 +129,15 @@ class Runner:
         session.close_executors(terminate=instant)
         if session.running_runs:
             log.info("waiting for %d running task(s) to finish", session.running_runs)
-        session.wait_idle(None if not instant else 10.0)
+        limit = session.config.shutdown_timeout
+        if not session.wait_idle(10.0 if instant else limit):
+            # shutdown_timeout passed: end what is left. A process run gets SIGTERM, then
+            # SIGKILL; a thread run is recorded terminate after its grace even if its
+            # thread goes on (a thread cannot be killed). Either way, the wait is bounded.
+            log.warning("shutdown_timeout passed: terminating %d run(s)", session.running_runs)
+            session.terminate_all(f"terminated: shutdown_timeout of {limit:g} s passed")
+            session.wait_idle(30.0)
+        session.lease.release()
         session._emit("scheduler_stopped", None)
 
     def join(self, timeout: float | None = None) -> bool:

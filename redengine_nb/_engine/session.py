@@ -36,9 +36,9 @@ from zoneinfo import ZoneInfo
 
 from ..clock import Clock, get_zone
 from ..config import Config
-from ..errors import ConditionParseError, TaskExistsError, TaskSetupError
+from ..errors import ConditionParseError, RunLogError, TaskExistsError, TaskSetupError
 from ..records import Action
-from ..runlog.base import RunLog, last_of
+from ..runlog.base import RunLog, is_lease_id, last_of
 from .ends import EndWriter
 from .launch import Launcher, _local, _Run
 from .options import TaskOptions, check_execution, check_options, check_target, check_timeout
@@ -64,12 +64,6 @@ EVENTS = (
     "scheduler_started",
     "scheduler_stopped",
 )
-
-
-def _owner_tools() -> tuple[Callable[[], str], Callable[[str | None], bool]]:
-    from ..runlog.owner import current_owner, owner_alive
-
-    return current_owner, owner_alive
 
 
 #: The actions that close a run (an open run is a ``RUN`` record newer than all of these).
@@ -117,8 +111,16 @@ class Session:
         self.stop_requested = False
         self.restart_requested = False
         self.runner: Any = None
-        current_owner, self._owner_alive = _owner_tools()
-        self.owner = current_owner()
+        from ..runlog.owner import owner_alive
+        from .clockstep import ClockGuard
+        from .lease import LeaseKeeper
+
+        self._owner_alive = owner_alive
+        #: This scheduler's lease on the run log (taken at the first start it writes).
+        self.lease = LeaseKeeper(runlog, clock.time, lambda: self.config.lease_ttl)
+        #: Watches for backward clock steps; gives the conditions their history.
+        self.clock_guard = ClockGuard(runlog, lambda: self.config.clock_step_tolerance)
+        self.clock_guard.start(clock.time())
         clock.subscribe(self._clock_moved)
         config.on_change(self._config_changed)
         # A store shared by several schedulers (PostgreSQL) tells when another one wrote:
@@ -143,9 +145,10 @@ class Session:
     def _context(self, task: str | None, now: datetime | None = None) -> Context:
         from ..conditions.base import Context
 
+        now = now or self.now()
         return Context(
-            now or self.now(),
-            self.runlog,
+            now,
+            self.clock_guard.history(now.timestamp()),
             task,
             self.is_task_running,
             parameters=self.parameters,
@@ -244,6 +247,7 @@ class Session:
         """For the runner, as its loop (re)starts: mark runs dead schedulers left open,
         look at every condition again, say the scheduler started."""
         self.mark_crashed_runs()
+        self.lease.owner  # noqa: B018 - take the lease now: other schedulers see us alive
         self.step.invalidate()
         self._emit("scheduler_started", None)
 
@@ -348,9 +352,7 @@ class Session:
             self._status.pop(name, None)  # a new definition: read it from the log
             self.step.task_changed(name)
             self.step.invalidate()
-            fit_cache = getattr(self.runlog, "fit_cache", None)
-            if fit_cache is not None:
-                fit_cache(len(self._tasks))
+            self.runlog.fit_cache(len(self._tasks))
         self._emit("task_changed" if old is not None else "task_added", name)
         return task
 
@@ -442,23 +444,57 @@ class Session:
         return task.start_cond.next_due(ctx)
 
     # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def owner(self) -> str:
+        """This scheduler's lease id in the run log (the ``owner`` of the runs it starts);
+        the lease is taken at the first use."""
+        return self.lease.owner
+
+    def owns(self, owner: str | None) -> bool:
+        """Whether a run's ``owner`` is one of this session's leases (now or before a
+        stop: a stopped scheduler releases its lease; it takes a new one to start again)."""
+        return owner is not None and owner in self.lease.held
+
+    @property
+    def clock_step(self) -> str | None:
+        """The backward clock step beyond ``clock_step_tolerance`` seen, as text, or None."""
+        return self.clock_guard.step
+
+    @property
+    def store_error(self) -> str | None:
+        """The run log's write error while run ends wait to be written, else None."""
+        return self.ends.store_error
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """What stopped the scheduler for good (its run log's file was lost), else None."""
+        return self.ends.fatal_error
+
     def mark_crashed_runs(self) -> int:
-        """Turn open runs whose owning process is gone into ``crash`` records."""
+        """Turn open runs whose scheduler is gone into ``crash`` records: those of expired
+        leases (and of this host's schedulers whose process died), and those written
+        before leases whose owning process is gone. First, the process runs such a
+        scheduler of this host left alive are killed and their temp folders removed."""
+        from ..executors.orphans import sweep_orphans
+
+        sweep_orphans()
         try:
+            count = len(self.lease.reap())
             open_runs = self.runlog.open_runs()
-        except Exception:
-            log.exception("could not read open runs from %s", self.runlog.location)
+        except RunLogError:
+            log.exception("could not reap the open runs of %s", self.runlog.location)
             return 0
         dead = [
             r.run_id
             for r in open_runs
             if r.run_id not in self._runs
-            and r.owner != self.owner
+            and not is_lease_id(r.owner)
             and not self._owner_alive(r.owner)
         ]
-        if not dead:
+        if dead:
+            count += self.runlog.mark_crashed(dead, end=self.clock.time())
+        if not count:
             return 0
-        count = self.runlog.mark_crashed(dead, end=self.clock.time())
         log.warning("marked %d run(s) left open by a dead scheduler as crash", count)
         self.step.invalidate()
         return count

@@ -28,10 +28,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SchedulerError
+from ..records import Action
 from ..runlog.base import last_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .session import Session
     from .tasks import BaseTask
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
 
 _COND_ERROR_RETRY = 10.0  # seconds before a condition that raised (silenced) is tried again
+# Every action that closes a run: a start newer than all of them is a run still open.
+_CLOSING = tuple(a for a in Action if a is not Action.RUN)
 
 
 class _Reads:
@@ -166,12 +169,13 @@ class Step:
         session = self._session
         with session._tick_lock:
             if session.config.force_status_from_logs:
-                quick = getattr(session.runlog, "refresh_if_free", None)
-                if quick is None:
-                    session.runlog.refresh()
-                else:
-                    quick()  # not behind our own end writer's commit (it wakes us after)
+                # Not behind our own end writer's commit (it wakes us after).
+                session.runlog.refresh_if_free()
             now_ts = session.clock.time()
+            session.clock_guard.see(now_ts)
+            if session.lease.beat(now_ts):  # the heartbeat, when due; it may reap crashes
+                with session._lock:
+                    self.all_dirty = True
             if now_ts < self._last_now:
                 # The clock went back (set back, or the wall clock jumped): the check
                 # times may be too late now. Forward, they say what became due.
@@ -319,7 +323,10 @@ class Step:
         forced = session._forced
         running = session._running
         with session._lock:
-            reads = _Reads(session.runlog, session.is_task_running, self._anchors)
+            reads = _Reads(
+                session.clock_guard.history(now_ts), session.is_task_running, self._anchors
+            )
+            shared = session.runlog.shared  # another scheduler writes this log too
             params, cycles, started = session.parameters, session.cycles, session.started
             due_now = self._due_now
             due_now.clear()
@@ -351,6 +358,11 @@ class Step:
                 )
                 try:
                     if task._start_cond.is_met(ctx):
+                        if shared and self._open_in_log(name, reads.history):
+                            # Started by another scheduler on this log and not ended:
+                            # looked at again at its end, or at our next heartbeat.
+                            self._set_check(name, now_ts + session.config.lease_ttl / 3)
+                            continue
                         next_check.pop(name, None)
                         due.append((task, None))
                         since = waiting.get(name)
@@ -387,6 +399,57 @@ class Step:
                 )
             )
         return due
+
+    @staticmethod
+    def _open_in_log(name: str, history: Any) -> bool:
+        """Whether the run log holds an open run of ``name`` (not one of ours: the caller
+        skips the tasks running here): its newest start is newer than every end."""
+        started = history.last(name, Action.RUN)
+        if started is None:
+            return False
+        ended = last_of(history, name, _CLOSING)
+        return ended is None or ended < started
+
+    def still_due(self, names: Sequence[str], forced: set[str]) -> list[str]:
+        """A claim's recheck (called by the run log inside its write transaction, after
+        another scheduler wrote): the names whose start is still due against the history
+        as stored -- their condition true and no open run of them -- or asked for."""
+        from ..conditions.base import Context
+
+        session = self._session
+        now_ts = session.clock.time()
+        now = datetime.fromtimestamp(now_ts, session.tz)
+        history = session.clock_guard.history(now_ts)
+        keep: list[str] = []
+        for name in names:
+            if name in forced:
+                keep.append(name)
+                continue
+            task = session._tasks.get(name)
+            if task is None or self._open_in_log(name, history):
+                continue
+            try:
+                ctx = Context(
+                    now,
+                    history,
+                    name,
+                    session.is_task_running,
+                    parameters=session.parameters,
+                    cycles=session.cycles,
+                    started=session.started,
+                )
+                if task._start_cond.is_met(ctx):
+                    keep.append(name)
+            except Exception:
+                continue  # counted as false; the step reports it at its next look
+        return keep
+
+    def claim_refused(self, name: str) -> None:
+        """``name`` was due here but another scheduler started it first (under no lock)."""
+        log.info("task %r was started by another scheduler on this run log", name)
+        with self._session._lock:
+            self._dirty.add(name)
+            self._waiting.pop(name, None)  # its next due instant is a new one
 
     def _note_reads(self, name: str, reads: _Reads) -> None:
         """Remember which other tasks' runs can change ``name``'s condition (under the

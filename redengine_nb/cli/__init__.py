@@ -30,7 +30,7 @@ from .common import (
     positive_duration,
     reader_closed,
 )
-from .logs import cmd_log, cmd_status
+from .logs import cmd_log, cmd_status, cmd_vacuum
 from .serve import cmd_serve
 
 __all__ = ["ServeError", "format_run_line", "log_status_rows", "main", "parse_config_pairs"]
@@ -101,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--logs", metavar="PATH", help=logs_help)
     log.add_argument("-n", type=int, default=5, metavar="N", help="how many runs (default 5)")
     log.set_defaults(func=cmd_log)
+
+    vacuum = sub.add_parser(
+        "vacuum",
+        help="delete old runs from a run log and shrink the file",
+        description=(
+            "Delete the ended runs --retention says (as the log_retention option: "
+            "'30 days', '1000 runs' or '30 days, 1000 runs'; open runs are kept), then "
+            "rebuild the file without the free space. Safe while a server writes the log "
+            "(it waits for the write lock)."
+        ),
+    )
+    vacuum.add_argument("--logs", metavar="PATH", help=logs_help)
+    vacuum.add_argument("--retention", metavar="RETENTION", help="what to delete first")
+    vacuum.set_defaults(func=cmd_vacuum)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import select
 import threading
 from collections.abc import Callable, Sequence
@@ -138,6 +139,17 @@ def fmt_runtime(seconds: float | None) -> str:
     return f"{int(hours)}h{int(minutes):02d}m{int(secs):02d}s"
 
 
+# Control characters but newline and tab: C0, DEL and C1 (an escape sequence in a task's
+# output must not move the cursor, recolour or retitle the terminal that reads the log).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control characters shown as escapes (``\\x1b``), newlines
+    and tabs kept: what ``serve`` and ``log`` print comes from tasks, and is data."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def format_run_line(record: RunRecord) -> str:
     """One progress line: ``time  task  status  runtime`` (fixed columns, plain text)."""
     when = record.end if record.end is not None else record.time
@@ -149,7 +161,7 @@ def format_run_line(record: RunRecord) -> str:
         last = [s for s in record.exc_text.strip().splitlines() if s.strip()]
         if last:
             line += f"  {last[-1].strip()[:120]}"
-    return line
+    return printable(line)
 
 
 def _parse_value(text: str) -> Any:
@@ -209,8 +221,10 @@ def logs_arg(logs: str | None) -> str:
     return str(Path(text).expanduser().resolve())
 
 
-def open_existing_log(logs: str | None) -> RunLog:
-    from ..runlog import open_runlog
+def open_existing_log(logs: str | None, *, write: bool = False) -> RunLog:
+    """The run log ``logs`` names, which must exist. To read it (``status``, ``log``), a
+    file this user may not write is opened read-only."""
+    from ..runlog import SQLiteRunLog, open_runlog
 
     location = logs_arg(logs)
     if location != ":memory:" and "://" not in location and not Path(location).exists():
@@ -218,6 +232,11 @@ def open_existing_log(logs: str | None) -> RunLog:
         raise ServeError(
             f"no run log at {location}{hint}: serve writes one when it runs a notebook", 1
         )
+    path = location[len("sqlite:///") :] if location.startswith("sqlite:///") else location
+    if not write and location != ":memory:" and "://" not in path:
+        folder = os.path.dirname(path) or "."
+        if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK)):
+            return SQLiteRunLog(path, readonly=True)
     return open_runlog(location)
 
 
@@ -264,7 +283,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no runs recorded)"
     headers = list(rows[0])
-    cells = [[str(row.get(h, "")) for h in headers] for row in rows]
+    cells = [[printable(str(row.get(h, ""))) for h in headers] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))

@@ -1,12 +1,16 @@
-"""``redengine-nb status`` and ``redengine-nb log``: read a run log from any process."""
+"""``redengine-nb status`` and ``redengine-nb log``: read a run log from any process (a
+file this user may not write is read read-only; task output is printed with its control
+characters escaped). ``redengine-nb vacuum``: delete old runs and shrink the file."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..records import Action
 from .common import (
     Output,
@@ -16,12 +20,13 @@ from .common import (
     format_table,
     log_status_rows,
     open_existing_log,
+    printable,
 )
 
 if TYPE_CHECKING:
     from ..runlog.base import RunLog
 
-__all__ = ["cmd_log", "cmd_status", "fleet_rows"]
+__all__ = ["cmd_log", "cmd_status", "cmd_vacuum", "fleet_rows"]
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
@@ -30,21 +35,48 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         print(f"run log: {runlog.location}", file=out)
         print(format_table(log_status_rows(runlog)), file=out)
         fleet = fleet_rows(runlog)
-        if fleet is not None:
+        if fleet:  # the schedulers holding a lease on this log, if any
             print("\nschedulers (leases):", file=out)
-            print(format_table(fleet) if fleet else "(none)", file=out)
+            print(format_table(fleet), file=out)
     finally:
         runlog.close()
+    return 0
+
+
+def cmd_vacuum(args: argparse.Namespace, out: Output) -> int:
+    """Delete old runs (``--retention``, as the ``log_retention`` option) and give the
+    file's free space back to the file system."""
+    from ..config import Config
+
+    retention = None
+    if args.retention is not None:
+        try:
+            retention = Config(log_retention=args.retention).log_retention
+        except ConfigError as exc:
+            raise ServeError(f"--retention: {exc}", 2) from None
+    runlog = open_existing_log(args.logs, write=True)
+    try:
+        location = runlog.location
+        before = os.path.getsize(location) if os.path.isfile(location) else None
+        deleted = 0
+        if retention is not None:
+            age, keep = retention
+            now = time.time()
+            deleted = runlog.prune(before=None if age is None else now - age, keep=keep)
+        runlog.vacuum()
+        after = os.path.getsize(location) if os.path.isfile(location) else None
+    finally:
+        runlog.close()
+    sizes = "" if before is None or after is None else f"; {before:,} -> {after:,} bytes"
+    print(f"vacuum: {location}: deleted {deleted} old run(s){sizes}", file=out)
     return 0
 
 
 def fleet_rows(runlog: RunLog) -> list[dict[str, Any]] | None:
     """One row per scheduler holding a lease on a shared log (``None``: the store keeps
     no leases), with how many open runs it owns."""
-    leases = getattr(runlog, "leases", None)
-    if leases is None:
-        return None
     now = time.time()
+    leases = runlog.leases
     owned: dict[str | None, int] = {}
     for rec in runlog.open_runs():
         owned[rec.owner] = owned.get(rec.owner, 0) + 1
@@ -77,7 +109,7 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
             known = f" (tasks in this log: {', '.join(sorted(names))})" if names else ""
             raise ServeError(f"no runs of task {args.task!r} in {runlog.location}{hint}{known}", 1)
         records = runlog.records(task=args.task, limit=args.n)
-        print(f"{args.task}: the last {len(records)} run(s), oldest first", file=out)
+        print(f"{printable(args.task)}: the last {len(records)} run(s), oldest first", file=out)
         for rec in records:
             status = "running" if rec.action is Action.RUN else rec.action.value
             print(
@@ -87,10 +119,10 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
             )
             if rec.output:
                 print("  output:", file=out)
-                print(_indent(rec.output), file=out)
+                print(_indent(printable(rec.output)), file=out)
             if rec.exc_text:
                 print("  traceback:", file=out)
-                print(_indent(rec.exc_text), file=out)
+                print(_indent(printable(rec.exc_text)), file=out)
     finally:
         runlog.close()
     return 0

@@ -29,7 +29,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConditionParseError, ConfigError, RedEngineError, RunLogError
+from ..errors import (
+    ConditionParseError,
+    ConfigError,
+    RedEngineError,
+    RunLogError,
+    TaskSetupError,
+)
 from ..records import Action
 from .common import (
     Output,
@@ -123,7 +129,14 @@ def run_setup(
                 task = register_cell_task(
                     app, line, body, cell_id=cell.cell_id, namespace=namespace
                 )
-            except (TaskCellError, ConditionParseError, ConfigError, ValueError) as exc:
+            except (
+                TaskCellError,
+                ConditionParseError,
+                ConfigError,
+                TaskSetupError,
+                ValueError,
+            ) as exc:
+                # TaskSetupError: a body that does not compile
                 raise ServeError(f"{where}: %%task {line}\n{exc}", 2) from None
             print(
                 f"serve: {cell.label}: task {task.name!r} ({task.start_cond})",

@@ -41,6 +41,32 @@ The parts of one run:
 * **Timing**: timeouts and the grace period are measured in real (monotonic) seconds; the
   outcome's ``end`` is read from the session's clock.
 
+**Children die with their scheduler.** A scheduler killed with ``SIGKILL`` must not leave
+its runs working on: its restart marks them ``crash`` and starts their tasks again, and two
+copies would run at once. Of the three ways to tie a child to its scheduler -- Linux's
+``PR_SET_PDEATHSIG``, a process group the scheduler kills, a watchdog pipe the child
+reads -- only the first needs neither the scheduler alive at the end (a group is killed
+by someone who still lives) nor the task's cooperation (a pipe must be read by a thread
+of the child, which cannot run while the task holds the GIL in a C call). So each child,
+first thing, asks the kernel (``prctl`` through :mod:`ctypes`) for ``SIGKILL`` when its
+parent ends. Its parent is the forkserver, which exits when the write ends of its "alive"
+pipe are all closed: the scheduler holds one, and multiprocessing gives every child one
+too -- which the child closes, so that the forkserver's life, and so the child's, ends
+with the scheduler's. The child then
+checks that the scheduler is still alive (pid and start time), closing the window between
+its fork and the ``prctl``. Elsewhere than Linux, and with ``spawn`` (where the parent is
+the scheduler *thread* that started the child, whose end would kill it), this is not
+done; the restart check below is then the only guard. Processes a task starts itself are
+its own business (a task that wants them gone does the same, or uses a process group).
+
+**At the next start** :func:`~redengine_nb.executors.orphans.sweep_orphans` looks at the
+temp folders of runs (``redengine-run-<pid>-<start>-*``, one per executor, named after
+the scheduler that made them): for one whose scheduler is gone, each child still alive --
+the pid and start time recorded in its run's ``<n>.child`` file, so a reused pid is never
+hit -- is killed, and the folder removed. (With ``forkserver`` the pid is recorded when
+the forkserver sends it, a moment after the start; ``PR_SET_PDEATHSIG`` covers that
+moment.) The session does this before it marks any run ``crash``.
+
 One watcher thread per executor waits on the children's sentinels and a wake-up pipe
 (``multiprocessing.connection.wait``) with a timeout only when a deadline is pending; it
 calls ``on_done`` and exits when no child is left. Nothing polls.
@@ -77,8 +103,10 @@ from typing import Any
 from ..clock import Clock
 from ..errors import TaskSetupError
 from ..records import Action
+from ..runlog.owner import current_owner
 from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .capture import TRUNCATED
+from .orphans import note_child, workdir_prefix
 from .process_child import child_main, child_termination_flag, pickle_target
 
 __all__ = [
@@ -97,7 +125,7 @@ DEFAULT_GRACE = 2.0
 # (their prefix "<folder>/<n>" is the handle's ``workdir``).
 _OUTPUT_FILE = ".out"
 _RESULT_FILE = ".result"
-_RUN_SUFFIXES = (_OUTPUT_FILE, _RESULT_FILE, _RESULT_FILE + ".tmp")
+_RUN_SUFFIXES = (_OUTPUT_FILE, _RESULT_FILE, _RESULT_FILE + ".tmp", ".child")
 #: Modules the forkserver imports once, so that a child forked from it starts warm.
 PRELOAD = ["redengine_nb.executors.process_child", "redengine_nb.executors.process"]
 
@@ -323,6 +351,8 @@ class _ProcessHandle(RunHandle):
         self.term_sent = False
         self.kill_at: float | None = None
         self.killed = False
+        #: Its pid was recorded for the orphan sweep (see ``_watch``).
+        self.noted = False
         #: Taken off the watch list: its outcome is being decided, terminate() is too late.
         self.reaped = False
         self.done = threading.Event()
@@ -420,10 +450,12 @@ class ProcessExecutor(Executor):
             workdir = os.path.join(folder, str(self._seq))  # a prefix of the run's files
         out_path = workdir + _OUTPUT_FILE
         result_path = workdir + _RESULT_FILE
+        # The child checks that this scheduler lives (see "Children die with ...").
+        scheduler = current_owner() if self.start_method == "forkserver" else None
         make = _TaskProcess if self.start_method == "forkserver" else self._ctx.Process
         process = make(
             target=child_main,
-            args=(payload, uses_flag, out_path, result_path),
+            args=(payload, uses_flag, out_path, result_path, scheduler),
             name=_CHILD_NAME_PREFIX + spec.task_name,
             daemon=False,  # a task may start processes of its own; atexit ends ours
         )
@@ -435,6 +467,8 @@ class ProcessExecutor(Executor):
                 f"task {spec.task_name!r}: could not start its process "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+        if not isinstance(getattr(process, "_popen", None), _PipelinedPopen):
+            note_child(workdir, process.pid)  # else when the forkserver sends it (_watch)
         handle = _ProcessHandle(self, spec, on_done, process, workdir)
         with self._lock:
             self._children[process.sentinel] = handle
@@ -487,7 +521,8 @@ class ProcessExecutor(Executor):
     def _run_folder(self) -> str:
         folder = self._folder
         if folder is None or not os.path.isdir(folder):
-            folder = self._folder = tempfile.mkdtemp(prefix="redengine-run-")
+            # Named after this scheduler, for the orphan sweep of its next start.
+            folder = self._folder = tempfile.mkdtemp(prefix=workdir_prefix())
         return folder
 
     def _remove_folder(self) -> None:
@@ -563,12 +598,15 @@ class ProcessExecutor(Executor):
                     continue
                 popen = getattr(handle.process, "_popen", None)
                 # What came may be its pid: read it; its end comes next (or has come).
-                if (
-                    isinstance(popen, _PipelinedPopen)
-                    and not popen.pid_known
-                    and popen.pid is not None
-                ):
-                    continue
+                if isinstance(popen, _PipelinedPopen) and not handle.noted:
+                    # What came may be its pid: read it, record it for the orphan sweep;
+                    # its end comes next (or has come).
+                    pid_was_known = popen.pid_known
+                    pid = popen.pid
+                    handle.noted = True
+                    note_child(handle.workdir, pid)
+                    if not pid_was_known and pid is not None:
+                        continue
                 with self._lock:
                     handle = self._children.pop(sentinel, None)
                     if handle is not None:

@@ -170,8 +170,51 @@ def _write_result(path: str, action: Action, value: bytes | None, exc_text: str 
     os.replace(temp, path)
 
 
-def child_main(payload: bytes, uses_flag: bool, out_path: str, result_path: str) -> None:
-    """Entry point of the child process."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(scheduler: str | None) -> None:
+    """Ask Linux for ``SIGKILL`` when this child's parent (the forkserver) ends; then, if
+    the scheduler ``scheduler`` (an owner token) is gone already, end now."""
+    if scheduler is None or not sys.platform.startswith("linux"):
+        return
+    # The forkserver outlives the scheduler while any process holds the write end of its
+    # "alive" pipe, and it hands that end to every child it forks. This child has no use
+    # for it (a forkserver it needs itself is started anew), so it lets go of it.
+    import multiprocessing.forkserver as mp_forkserver
+
+    server: Any = mp_forkserver._forkserver
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None and getattr(server, "_forkserver_pid", None) is None:
+        try:
+            os.close(alive_fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl here: the restart check still guards
+        return
+
+    from ..runlog.owner import owner_alive
+
+    if not owner_alive(scheduler):
+        os._exit(1)
+
+
+def child_main(
+    payload: bytes,
+    uses_flag: bool,
+    out_path: str,
+    result_path: str,
+    scheduler: str | None = None,
+) -> None:
+    """Entry point of the child process (``scheduler``: the owner token of the scheduler
+    it must not outlive; see :mod:`redengine_nb.executors.process`)."""
+    _die_with_parent(scheduler)
     _redirect_output(out_path)
     if uses_flag:
         signal.signal(signal.SIGTERM, lambda signum, frame: _CHILD_FLAG.set())

@@ -1,7 +1,16 @@
 """The ``thread`` executor: each run on a daemon thread of this process.
 
-A thread cannot be killed: ``terminate()`` (timeout, end_cond, asked to) sets the run's
-``TerminationFlag`` and the run is logged ``terminate`` when its function returns.
+A thread cannot be killed. ``terminate()`` (a timeout, an end condition, a request, a
+shutdown) sets the run's ``TerminationFlag``: a task that watches it stops, and its run is
+recorded ``terminate`` with its output as usual. If the function has not returned
+``grace`` seconds later (real seconds, as for process runs; 2 by default), the *run* is
+ended without it: reported ``terminate`` ("the thread is still running"), and whatever the
+function does or returns afterwards is not recorded (its late outcome is logged by this
+module's logger). Its worker stays busy until the function returns, and is
+not reused before. A task that must be stoppable for sure runs with ``execution='process'``.
+
+After each run, the worker reaps the zombie children the run forked and nobody will wait
+for (:mod:`redengine_nb.executors.zombies`).
 
 Workers are reused and never shared: a run goes to an idle worker if there is one, else to
 a new worker while there are fewer than ``eager`` of them (a few per core), else it waits
@@ -27,8 +36,10 @@ import threading
 from collections.abc import Callable
 
 from ..clock import Clock
+from ..records import Action
 from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .main import execute
+from .zombies import ForkWatch
 
 __all__ = ["ThreadExecutor"]
 
@@ -37,16 +48,47 @@ log = logging.getLogger("redengine_nb.executors.thread")
 _IDLE_NAME = "redengine_nb:idle"
 
 
-class _ThreadHandle(RunHandle):
-    __slots__ = ("done", "on_done", "spec")
+#: The text of a thread run ended by ``terminate()`` while its function still runs.
+STILL_RUNNING = (
+    "the thread is still running: a thread cannot be stopped, so the run was ended "
+    "without it; what it does or returns from now on is not recorded"
+)
 
-    def __init__(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> None:
+
+class _ThreadHandle(RunHandle):
+    __slots__ = ("clock", "done", "grace", "on_done", "reported", "spec", "timer")
+
+    def __init__(
+        self, spec: RunSpec, on_done: Callable[[RunOutcome], None], clock: Clock, grace: float
+    ) -> None:
         self.spec = spec
+        self.clock = clock
+        self.grace = grace
+        self.timer: threading.Timer | None = None
         self.on_done: Callable[[RunOutcome], None] | None = on_done
         self.done = False  # set once, by the worker, when on_done has returned
+        self.reported = threading.Lock()  # taken by whoever reports the outcome (once)
 
     def is_alive(self) -> bool:
         return not self.done
+
+    def terminate(self) -> None:
+        self.spec.flag.set()
+        if self.done or self.timer is not None:
+            return
+        if self.grace <= 0:
+            self.abandon()
+            return
+        self.timer = threading.Timer(self.grace, self.abandon)
+        self.timer.name = "redengine_nb:thread-grace"
+        self.timer.daemon = True
+        self.timer.start()
+
+    def abandon(self) -> None:
+        """End the run without its function (still running past the grace period)."""
+        on_done = self.on_done
+        if on_done is not None and self.reported.acquire(blocking=False):
+            on_done(RunOutcome(Action.TERMINATE, self.clock.time(), exc_text=STILL_RUNNING))
 
 
 class ThreadExecutor(Executor):
@@ -61,8 +103,10 @@ class ThreadExecutor(Executor):
         keepalive: float = 60.0,
         eager: int | None = None,
         patience: float = 0.002,
+        grace: float = 2.0,
     ) -> None:
         super().__init__(clock)
+        self.grace = grace
         self.keepalive = keepalive
         self.eager = max(1, eager if eager is not None else 2 * (os.cpu_count() or 1) + 2)
         self.patience = patience
@@ -85,7 +129,7 @@ class ThreadExecutor(Executor):
         return self._workers
 
     def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
-        handle = _ThreadHandle(spec, on_done)
+        handle = _ThreadHandle(spec, on_done, self.clock, self.grace)
         spawn = False
         with self._lock:
             self._handles.add(handle)
@@ -155,6 +199,7 @@ class ThreadExecutor(Executor):
 
     def _work(self) -> None:
         me = threading.current_thread()
+        forks = ForkWatch()
         try:
             while True:
                 try:
@@ -174,12 +219,25 @@ class ThreadExecutor(Executor):
                 me.name = f"redengine_nb:{handle.spec.task_name}"
                 back = False  # this worker goes back to the idle ones (not if interrupted)
                 try:
-                    on_done(execute(handle.spec, self.clock))
+                    outcome = execute(handle.spec, self.clock)
+                    if forks.after_run():
+                        log.debug("reaped the zombie children of a run of %r", me.name)
+                    if handle.reported.acquire(blocking=False):
+                        on_done(outcome)
+                    else:
+                        log.info(
+                            "run %s of task %r ended %s after it was terminated; not recorded",
+                            handle.spec.run_id,
+                            handle.spec.task_name,
+                            outcome.action.value,
+                        )
                     back = True
                 except Exception:
                     log.exception("ending run %s of %r failed", handle.spec.run_id, me.name)
                     back = True
                 finally:
+                    if handle.timer is not None:
+                        handle.timer.cancel()
                     handle.on_done = None  # the run holds its handle: no cycle left behind
                     handle.done = True
                     me.name = _IDLE_NAME
@@ -200,14 +258,13 @@ class ThreadExecutor(Executor):
                 self._workers -= 1
 
     def shutdown(self, *, terminate: bool) -> None:
-        if terminate:
-            with self._lock:
-                handles = list(self._handles)
-            for handle in handles:
-                handle.terminate()
-        # Idle workers end now; busy ones once their run has ended and keepalive passed.
+        # The workers idle now end now; busy ones (also those terminated below) once their
+        # run has ended and keepalive has passed.
         with self._lock:
             idle, self._idle = self._idle, 0
+            handles = list(self._handles) if terminate else []
             self._backlog_cv.notify()  # a watcher waiting for nothing looks again
         for _ in range(idle):
             self._jobs.put(None)
+        for handle in handles:
+            handle.terminate()

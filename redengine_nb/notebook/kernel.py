@@ -173,7 +173,7 @@ class KernelSession:
         self.app.shut_down(timeout=wait)
         log = self.app.runlog
         try:
-            still_open = [r for r in log.open_runs() if r.owner == session.owner]
+            still_open = [r for r in log.open_runs() if session.owns(r.owner)]
         except Exception:  # pragma: no cover - a log that cannot be read at exit
             return
         for record in still_open:

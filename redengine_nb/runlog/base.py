@@ -1,34 +1,98 @@
-"""The run-log seam: what conditions read (:class:`History`) and what the session writes
-(:class:`RunLog`). Stores live beside this module: ``memory.py`` and ``sqlite.py``.
+"""The run-log seam: what conditions read (:class:`History`) and the one base every store
+subclasses (:class:`RunLogBase`). Stores live beside this module: ``memory.py`` and
+``sqlite.py``; a new store is one file subclassing :class:`RunLogBase` plus one line in the
+contract suite (``tests/runlog/test_runlog_contract.py``).
 
 Times are epoch seconds (floats). A record's *time* for an action is its start for
 ``RUN`` (the run started) and its end for the final actions.
+
+The shared-log protocol (several schedulers on one store; docs/reliability.md):
+
+- **Leases** say who is alive. Each scheduler takes a lease at start
+  (:meth:`RunLogBase.acquire_lease`), renews it at its heartbeat
+  (:meth:`~RunLogBase.renew_lease`) and releases it at a clean stop. A run's ``owner`` is
+  the lease id of the scheduler that started it; :meth:`~RunLogBase.reap_expired` turns the
+  open runs of expired (or missing) leases into ``crash`` and deletes those leases, in one
+  write transaction. A renewal that finds its lease gone returns ``False``: that scheduler
+  was presumed dead and must stop writing (fencing).
+- **Claims** make a start exactly-once: :meth:`~RunLogBase.claim_starts` writes starts in
+  one write transaction after checking, if another writer committed since this store last
+  looked, that each task is still due against the history as stored (``recheck``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import abc
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..errors import RunLogError
 from ..records import Action, RunRecord
 
-#: One run's end for :func:`finish_runs`: ``(run_id, action, end, exc_text, output)``.
+#: One run's end for :meth:`RunLogBase.finish_runs`: ``(run_id, action, end, exc_text, output)``.
 RunEnd = tuple[str, Action, float, str | None, str | None]
-#: One run's end for :func:`end_runs`: its task's name, then as :data:`RunEnd`.
+#: One run's end for :meth:`RunLogBase.end_runs`: its task's name, then as :data:`RunEnd`.
 TaskRunEnd = tuple[str, str, Action, float, str | None, str | None]
+#: ``claim_starts``' ``recheck``: given the names about to start, the ones still due.
+Recheck = Callable[[Sequence[str]], Sequence[str]]
 
 __all__ = [
-    "BatchRunLog",
     "History",
+    "LeaseInfo",
+    "LeaseLost",
+    "Recheck",
     "RunEnd",
     "RunLog",
+    "RunLogBase",
+    "RunLogLost",
     "TaskRunEnd",
     "end_runs",
     "finish_runs",
+    "is_lease_id",
     "last_of",
+    "new_lease_id",
     "start_runs",
     "start_times",
 ]
+
+
+class LeaseLost(RunLogError):
+    """This scheduler's lease is gone (it expired and another scheduler reaped it): its
+    runs were marked ``crash`` and it must not write starts any more."""
+
+
+class RunLogLost(RunLogError):
+    """The store lost records it had acknowledged (its file was deleted or replaced while
+    open): every later write is refused, and the scheduler stops with this error."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """One scheduler's lease as stored."""
+
+    lease_id: str
+    host: str
+    pid: int
+    started: float
+    renewed: float
+    expires: float
+    info: str = ""
+
+    def alive(self, now: float) -> bool:
+        return self.expires >= now
+
+
+def new_lease_id() -> str:
+    """A fresh lease id (random; ``L`` then 24 hex digits, never a host:pid owner token)."""
+    return "L" + os.urandom(12).hex()  # not secrets: it imports hashlib (OpenSSL)
+
+
+def is_lease_id(owner: str | None) -> bool:
+    """Whether a run's ``owner`` is a lease id (runs written before leases carry a
+    ``host:pid:start`` token instead; see :mod:`redengine_nb.runlog.owner`)."""
+    return owner is not None and owner[:1] == "L" and ":" not in owner
 
 
 @runtime_checkable
@@ -51,71 +115,60 @@ class History(Protocol):
         ...
 
 
-@runtime_checkable
-class RunLog(History, Protocol):
-    """A store of run records; the session is its only writer within a process."""
+class RunLogBase(abc.ABC):
+    """A store of run records: the one base of every store, with the defaults written once.
 
-    #: Human-readable location, used in error messages (a path or ``':memory:'``).
-    location: str
-
-    def start_run(self, task: str, *, created: float, start: float, owner: str) -> RunRecord:
-        """Record that a run started (``action=RUN``) and return it with its ``run_id``."""
-        ...
-
-    def finish_run(
-        self,
-        run_id: str,
-        action: Action,
-        *,
-        end: float,
-        exc_text: str | None = None,
-        output: str | None = None,
-    ) -> RunRecord:
-        """Close a run with its final action. Durable when this returns (a store may commit
-        it together with other threads' concurrent writes, never later than that)."""
-        ...
-
-    def log_run(self, record: RunRecord) -> RunRecord:
-        """Append a complete record in one write (a run that failed before it started)."""
-        ...
-
-    def records(
-        self,
-        task: str | None = None,
-        action: Action | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-    ) -> list[RunRecord]:
-        """Records, oldest first; with ``limit``, the newest ``limit`` of them."""
-        ...
-
-    def open_runs(self) -> Sequence[RunRecord]:
-        """Records still marked ``RUN``."""
-        ...
-
-    def mark_crashed(self, run_ids: Iterable[str], *, end: float) -> int:
-        """Turn open runs into ``CRASH`` records (their owner is gone)."""
-        ...
-
-    def task_names(self) -> list[str]:
-        """Every task name with at least one record."""
-        ...
-
-    def refresh(self) -> None:
-        """See writes made by other processes (cheap when there were none)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class BatchRunLog(RunLog, Protocol):
-    """A run log that records many starts in one write (both stores here are one).
-
-    Kept apart from :class:`RunLog` so that a store written before it still passes as a
-    ``RunLog``; :func:`start_runs` falls back to one ``start_run`` per task for those.
+    A store implements the abstract methods; the others have defaults built on them that
+    a store overrides where it can do better (one transaction for a batch, say).
     """
 
+    #: Human-readable location, used in error messages (a path or ``':memory:'``).
+    location: str = ":memory:"
+
+    @property
+    def shared(self) -> bool:
+        """Whether another scheduler may be writing this store (one was seen: another
+        lease, or another connection's commit). Until then the session skips the checks
+        that only matter between schedulers."""
+        return True
+
+    # -- History -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def last(self, task: str, action: Action) -> float | None:
+        """Time of the newest record of ``action`` for ``task`` (``RUN``: newest start)."""
+
+    def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
+        """The newest of ``last(task, a)`` over ``actions``."""
+        best: float | None = None
+        for action in actions:
+            t = self.last(task, action)
+            if t is not None and (best is None or t > best):
+                best = t
+        return best
+
+    def last_before(self, task: str, action: Action, until: float) -> float | None:
+        """Like :meth:`last`, among the records with a time before ``until`` (used only
+        after a backward clock step, to ignore records from the future)."""
+        best: float | None = None
+        for r in self.records(task=task, action=None if action is Action.RUN else action):
+            t = r.start if action is Action.RUN else r.time
+            if t is not None and t < until and (best is None or t > best):
+                best = t
+        return best
+
+    @abc.abstractmethod
+    def count(
+        self,
+        task: str,
+        action: Action | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        """How many of ``task``'s records have ``action`` (any, if ``None``) with their
+        time in ``[since, until)``."""
+
+    # -- writing -----------------------------------------------------------------------
+    @abc.abstractmethod
     def start_runs(
         self,
         tasks: Sequence[str],
@@ -127,12 +180,164 @@ class BatchRunLog(RunLog, Protocol):
         """Record one started run per name in ``tasks`` (in order), all in one transaction:
         all are durable when this returns, or none is written and it raises. ``start`` is
         one time for all of them or one per task."""
-        ...
+
+    def start_run(self, task: str, *, created: float, start: float, owner: str) -> RunRecord:
+        """Record that a run started (``action=RUN``) and return it with its ``run_id``."""
+        return self.start_runs([task], created=created, start=start, owner=owner)[0]
+
+    @abc.abstractmethod
+    def claim_starts(
+        self,
+        tasks: Sequence[str],
+        *,
+        created: float,
+        start: float | Sequence[float],
+        owner: str,
+        recheck: Recheck,
+    ) -> list[RunRecord]:
+        """Write the starts of ``tasks`` that are still due, in one write transaction.
+
+        If another writer committed since this store last read, the store first drops what
+        it cached, then calls ``recheck(tasks)`` (inside the transaction: the history it
+        reads is the stored one, and nobody can write meanwhile) and writes only the names
+        it returns. With no other writer ``recheck`` is not called. Returns the records
+        written, in ``tasks``' order. Raises :class:`LeaseLost` (writing nothing) if the
+        lease ``owner`` does not exist any more."""
+
+    @abc.abstractmethod
+    def finish_run(
+        self,
+        run_id: str,
+        action: Action,
+        *,
+        end: float,
+        exc_text: str | None = None,
+        output: str | None = None,
+    ) -> RunRecord:
+        """Close a run with its final action. Durable when this returns. ``KeyError`` for
+        an unknown run, ``ValueError`` for one already ended."""
+
+    def finish_runs(self, ends: Sequence[RunEnd]) -> list[RunRecord | Exception]:
+        """Close many runs. Returns, in order, each run's record or the error that refused
+        it alone (an unknown or already ended run). Raises if a shared write failed."""
+        out: list[RunRecord | Exception] = []
+        for run_id, action, end, exc_text, output in ends:
+            try:
+                out.append(
+                    self.finish_run(run_id, action, end=end, exc_text=exc_text, output=output)
+                )
+            except (KeyError, ValueError) as exc:
+                out.append(exc)
+        return out
+
+    def end_runs(self, ends: Sequence[TaskRunEnd]) -> list[Exception | None]:
+        """:meth:`finish_runs` when the caller needs no records back (the session's end
+        writer). Returns, in order, ``None`` or the error that refused a run alone."""
+        done = self.finish_runs([end[1:] for end in ends])
+        return [r if isinstance(r, Exception) else None for r in done]
+
+    @abc.abstractmethod
+    def log_run(self, record: RunRecord) -> RunRecord:
+        """Append a complete record in one write (a run that failed before it started)."""
+
+    def mark_crashed(self, run_ids: Iterable[str], *, end: float) -> int:
+        """Turn open runs into ``CRASH`` records (their owner is gone); how many it did."""
+        done = 0
+        for run_id in run_ids:
+            try:
+                self.finish_run(run_id, Action.CRASH, end=end)
+                done += 1
+            except (KeyError, ValueError):
+                continue
+        return done
+
+    # -- leases ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lease(self, *, now: float, ttl: float, host: str, pid: int, info: str = "") -> str:
+        """Insert a new lease, alive until ``now + ttl``; return its (fresh, random) id."""
+
+    @abc.abstractmethod
+    def renew_lease(self, lease_id: str, *, now: float, ttl: float) -> bool:
+        """Extend the lease to ``now + ttl``; ``False`` if it is gone (reaped): its holder
+        must stop writing."""
+
+    @abc.abstractmethod
+    def release_lease(self, lease_id: str) -> None:
+        """Delete the lease (a clean stop). Its runs, if any were left open, are reaped
+        at the next :meth:`reap_expired`."""
+
+    @abc.abstractmethod
+    def leases(self, now: float) -> list[LeaseInfo]:
+        """Every stored lease, alive or expired, oldest first."""
+
+    @abc.abstractmethod
+    def reap_expired(self, *, now: float) -> list[str]:
+        """In one write transaction: the open runs whose owner is a lease id that is
+        expired or gone become ``crash`` (``end = now``), and expired leases are deleted.
+        Returns the ids of the runs crashed. (Runs owned by an old ``host:pid`` token are
+        left to :meth:`~redengine_nb.session.Session.mark_crashed_runs`.)"""
+
+    # -- reading -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def records(
+        self,
+        task: str | None = None,
+        action: Action | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Records, oldest first; with ``limit``, the newest ``limit`` of them."""
+
+    @abc.abstractmethod
+    def open_runs(self) -> Sequence[RunRecord]:
+        """Records still marked ``RUN``."""
+
+    @abc.abstractmethod
+    def task_names(self) -> list[str]:
+        """Every task name with at least one record."""
+
+    # -- upkeep ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def prune(self, *, before: float | None = None, keep: int | None = None) -> int:
+        """Delete ended records older than ``before`` (their time) and, per task, all
+        but the newest ``keep`` ended ones; open runs are never deleted. Returns how many."""
+
+    def vacuum(self) -> None:
+        """Give the space of deleted records back (a no-op where nothing is kept on disk)."""
+        return None
+
+    def refresh(self) -> None:
+        """See writes made by other processes (cheap when there were none)."""
+        return None
+
+    def refresh_if_free(self) -> bool:
+        """:meth:`refresh` unless that would wait behind this process's own writer."""
+        self.refresh()
+        return True
+
+    def fit_cache(self, tasks: int) -> None:
+        """Size any cache to hold ``tasks`` tasks' answers (a no-op without a cache)."""
+        return None
+
+    def close(self) -> None:
+        """Release what the store holds."""
+        return None
+
+    def __enter__(self) -> RunLogBase:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+#: The name the rest of the package (and users' type hints) use for a store.
+RunLog = RunLogBase
 
 
 def last_of(history: History, task: str, actions: Iterable[Action]) -> float | None:
-    """The newest of ``history.last(task, a)`` over ``actions``: one call where the store
-    has ``last_of`` (its lock taken once), else one ``last`` per action."""
+    """The newest of ``history.last(task, a)`` over ``actions``: one call where the history
+    has ``last_of`` (every store has; so has the session's read tracker), else one
+    ``last`` per action (:class:`History` itself requires only ``last`` and ``count``)."""
     batch = getattr(history, "last_of", None)
     if batch is not None:
         found: float | None = batch(task, actions)
@@ -155,52 +360,22 @@ def start_times(start: float | Sequence[float], tasks: Sequence[str]) -> Sequenc
 
 
 def start_runs(
-    log: RunLog,
+    log: RunLogBase,
     tasks: Sequence[str],
     *,
     created: float,
     start: float | Sequence[float],
     owner: str,
 ) -> list[RunRecord]:
-    """``log.start_runs(...)`` where the store has it, else one ``start_run`` per task."""
-    batch = getattr(log, "start_runs", None)
-    if batch is not None:
-        records: list[RunRecord] = batch(tasks, created=created, start=start, owner=owner)
-        return records
-    starts = start_times(start, tasks)
-    return [
-        log.start_run(task, created=created, start=at, owner=owner)
-        for task, at in zip(tasks, starts, strict=True)
-    ]
+    """``log.start_runs(...)`` (kept for callers of the function form)."""
+    return log.start_runs(tasks, created=created, start=start, owner=owner)
 
 
-def finish_runs(log: RunLog, ends: Sequence[RunEnd]) -> list[RunRecord | Exception]:
-    """Close many runs, in one transaction where the store has ``finish_runs`` (both
-    stores here do), else one ``finish_run`` each. Returns, in order, each run's record or
-    the error that refused it alone (an unknown or already ended run). Raises if the
-    shared write failed (none of them is written then; with the fallback, the ones before
-    the failing one are)."""
-    batch = getattr(log, "finish_runs", None)
-    if batch is not None:
-        results: list[RunRecord | Exception] = batch(ends)
-        return results
-    out: list[RunRecord | Exception] = []
-    for run_id, action, end, exc_text, output in ends:
-        try:
-            out.append(log.finish_run(run_id, action, end=end, exc_text=exc_text, output=output))
-        except (KeyError, ValueError) as exc:
-            out.append(exc)
-    return out
+def finish_runs(log: RunLogBase, ends: Sequence[RunEnd]) -> list[RunRecord | Exception]:
+    """``log.finish_runs(ends)`` (kept for callers of the function form)."""
+    return log.finish_runs(ends)
 
 
-def end_runs(log: RunLog, ends: Sequence[TaskRunEnd]) -> list[Exception | None]:
-    """Close many runs when the caller needs no records back (the session's end writer):
-    ``log.end_runs(...)`` where the store has it (one statement for the batch), else
-    :func:`finish_runs`. Returns, in order, ``None`` or the error that refused a run alone;
-    raises as :func:`finish_runs` does."""
-    batch = getattr(log, "end_runs", None)
-    if batch is not None:
-        results: list[Exception | None] = batch(ends)
-        return results
-    done = finish_runs(log, [end[1:] for end in ends])
-    return [r if isinstance(r, Exception) else None for r in done]
+def end_runs(log: RunLogBase, ends: Sequence[TaskRunEnd]) -> list[Exception | None]:
+    """``log.end_runs(ends)`` (kept for callers of the function form)."""
+    return log.end_runs(ends)

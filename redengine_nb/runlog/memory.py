@@ -5,6 +5,10 @@ times per ``(task, action)`` in sorted lists for counting in a span. ``RUN`` is 
 start for every run that started (ended or not), like ``last(task, RUN)``; the record
 times per task (the end once ended, else the start) are a separate list, so that
 ``count(task)`` of any action counts each record once.
+
+Several sessions of one process may share a store; ``claim_starts`` then calls its
+``recheck`` whenever more than one lease is held (it cannot tell whose write came last
+more cheaply, and the in-memory recheck costs little).
 """
 
 from __future__ import annotations
@@ -15,18 +19,28 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from ..records import Action, RunRecord
-from .base import start_times
+from .base import (
+    LeaseInfo,
+    LeaseLost,
+    Recheck,
+    RunLogBase,
+    is_lease_id,
+    new_lease_id,
+    start_times,
+)
 
 __all__ = ["MemoryRunLog"]
 
 
-class MemoryRunLog:
-    """A :class:`~redengine_nb.runlog.base.RunLog` held in this process's memory."""
+class MemoryRunLog(RunLogBase):
+    """A :class:`~redengine_nb.runlog.base.RunLogBase` held in this process's memory."""
 
     location = ":memory:"
 
     def __init__(self, records: Iterable[RunRecord] = ()) -> None:
         self._lock = threading.RLock()
+        self._leases: dict[str, LeaseInfo] = {}
+        self._reap_all = True  # reap_expired looks at every open run (see SQLiteRunLog)
         self._records: dict[str, RunRecord] = {}
         self._last: dict[tuple[str, Action], float] = {}
         self._times: dict[tuple[str, Action], list[float]] = {}
@@ -48,6 +62,14 @@ class MemoryRunLog:
             if t is not None and (best is None or t > best):
                 best = t
         return best
+
+    def last_before(self, task: str, action: Action, until: float) -> float | None:
+        with self._lock:
+            times = self._times.get((task, Action.parse(action)))
+            if not times:
+                return None
+            i = bisect.bisect_left(times, until)
+            return times[i - 1] if i > 0 else None
 
     def count(
         self,
@@ -114,6 +136,97 @@ class MemoryRunLog:
                 for task, at in zip(tasks, starts, strict=True)
             ]
 
+    def claim_starts(
+        self,
+        tasks: Sequence[str],
+        *,
+        created: float,
+        start: float | Sequence[float],
+        owner: str,
+        recheck: Recheck,
+    ) -> list[RunRecord]:
+        starts = start_times(start, tasks)
+        with self._lock:
+            if owner not in self._leases:
+                raise LeaseLost(f"run log {self.location!r}: the lease {owner!r} is gone")
+            pairs = list(zip(tasks, starts, strict=True))
+            if len(self._leases) > 1 and pairs:
+                keep = set(recheck(tasks))
+                pairs = [(t, at) for t, at in pairs if t in keep]
+            return [self.start_run(t, created=created, start=at, owner=owner) for t, at in pairs]
+
+    # -- leases ----------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return len(self._leases) > 1
+
+    def acquire_lease(self, *, now: float, ttl: float, host: str, pid: int, info: str = "") -> str:
+        lease_id = new_lease_id()
+        with self._lock:
+            self._leases[lease_id] = LeaseInfo(lease_id, host, pid, now, now, now + ttl, info)
+        return lease_id
+
+    def renew_lease(self, lease_id: str, *, now: float, ttl: float) -> bool:
+        with self._lock:
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                return False
+            self._leases[lease_id] = LeaseInfo(
+                lease_id, lease.host, lease.pid, lease.started, now, now + ttl, lease.info
+            )
+            return True
+
+    def release_lease(self, lease_id: str) -> None:
+        with self._lock:
+            self._leases.pop(lease_id, None)
+            self._reap_all = True
+
+    def leases(self, now: float) -> list[LeaseInfo]:
+        with self._lock:
+            return sorted(self._leases.values(), key=lambda lease: lease.started)
+
+    def reap_expired(self, *, now: float) -> list[str]:
+        with self._lock:
+            gone = [lease for lease in self._leases.values() if lease.expires < now]
+            for lease in gone:
+                del self._leases[lease.lease_id]
+            if not gone and not self._reap_all:
+                return []
+            self._reap_all = False
+            dead = [
+                r.run_id
+                for r in self._records.values()
+                if r.action is Action.RUN and is_lease_id(r.owner) and r.owner not in self._leases
+            ]
+            for run_id in dead:
+                self.finish_run(run_id, Action.CRASH, end=now)
+            return dead
+
+    # -- upkeep ----------------------------------------------------------------------
+    def prune(self, *, before: float | None = None, keep: int | None = None) -> int:
+        with self._lock:
+            ended = [r for r in self._records.values() if r.action is not Action.RUN]
+            drop: set[str] = set()
+            if before is not None:
+                drop.update(r.run_id for r in ended if r.time < before)
+            if keep is not None:
+                by_task: dict[str, list[RunRecord]] = {}
+                for r in ended:
+                    by_task.setdefault(r.task_name, []).append(r)
+                for rs in by_task.values():
+                    rs.sort(key=lambda r: (r.created, int(r.run_id) if r.run_id.isdigit() else 0))
+                    drop.update(r.run_id for r in rs[: max(0, len(rs) - keep)])
+            if not drop:
+                return 0
+            kept = [r for r in self._records.values() if r.run_id not in drop]
+            self._records.clear()
+            self._last.clear()
+            self._times.clear()
+            self._record_times.clear()
+            for r in kept:
+                self._add(r)
+            return len(drop)
+
     def finish_run(
         self,
         run_id: str,
@@ -158,6 +271,10 @@ class MemoryRunLog:
         with self._lock:
             if not record.run_id or record.run_id in self._records:
                 record.run_id = self._new_id()
+            return self._add(record)
+
+    def _add(self, record: RunRecord) -> RunRecord:
+        with self._lock:
             self._records[record.run_id] = record
             if record.start is not None:
                 self._index(record.task_name, Action.RUN, record.start)
@@ -191,22 +308,6 @@ class MemoryRunLog:
         with self._lock:
             return [r for r in self._records.values() if r.action is Action.RUN]
 
-    def mark_crashed(self, run_ids: Iterable[str], *, end: float) -> int:
-        done = 0
-        for run_id in run_ids:
-            try:
-                self.finish_run(run_id, Action.CRASH, end=end)
-                done += 1
-            except (KeyError, ValueError):
-                continue
-        return done
-
     def task_names(self) -> list[str]:
         with self._lock:
             return sorted({r.task_name for r in self._records.values()})
-
-    def refresh(self) -> None:
-        """Nothing to do: no other process writes to this store."""
-
-    def close(self) -> None:
-        """Nothing to release."""

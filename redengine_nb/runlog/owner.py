@@ -29,7 +29,7 @@ import os
 import socket
 import sys
 
-__all__ = ["current_owner", "owner_alive"]
+__all__ = ["current_owner", "owner_alive", "start_token"]
 
 _UNKNOWN = "-"
 
@@ -76,6 +76,12 @@ def _start_token(pid: int) -> str | None:
         return None
     except psutil.Error:
         return _UNKNOWN
+
+
+def start_token(pid: int) -> str | None:
+    """The start-time token of process ``pid`` (``None``: no such live process; ``'-'``:
+    it may exist but its start time cannot be read here)."""
+    return _start_token(pid)
 
 
 @functools.cache

@@ -46,13 +46,11 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -61,7 +59,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
-from .base import start_times
+from .base import LeaseInfo, LeaseLost, RunLogBase, new_lease_id, start_times
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -81,34 +79,6 @@ DEFAULT_SCHEMA = "redengine_nb"
 _DDL_LOCK = 0x52454E42
 
 T = TypeVar("T")
-
-
-# The shared-log protocol's types as agreed with the SQLite/memory stores (CLAIMS.md);
-# kept here while the common base does not have them.
-class LeaseLost(RunLogError):
-    """This scheduler's lease is gone (it expired and another scheduler reaped it): its
-    runs were marked ``crash`` and it must not write starts any more."""
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
-    """One scheduler's lease as stored (times are epoch seconds of its clock)."""
-
-    lease_id: str
-    host: str
-    pid: int
-    started: float
-    renewed: float
-    expires: float
-    info: str = ""
-
-    def alive(self, now: float) -> bool:
-        return self.expires >= now
-
-
-def new_lease_id() -> str:
-    """A fresh lease id (random; ``L`` then 24 hex digits, never a host:pid owner token)."""
-    return "L" + secrets.token_hex(12)
 
 
 def _tables(schema: str) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table, sa.Table]:
@@ -215,7 +185,7 @@ def _untext(value: bytes | memoryview | None) -> str | None:
     return None if value is None else bytes(value).decode("utf-8", "surrogatepass")
 
 
-class PostgresRunLog:
+class PostgresRunLog(RunLogBase):
     """A :class:`~redengine_nb.runlog.base.RunLog` in a PostgreSQL database.
 
     ``url``: a SQLAlchemy URL (``postgresql+psycopg://user:pw@host:port/db``).

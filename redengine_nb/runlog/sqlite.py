@@ -55,6 +55,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -63,21 +64,43 @@ from typing import Any, TypeVar
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
-from .base import start_times
+from .base import (
+    LeaseInfo,
+    LeaseLost,
+    Recheck,
+    RunLogBase,
+    RunLogLost,
+    is_lease_id,
+    new_lease_id,
+    start_times,
+)
 from .checkpoint import Checkpointer
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteRunLog"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "RunLogLost", "SQLiteRunLog"]
 
 #: ``PRAGMA application_id`` of a redengine_nb run log (the bytes ``RENB``).
 APPLICATION_ID = 0x52454E42
 #: ``PRAGMA user_version``: the schema version this module writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 # The instant a row's action refers to (RunRecord.time): its end once ended, else its start.
 # Indexes on this expression are used only by queries that spell it the same way.
 _TIME = "COALESCE(CASE WHEN action <> 'run' THEN \"end\" END, start, created)"
+
+# Who is alive (schema version 3): one row per scheduler, renewed at its heartbeat.
+_LEASES = """
+CREATE TABLE IF NOT EXISTS leases (
+    lease_id TEXT PRIMARY KEY,
+    host     TEXT NOT NULL,
+    pid      INTEGER NOT NULL,
+    started  REAL NOT NULL,
+    renewed  REAL NOT NULL,
+    expires  REAL NOT NULL,
+    info     TEXT NOT NULL DEFAULT ''
+);
+"""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -95,6 +118,7 @@ CREATE INDEX IF NOT EXISTS ix_runs_task_start ON runs (task_name, start);
 CREATE INDEX IF NOT EXISTS ix_runs_task_action_time ON runs (task_name, action, {_TIME});
 CREATE INDEX IF NOT EXISTS ix_runs_task_created ON runs (task_name, created);
 CREATE INDEX IF NOT EXISTS ix_runs_created ON runs (created);
+{_LEASES}
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
@@ -218,18 +242,41 @@ def _run_id(run_id: str) -> int:
         raise KeyError(run_id) from None
 
 
-class SQLiteRunLog:
-    """A :class:`~redengine_nb.runlog.base.RunLog` in a SQLite file (or ``':memory:'``).
+class SQLiteRunLog(RunLogBase):
+    """A :class:`~redengine_nb.runlog.base.RunLogBase` in a SQLite file (or ``':memory:'``).
 
     ``busy_timeout``: seconds to wait for another process's lock before a call fails with
     :class:`RunLogError`. ``cache_size``: most ``last()`` answers kept (``0``: no cache).
-    Thread safe: one connection, guarded by a lock.
+    ``readonly``: open an existing file for reading only (``status``/``log`` on a file
+    they may not write); every write then raises. Thread safe: one connection, guarded by
+    a lock.
+
+    A new file is created with mode 0600 (task output can hold secrets; SQLite gives its
+    ``-wal`` and ``-shm`` files the same mode). The file's identity (device, inode) is
+    kept at open and checked after every commit: a file deleted or replaced while open
+    raises :class:`RunLogLost` at the first write after it, and on every write after that.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, cache_size: int = 1024
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        cache_size: int = 1024,
+        readonly: bool = False,
     ) -> None:
         self._memory = os.fspath(path) == ":memory:"
+        self.readonly = readonly and not self._memory
+        self._identity: tuple[int, int] | None = None
+        self._lost: str | None = None
+        # Leases taken through this handle and not deleted through it since: with no
+        # other writer since we last looked (data_version), these are surely still there.
+        self._held: set[str] = set()
+        self._shared = False  # another writer seen (see the ``shared`` property)
+        # reap_expired looks at the open runs only when a lease may have gone without its
+        # runs being reaped: at its first call, after it deleted expired leases, or after
+        # another scheduler's lease was released through this handle.
+        self._reap_all = True
         self.location: str = ":memory:" if self._memory else os.fspath(path)
         self.busy_timeout = float(busy_timeout)
         self.cache_size = int(cache_size)
@@ -249,32 +296,120 @@ class SQLiteRunLog:
         # the last() cache: when others write, or a write of ours fails.
         self._counts: dict[str, list[int | None]] = {}
         self._closed = False
-        if not self._memory:
+        if self.readonly:
+            self._check_readable(Path(path))
+        elif not self._memory:
             self._check_file(Path(path))
+            self._create_private(self.location)
         try:
-            self._conn = sqlite3.connect(
-                self.location,
-                timeout=self.busy_timeout,
-                check_same_thread=False,
-                isolation_level=None,
-            )
+            if self.readonly:
+                self._conn = self._connect_readonly()
+            else:
+                self._conn = sqlite3.connect(
+                    self.location,
+                    timeout=self.busy_timeout,
+                    check_same_thread=False,
+                    isolation_level=None,
+                )
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         try:
-            self._prepare()
+            if self.readonly:
+                self._prepare_readonly()
+            else:
+                self._prepare()
         except BaseException:
             self._conn.close()
             raise
         self._data_version = self._scalar("PRAGMA data_version")
+        if not self._memory:
+            st = os.stat(self.location)
+            self._identity = (st.st_dev, st.st_ino)
         # WAL checkpoints on a thread of their own, not in one of our commits.
         self._checkpointer: Checkpointer | None = None
-        if not self._memory:
+        if not self._memory and not self.readonly:
             self._conn.execute("PRAGMA wal_autocheckpoint = 0")
             page_size = int(self._scalar("PRAGMA page_size"))
             self._checkpointer = Checkpointer(self.location, self.busy_timeout, page_size)
             # Started over after a checkpoint, the -wal file is cut back to the limit
             # (its size then says how much is waiting).
             self._conn.execute(f"PRAGMA journal_size_limit = {self._checkpointer.limit}")
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL file needs its ``-shm`` index, which a reader
+        creates if it is missing; where it cannot (a read-only folder, so nobody can be
+        writing the log either), the file is opened as immutable: read as it is."""
+        base = "file:" + urllib.parse.quote(os.path.abspath(self.location))
+        last: sqlite3.Error | None = None
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(
+                base + query,
+                uri=True,
+                timeout=self.busy_timeout,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                conn.close()
+                last = exc
+                continue
+            return conn
+        assert last is not None
+        raise last
+
+    @staticmethod
+    def _create_private(location: str) -> None:
+        """Create the file with mode 0600 if it does not exist (SQLite would make it
+        with the umask's mode, usually readable by everyone)."""
+        try:
+            fd = os.open(location, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError:
+            return  # SQLite's own open says what is wrong, with our hint
+        os.close(fd)
+
+    def _check_readable(self, path: Path) -> None:
+        if not path.is_file():
+            raise RunLogError(
+                f"cannot read the run log {str(path)!r}: no such file. Pass the path of an "
+                "existing run log."
+            )
+        with open(path, "rb") as fh:
+            header = fh.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            raise RunLogError(
+                f"the run log {str(path)!r} is not a SQLite database (corrupt, or some "
+                "other kind of file)."
+            )
+
+    def _prepare_readonly(self) -> None:
+        with self._guard("open"):
+            self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self._conn.execute("PRAGMA query_only = 1")
+            if not self._in_transaction("BEGIN", self._is_ours):
+                raise RunLogError(f"{self.location!r} is an empty SQLite file, not a run log.")
+
+    def _check_identity(self) -> None:
+        """Raise :class:`RunLogLost` if the file we write is no longer the file at our
+        path (deleted, or replaced by another). Called after each commit: one ``stat``."""
+        if self._lost is None and self._identity is not None:
+            try:
+                st = os.stat(self.location)
+                same = (st.st_dev, st.st_ino) == self._identity
+            except OSError:
+                same = False
+            if not same:
+                self._lost = (
+                    f"run log {self.location!r}: the file was deleted or replaced while "
+                    "this scheduler was writing to it; the records written since are lost "
+                    "(they went to the old, unlinked file). Stop, restore the file or "
+                    "start with a new log, and check what ran meanwhile."
+                )
+        if self._lost is not None:
+            raise RunLogLost(self._lost)
 
     # -- opening ---------------------------------------------------------------------
     def _check_file(self, path: Path) -> None:
@@ -360,11 +495,13 @@ class SQLiteRunLog:
         at the version again first: another process may have just done it).
 
         1 -> 2: drop four indexes that every run's end had to update; the lookups they
-        served use the remaining ones."""
+        served use the remaining ones. 2 -> 3: the ``leases`` table."""
         version = self._scalar("PRAGMA user_version")
         if version < 2:
             for name in _DROPPED_IN_2:
                 self._conn.execute(f"DROP INDEX IF EXISTS {name}")
+        if version < 3:
+            self._conn.execute(_LEASES)
         if version < SCHEMA_VERSION:
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return True
@@ -425,11 +562,14 @@ class SQLiteRunLog:
         writers wait in SQLite's busy handler rather than fail on a snapshot upgrade).
         The body may note its write in the cache: a failed commit empties the cache."""
         with self._lock, self._guard(doing):
+            if self._lost is not None:
+                raise RunLogLost(self._lost)
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
                 self._committed()
+                self._check_identity()
             except BaseException:
                 # The body may have updated the cache for a write that is not made.
                 self._cache.clear()
@@ -504,6 +644,8 @@ class SQLiteRunLog:
         conn = self._conn
         try:
             try:
+                if self._lost is not None:
+                    raise RunLogLost(self._lost)
                 conn.execute("BEGIN IMMEDIATE")
                 for item in batch:
                     try:
@@ -514,6 +656,7 @@ class SQLiteRunLog:
                         item.error = exc  # refused alone; it changed nothing
                 conn.execute("COMMIT")
                 self._committed()
+                self._check_identity()
             except BaseException as exc:
                 self._cache.clear()
                 self._counts.clear()
@@ -524,7 +667,9 @@ class SQLiteRunLog:
                         pass  # the original error says more
                 for item in batch:
                     item.result = None
-                    if isinstance(exc, sqlite3.Error):
+                    if isinstance(exc, RunLogError):
+                        item.error = exc
+                    elif isinstance(exc, sqlite3.Error):
                         item.error = self._error(item.doing, exc)
                     elif isinstance(exc, Exception):
                         item.error = RunLogError(
@@ -665,6 +810,24 @@ class SQLiteRunLog:
                     best = t
         return best
 
+    def last_before(self, task: str, action: Action, until: float) -> float | None:
+        action = Action.parse(action)
+        if action is Action.RUN:
+            sql = (
+                "SELECT start FROM runs WHERE task_name = ? AND start IS NOT NULL "
+                "AND start < ? ORDER BY start DESC LIMIT 1"
+            )
+            params: tuple[Any, ...] = (task, until)
+        else:
+            sql = (
+                f"SELECT {_TIME} FROM runs WHERE task_name = ? AND action = ? "
+                f"AND {_TIME} < ? ORDER BY {_TIME} DESC LIMIT 1"
+            )
+            params = (task, action.value, until)
+        with self._lock, self._guard("reading"):
+            value = self._scalar(sql, params)
+        return None if value is None else float(value)
+
     def count(
         self,
         task: str,
@@ -736,25 +899,185 @@ class SQLiteRunLog:
         starts = start_times(start, tasks)
         doing = f"recording the start of {len(tasks)} run(s) ({tasks[0]!r}, ...)"
         with self._write(doing) as conn:
-            # One statement for the batch: the ids are ours to give, as this transaction
-            # holds the write lock (no other writer can take the next ones meanwhile).
-            first = int(conn.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM runs").fetchone()[0])
-            conn.executemany(
-                "INSERT INTO runs (run_id, task_name, action, created, start, owner) "
-                "VALUES (?, ?, 'run', ?, ?, ?)",
-                [
-                    (first + i, task, created, at, owner)
-                    for i, (task, at) in enumerate(zip(tasks, starts, strict=True))
-                ],
+            return self._insert_starts(conn, list(zip(tasks, starts, strict=True)), created, owner)
+
+    def claim_starts(
+        self,
+        tasks: Sequence[str],
+        *,
+        created: float,
+        start: float | Sequence[float],
+        owner: str,
+        recheck: Recheck,
+    ) -> list[RunRecord]:
+        """:meth:`start_runs` as a claim (see :meth:`RunLogBase.claim_starts`).
+
+        ``BEGIN IMMEDIATE`` takes the write lock; then ``PRAGMA data_version`` (no I/O: a
+        counter in the shared memory) says whether another connection committed since we
+        last looked. If none did -- one scheduler on the file -- nothing we read can be
+        stale and our lease cannot have been reaped: the starts are written as by
+        :meth:`start_runs`. Otherwise the cache is dropped, the lease looked up, and
+        ``recheck`` decides, all before anyone else can write."""
+        if not tasks:
+            return []
+        starts = start_times(start, tasks)
+        doing = f"claiming the start of {len(tasks)} run(s) ({tasks[0]!r}, ...)"
+        with self._write(doing) as conn:
+            pairs = list(zip(tasks, starts, strict=True))
+            version = self._scalar("PRAGMA data_version")
+            foreign = version != self._data_version
+            if foreign:
+                self._shared = True
+                self._data_version = version
+                self._cache.clear()
+                self._present = None
+                self._counts.clear()
+            if foreign or owner not in self._held:
+                found = conn.execute("SELECT 1 FROM leases WHERE lease_id = ?", (owner,))
+                if found.fetchone() is None:
+                    raise LeaseLost(
+                        f"run log {self.location!r}: this scheduler's lease {owner!r} is gone "
+                        "(it expired and another scheduler marked its runs crash); it must "
+                        "stop starting runs"
+                    )
+            if foreign:
+                keep = set(recheck(tasks))
+                pairs = [(t, at) for t, at in pairs if t in keep]
+                if not pairs:
+                    return []
+            return self._insert_starts(conn, pairs, created, owner)
+
+    def _insert_starts(
+        self,
+        conn: sqlite3.Connection,
+        pairs: Sequence[tuple[str, float]],
+        created: float,
+        owner: str,
+    ) -> list[RunRecord]:
+        # One statement for the batch: the ids are ours to give, as this transaction
+        # holds the write lock (no other writer can take the next ones meanwhile).
+        first = int(conn.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM runs").fetchone()[0])
+        conn.executemany(
+            "INSERT INTO runs (run_id, task_name, action, created, start, owner) "
+            "VALUES (?, ?, 'run', ?, ?, ?)",
+            [(first + i, task, created, at, owner) for i, (task, at) in enumerate(pairs)],
+        )
+        note = self._cache_note
+        for task, at in pairs:
+            note(task, Action.RUN, at)
+        run = Action.RUN
+        return [
+            RunRecord(str(first + i), task, run, created, at, owner=owner)
+            for i, (task, at) in enumerate(pairs)
+        ]
+
+    # -- leases ----------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return self._shared
+
+    def acquire_lease(self, *, now: float, ttl: float, host: str, pid: int, info: str = "") -> str:
+        lease_id = new_lease_id()
+        with self._write("taking a lease") as conn:
+            conn.execute(
+                "INSERT INTO leases (lease_id, host, pid, started, renewed, expires, info) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (lease_id, host, pid, now, now, now + ttl, info),
             )
-            note = self._cache_note
-            for task, at in zip(tasks, starts, strict=True):
-                note(task, Action.RUN, at)
-            run = Action.RUN
-            return [
-                RunRecord(str(first + i), task, run, created, at, owner=owner)
-                for i, (task, at) in enumerate(zip(tasks, starts, strict=True))
-            ]
+            others = conn.execute("SELECT 1 FROM leases WHERE expires >= ? LIMIT 2", (now,))
+            if len(others.fetchall()) > 1:
+                self._shared = True
+        self._held.add(lease_id)
+        return lease_id
+
+    def renew_lease(self, lease_id: str, *, now: float, ttl: float) -> bool:
+        with self._write("renewing the lease") as conn:
+            cur = conn.execute(
+                "UPDATE leases SET renewed = ?, expires = ? WHERE lease_id = ?",
+                (now, now + ttl, lease_id),
+            )
+            if cur.rowcount != 1:
+                self._held.discard(lease_id)
+                return False
+            return True
+
+    def release_lease(self, lease_id: str) -> None:
+        with self._write("releasing the lease") as conn:
+            conn.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+        if lease_id not in self._held:
+            self._reap_all = True
+        self._held.discard(lease_id)
+
+    def leases(self, now: float) -> list[LeaseInfo]:
+        with self._lock, self._guard("reading"):
+            if self.readonly and self._scalar("PRAGMA user_version") < 3:
+                return []  # an older file, read as it is: it has no leases table
+            rows = self._conn.execute(
+                "SELECT lease_id, host, pid, started, renewed, expires, info FROM leases "
+                "ORDER BY started, lease_id"
+            ).fetchall()
+        return [LeaseInfo(*row) for row in rows]
+
+    def reap_expired(self, *, now: float) -> list[str]:
+        with self._write("marking the runs of expired leases crash") as conn:
+            expired = conn.execute("DELETE FROM leases WHERE expires < ?", (now,)).rowcount
+            if not expired and not self._reap_all:
+                return []  # no lease went: no run to reap (one statement per heartbeat)
+            self._reap_all = False
+            alive = {row[0] for row in conn.execute("SELECT lease_id FROM leases")}
+            self._held &= alive
+            dead: list[tuple[int, str]] = []
+            for name in self.task_names():
+                for run_id, owner in conn.execute(
+                    "SELECT run_id, owner FROM runs WHERE task_name = ? AND action = 'run'",
+                    (name,),
+                ):
+                    if is_lease_id(owner) and owner not in alive:
+                        dead.append((run_id, name))
+            conn.executemany(
+                "UPDATE runs SET action = 'crash', \"end\" = ? WHERE run_id = ? AND action = 'run'",
+                [(now, run_id) for run_id, _ in dead],
+            )
+            for name in {name for _, name in dead}:
+                self._cache_note(name, Action.CRASH, now)
+        return [str(run_id) for run_id, _ in dead]
+
+    # -- upkeep ----------------------------------------------------------------------
+    def prune(self, *, before: float | None = None, keep: int | None = None) -> int:
+        """Delete ended records older than ``before`` and, per task, all but the newest
+        ``keep`` ended ones (one transaction; one indexed statement per task)."""
+        if before is None and keep is None:
+            return 0
+        deleted = 0
+        with self._write("deleting old records (log_retention)") as conn:
+            for name in self.task_names():
+                if before is not None:
+                    deleted += conn.execute(
+                        f"DELETE FROM runs WHERE task_name = ? AND action <> 'run' AND {_TIME} < ?",
+                        (name, before),
+                    ).rowcount
+                if keep is not None:
+                    deleted += conn.execute(
+                        "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs "
+                        "WHERE task_name = ? AND action <> 'run' "
+                        "ORDER BY created DESC, run_id DESC LIMIT -1 OFFSET ?)",
+                        (name, keep),
+                    ).rowcount
+            if deleted:
+                # An answer of last() may have been a deleted record: look again.
+                self._cache.clear()
+                self._present = None
+                self._counts.clear()
+        return deleted
+
+    def vacuum(self) -> None:
+        """Rebuild the file without the space of deleted records (takes the write lock
+        for as long as it copies the file)."""
+        with self._lock, self._guard("vacuuming"):
+            if self._lost is not None:
+                raise RunLogLost(self._lost)
+            self._conn.execute("VACUUM")
+            self._check_identity()
 
     def _insert_start(
         self, conn: sqlite3.Connection, task: str, created: float, start: float, owner: str
@@ -837,6 +1160,8 @@ class SQLiteRunLog:
         is not open (the caller holds ``self._lock``)."""
         conn = self._conn
         with self._guard(f"recording the end of {len(rows)} run(s)"):
+            if self._lost is not None:
+                raise RunLogLost(self._lost)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
@@ -850,6 +1175,7 @@ class SQLiteRunLog:
                     return False
                 conn.execute("COMMIT")
                 self._committed()
+                self._check_identity()
                 return True
             except BaseException:
                 if self._in_tx():
@@ -956,17 +1282,38 @@ class SQLiteRunLog:
         since: float | None = None,
         limit: int | None = None,
     ) -> list[RunRecord]:
+        if limit is not None and limit <= 0:
+            return []
+        if task is None and (action is not None or since is not None):
+            # Per task name, each through the (task_name, action, <time>) index, merged
+            # here. Not one ``names JOIN runs`` query: with the statistics ``PRAGMA
+            # optimize`` writes, SQLite 3.40 plans that join with a Bloom filter on the
+            # expression index and returns no rows (docs/reliability.md, item 4).
+            with self._lock:
+                names = self.task_names()
+                rows: list[Row] = []
+                for name in names:
+                    rows += self._record_rows(name, action, since, limit)
+            rows.sort(key=lambda row: (row[3], row[0]))
+            if limit is not None:
+                rows = rows[-limit:]
+            return [_record(row) for row in rows]
+        with self._lock:
+            rows = self._record_rows(task, action, since, limit)
+        if limit is not None:
+            rows.reverse()
+        return [_record(row) for row in rows]
+
+    def _record_rows(
+        self, task: str | None, action: Action | None, since: float | None, limit: int | None
+    ) -> list[Row]:
+        """The rows of one task (or, with neither ``action`` nor ``since``, of all), oldest
+        first; with ``limit``, the newest ``limit`` newest first."""
         where: list[str] = []
         params: list[Any] = []
-        prefix = ""
-        source = "runs"
         if task is not None:
             where.append("task_name = ?")
             params.append(task)
-        elif action is not None or since is not None:
-            # Per task name, through the (task_name, action, <time>) index.
-            prefix = _NAMES + " "
-            source = "names JOIN runs ON runs.task_name = names.name"
         if action is not None:
             where.append("action = ?")
             params.append(Action.parse(action).value)
@@ -975,31 +1322,30 @@ class SQLiteRunLog:
         if since is not None:
             where.append(f"{_TIME} >= ?")
             params.append(since)
-        sql = f"{prefix}SELECT {_COLUMNS} FROM {source}"
+        sql = f"SELECT {_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         # ``+created`` keeps the planner from walking the ``created`` index (a scan) to
         # avoid a sort: the rows are found by index and then sorted.
         order = "+created" if (since is not None or action is not None) else "created"
         if limit is not None:
-            if limit <= 0:
-                return []
             sql += f" ORDER BY {order} DESC, run_id DESC LIMIT ?"
             params.append(limit)
         else:
             sql += f" ORDER BY {order}, run_id"
         with self._lock, self._guard("reading"):
-            rows = self._conn.execute(sql, params).fetchall()
-        if limit is not None:
-            rows.reverse()
-        return [_record(row) for row in rows]
+            return self._conn.execute(sql, params).fetchall()
 
     def open_runs(self) -> Sequence[RunRecord]:
+        # One index probe per task name (see records() for why not one join).
+        rows: list[Row] = []
         with self._lock, self._guard("reading"):
-            rows = self._conn.execute(
-                f"{_NAMES} SELECT {_COLUMNS} FROM names JOIN runs "
-                "ON runs.task_name = names.name WHERE action = 'run' ORDER BY run_id"
-            ).fetchall()
+            for name in self.task_names():
+                rows += self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM runs WHERE task_name = ? AND action = 'run'",
+                    (name,),
+                ).fetchall()
+        rows.sort(key=lambda row: row[0])
         return [_record(row) for row in rows]
 
     def task_names(self) -> list[str]:
@@ -1025,6 +1371,7 @@ class SQLiteRunLog:
         with self._lock, self._guard("reading"):
             version = self._scalar("PRAGMA data_version")
             if version != self._data_version:
+                self._shared = True
                 self._data_version = version
                 self._cache.clear()
                 self._counts.clear()

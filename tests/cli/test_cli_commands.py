@@ -75,6 +75,22 @@ def test_status_prints_one_row_per_task_of_the_log(
     assert rows["fetch"][1] == "fail"
     assert rows["fetch"][-2:] == ["2", "1"]  # runs, fails
     assert rows["report"][1] == "running"
+    assert "schedulers (leases)" not in out  # no scheduler holds a lease on this log
+
+
+def test_status_names_the_schedulers_that_hold_a_lease(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    _log_with_runs(db)
+    with SQLiteRunLog(db) as log:
+        log.acquire_lease(now=time.time(), ttl=30.0, host="box", pid=4242)
+        log.acquire_lease(now=time.time() - 100, ttl=30.0, host="old", pid=7)
+    assert main(["status", "--logs", str(db)]) == 0
+    fleet = capsys.readouterr().out.split("schedulers (leases):", 1)[1].splitlines()[3:]
+    assert len(fleet) == 2
+    assert "old:7" in fleet[0] and "expired" in fleet[0]
+    assert "box:4242" in fleet[1] and "alive" in fleet[1]
 
 
 def test_log_prints_runs_with_output_and_traceback(
@@ -214,6 +230,7 @@ def test_serve_a_setup_cell_that_raises_gives_cell_and_traceback(
         ("x = (", 2, r"cell 1 \(id [0-9a-f]+\) does not compile"),
         ("%matplotlib inline", 2, "cell 1 .*%matplotlib: this line magic is not available"),
         ("%%task daily --colour red\nprint(1)", 2, "unrecognized arguments: --colour red"),
+        ("%%task daily\nprint('hi'", 2, r"cell 1 \(id [0-9a-f]+\): %%task daily\n.*not compile"),
     ],
 )
 def test_serve_other_bad_cells(
@@ -283,3 +300,66 @@ def test_serve_restarting_recall_stops_and_starts_in_process(
     assert _succeeded(out) == ["once", "finish"]
     assert main(["log", "finish", "--logs", str(db)]) == 0
     assert "    | restarted" in capsys.readouterr().out
+
+
+def test_log_and_serve_lines_escape_terminal_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    with SQLiteRunLog(db) as log:
+        now = time.time()
+        rec = log.start_run("evil", created=now, start=now, owner="me")
+        log.finish_run(
+            rec.run_id,
+            Action.FAIL,
+            end=now + 1,
+            output="red \x1b[31mtext\x1b[0m\r\nok\tdone\n",
+            exc_text="Traceback\nValueError: \x1b]0;pwned\x07\n",
+        )
+    assert main(["log", "evil", "--logs", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "red \\x1b[31mtext\\x1b[0m\\x0d" in out  # shown, not obeyed
+    assert "ok\tdone" in out  # tabs and newlines are kept
+    assert main(["status", "--logs", str(db)]) == 0
+    assert "\x1b" not in capsys.readouterr().out
+
+
+def test_status_and_log_read_a_log_they_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "runs.db"
+    _log_with_runs(db)
+    # A read-only bind mount: even root cannot write there (chmod would not stop root).
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    bound = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(mnt)])
+    if bound.returncode != 0:
+        pytest.skip("cannot make a read-only bind mount here (root only)")
+    try:
+        assert not os.access(mnt / "runs.db", os.W_OK)
+        assert main(["status", "--logs", str(mnt / "runs.db")]) == 0
+        assert "fetch" in capsys.readouterr().out
+        assert main(["log", "fetch", "--logs", str(mnt / "runs.db")]) == 0
+        assert "fetched 3 rows" in capsys.readouterr().out
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_vacuum_deletes_what_retention_says_and_keeps_open_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    _log_with_runs(db)
+    assert main(["vacuum", "--logs", str(db), "--retention", "1 runs"]) == 0
+    assert "deleted 1 old run(s)" in capsys.readouterr().out
+    with SQLiteRunLog(db) as log:
+        assert [r.action for r in log.records(task="fetch")] == [Action.FAIL]
+        assert [r.action for r in log.records(task="report")] == [Action.RUN]
+    assert main(["vacuum", "--logs", str(db), "--retention", "forever"]) == 2
+    assert "--retention" in capsys.readouterr().err

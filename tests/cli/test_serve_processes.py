@@ -19,6 +19,7 @@ from cli_helpers import REPO, cli_command, cli_env, run_cli, start_cli
 
 from redengine_nb.records import Action
 from redengine_nb.runlog import SQLiteRunLog
+from redengine_nb.runlog.base import is_lease_id
 
 pytestmark = pytest.mark.slow
 
@@ -166,8 +167,12 @@ def test_sigkill_then_serve_again_on_the_same_log(
     # status from another process while the server is writing the log
     status = run_cli("status", "--logs", str(db), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[3:]}
+    table, fleet = status.stdout.split("\nschedulers (leases):\n")
+    rows = {x.split()[0]: x.split()[1] for x in table.splitlines()[3:]}
     assert rows == {"quick": "success", "slow": "running"}
+    # the server's lease, seen from another process, owning the open run
+    [lease] = fleet.splitlines()[2:]
+    assert " alive " in lease
     proc.kill()  # SIGKILL: no clean-up at all
     proc.communicate(timeout=30)
     assert _records(db)["slow"] == [Action.RUN]  # left open
@@ -190,12 +195,6 @@ def test_sigkill_then_serve_again_on_the_same_log(
     assert records["slow"][1:] == [Action.TERMINATE]  # ran again (a crash is no finish)
     crash_lines = [line for line in again.stdout.splitlines() if " crash " in line]
     assert len(crash_lines) == 1 and "left open by a process that died" in crash_lines[0]
-
-
-def _pid_of(owner: str | None) -> int:
-    """The process id in a run's owner token (``host:pid:start``)."""
-    assert owner is not None
-    return int(owner.split(":")[1])
 
 
 @pytest.mark.parametrize("mode", ["replace", "relaunch", "fresh"])
@@ -239,10 +238,10 @@ def test_serve_restarts_with_a_new_interpreter(mode: str, tmp_path: Path) -> Non
         (second_life,) = log.records(task="do_shutdown")
     finally:
         log.close()
-    if mode == "replace":
-        assert second_life.owner == first_life.owner  # same process, same start time
-    else:
-        assert _pid_of(second_life.owner) != _pid_of(first_life.owner)
+    # Each life is a scheduler of its own: its own lease (the owner of its runs), even
+    # where ``replace`` keeps the process id.
+    assert is_lease_id(first_life.owner) and is_lease_id(second_life.owner)
+    assert second_life.owner != first_life.owner
 
 
 def test_a_second_signal_terminates_what_the_first_waits_for(
@@ -264,6 +263,50 @@ def test_a_second_signal_terminates_what_the_first_waits_for(
     assert proc.returncode == 0, out + err
     assert "terminating running tasks" in out
     assert [a.value for a in _records(db)["slow"]] == ["terminate"]
+
+
+STUCK_TASK = """
+import threading, time
+from pathlib import Path
+
+@app.task('daily', execution='thread')
+def stuck():
+    Path('started').write_text('yes')
+    while True:  # never looks at its TerminationFlag
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["second signal", "shutdown_timeout"])
+def test_a_thread_task_that_never_returns_does_not_keep_serve_alive(
+    how: str, write_nb: Callable[..., Path], tmp_path: Path, wait_for: WaitFor
+) -> None:
+    nb = write_nb([STUCK_TASK])
+    db = tmp_path / "runs.db"
+    extra = ["--config", "shutdown_timeout=1"] if how == "shutdown_timeout" else []
+    proc = start_cli("serve", nb.name, "--logs", str(db), *extra, cwd=tmp_path)
+    try:
+        wait_for((tmp_path / "started").exists, "the task started", 60, check=alive(proc))
+        proc.send_signal(signal.SIGTERM)
+        if how == "second signal":
+            proc.send_signal(signal.SIGINT)  # another signal: two SIGTERMs may merge
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(60)
+    assert proc.returncode == 0, out + err
+    log = SQLiteRunLog(db)
+    try:
+        [run] = log.records(task="stuck")
+        assert log.leases(0.0) == []
+    finally:
+        log.close()
+    assert run.action is Action.TERMINATE
+    assert run.exc_text is not None and "still running" in run.exc_text
+    reason = "asked to stop again" if how == "second signal" else "shutdown_timeout of 1 s"
+    assert reason in run.exc_text
 
 
 READER_GOES = """

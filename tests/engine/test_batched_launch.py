@@ -25,13 +25,13 @@ def noop() -> None:
 def _count_batches(app: Any) -> list[int]:
     sizes: list[int] = []
     runlog = app.session.runlog
-    inner = runlog.start_runs
+    inner = runlog.claim_starts
 
     def spy(tasks: Any, **kwargs: Any) -> Any:
         sizes.append(len(tasks))
         return inner(tasks, **kwargs)
 
-    runlog.start_runs = spy
+    runlog.claim_starts = spy
     return sizes
 
 
@@ -97,7 +97,7 @@ def test_a_failed_start_write_starts_nothing_and_is_not_retried(app) -> None:
         calls.append(len(tasks))
         raise RunLogError("disk full")
 
-    app.session.runlog.start_runs = broken
+    app.session.runlog.claim_starts = broken
     with pytest.raises(RunLogError, match="disk full"):
         app.session.tick()
     assert calls == [_FIRST_START_BATCH]  # the step stops there; not tried again

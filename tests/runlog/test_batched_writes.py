@@ -12,13 +12,13 @@ import pytest
 from redengine_nb.errors import RunLogError
 from redengine_nb.records import Action
 from redengine_nb.runlog import RunLog, SQLiteRunLog
-from redengine_nb.runlog.base import BatchRunLog, start_runs
+from redengine_nb.runlog.base import RunLogBase
 
 GUARD = 30.0
 
 
 def test_start_runs_writes_all_and_is_visible_at_once(runlog: RunLog) -> None:
-    assert isinstance(runlog, BatchRunLog)
+    assert isinstance(runlog, RunLogBase)
     assert runlog.last("a", Action.RUN) is None  # cached as "none" before the write
     records = runlog.start_runs(["a", "b", "a"], created=5.0, start=5.5, owner="me")
     assert [r.task_name for r in records] == ["a", "b", "a"]
@@ -31,20 +31,6 @@ def test_start_runs_writes_all_and_is_visible_at_once(runlog: RunLog) -> None:
     runlog.finish_run(records[1].run_id, Action.SUCCESS, end=6.0)
     assert runlog.last("b", Action.SUCCESS) == 6.0
     assert runlog.start_runs([], created=7.0, start=7.0, owner="me") == []
-
-
-def test_start_runs_helper_falls_back_to_start_run() -> None:
-    class Plain:  # a store from before start_runs()
-        def __init__(self) -> None:
-            self.calls: list[str] = []
-
-        def start_run(self, task: str, **kwargs: Any) -> str:
-            self.calls.append(task)
-            return task
-
-    store = Plain()
-    got = start_runs(store, ["x", "y"], created=1.0, start=1.0, owner="me")  # type: ignore[arg-type]
-    assert got == ["x", "y"] and store.calls == ["x", "y"]  # type: ignore[comparison-overlap]
 
 
 @pytest.mark.parametrize("where", ["file", "memory"])
@@ -183,7 +169,7 @@ def test_many_threads_finishing_at_once_lose_nothing(tmp_path: Path) -> None:
         assert {r.action for r in records} == {Action.SUCCESS}
 
 
-def test_start_runs_takes_one_start_time_per_task(runlog: BatchRunLog) -> None:
+def test_start_runs_takes_one_start_time_per_task(runlog: RunLogBase) -> None:
     records = runlog.start_runs(["a", "b"], created=5.0, start=[5.5, 6.5], owner="me")
     assert [(r.task_name, r.created, r.start) for r in records] == [
         ("a", 5.0, 5.5),

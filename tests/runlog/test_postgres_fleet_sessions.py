@@ -102,7 +102,9 @@ def test_three_sessions_one_killed(pg_url: str, tmp_path: Path) -> None:
     for i in range(20):
         s = sorted(by_task[f"every{i:02d}"])
         gaps = [b - a for a, b in itertools.pairwise(s)]
-        assert all(g >= 3.0 - 1e-6 for g in gaps), (i, gaps)
+        # 'every' counts from when a run was due, not from its recorded start (made a
+        # moment after it): recorded starts may be that moment (< 10 ms) closer than 3 s.
+        assert all(g >= 3.0 - 0.01 for g in gaps), (i, gaps)
         assert all(g <= 3.0 + 3.0 + 2.0 for g in gaps), (i, gaps)
     crashed = [r for r in records if r.action is Action.CRASH]
     assert crashed, "the killed scheduler had runs in flight"

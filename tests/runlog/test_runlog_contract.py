@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
 
 from redengine_nb.records import Action, RunRecord
 from redengine_nb.runlog import History, RunLog
+from redengine_nb.runlog.base import LeaseLost
 
 
 def test_is_a_runlog(runlog: RunLog) -> None:
@@ -233,3 +236,134 @@ def test_end_runs_closes_a_batch_and_refuses_bad_ones_alone(runlog: RunLog) -> N
     assert list(runlog.open_runs()) == []
     (rec_a,) = runlog.records(task="a")
     assert (rec_a.action, rec_a.end, rec_a.output) == (Action.SUCCESS, 2.0, "out")
+
+
+# -- the shared-log protocol: leases and claims (docs/reliability.md) --------------------
+
+
+def _lease(log: RunLog, now: float = 100.0, ttl: float = 30.0) -> str:
+    return log.acquire_lease(now=now, ttl=ttl, host="h", pid=1, info="test")
+
+
+def test_leases_are_acquired_renewed_and_released(runlog: RunLog) -> None:
+    a = _lease(runlog, now=100.0)
+    b = _lease(runlog, now=101.0)
+    assert a != b and a.startswith("L") and ":" not in a
+    [la, lb] = runlog.leases(100.0)
+    assert (la.lease_id, la.started, la.expires, la.info) == (a, 100.0, 130.0, "test")
+    assert lb.lease_id == b
+    assert runlog.renew_lease(a, now=120.0, ttl=30.0) is True
+    assert [x.expires for x in runlog.leases(120.0) if x.lease_id == a] == [150.0]
+    runlog.release_lease(b)
+    assert [x.lease_id for x in runlog.leases(120.0)] == [a]
+    assert runlog.renew_lease(b, now=121.0, ttl=30.0) is False  # gone: stop writing
+
+
+def test_reap_expired_crashes_the_runs_of_dead_leases_only(runlog: RunLog) -> None:
+    dead = _lease(runlog, now=100.0, ttl=10.0)
+    live = _lease(runlog, now=100.0, ttl=100.0)
+    mine = runlog.claim_starts(["a"], created=101.0, start=101.0, owner=dead, recheck=list)
+    theirs = runlog.claim_starts(["b"], created=101.0, start=101.0, owner=live, recheck=list)
+    legacy = runlog.start_run("c", created=101.0, start=101.0, owner="host:123:t5")
+    assert runlog.reap_expired(now=105.0) == []  # nobody expired yet
+    assert runlog.reap_expired(now=120.0) == [mine[0].run_id]
+    assert [x.lease_id for x in runlog.leases(120.0)] == [live]
+    [crashed] = runlog.records(task="a")
+    assert (crashed.action, crashed.end) == (Action.CRASH, 120.0)
+    assert runlog.last("a", Action.CRASH) == 120.0
+    # the live lease's run and the old host:pid owner's run are left alone
+    assert {r.run_id for r in runlog.open_runs()} == {theirs[0].run_id, legacy.run_id}
+    with pytest.raises(LeaseLost):
+        runlog.claim_starts(["a"], created=121.0, start=121.0, owner=dead, recheck=list)
+    assert runlog.count("a") == 1  # the fenced claim wrote nothing
+
+
+def test_claim_alone_does_not_recheck(runlog: RunLog) -> None:
+    owner = _lease(runlog)
+    calls: list[list[str]] = []
+
+    def recheck(names: Sequence[str]) -> list[str]:
+        calls.append(list(names))
+        return []
+
+    recs = runlog.claim_starts(
+        ["a", "b"], created=5.0, start=[5.5, 6.0], owner=owner, recheck=recheck
+    )
+    recs += runlog.claim_starts(["a"], created=7.0, start=7.0, owner=owner, recheck=recheck)
+    assert calls == []  # one scheduler: its own writes never make it look again
+    assert [(r.task_name, r.start, r.owner) for r in recs] == [
+        ("a", 5.5, owner),
+        ("b", 6.0, owner),
+        ("a", 7.0, owner),
+    ]
+    assert runlog.count("a", Action.RUN) == 2
+    assert runlog.claim_starts([], created=8.0, start=8.0, owner=owner, recheck=recheck) == []
+
+
+def test_claims_of_two_schedulers_start_a_due_run_once(
+    shared_pair: tuple[RunLog, RunLog],
+) -> None:
+    """Both found 'daily' due against what they had read; the second claim sees the first
+    scheduler's start inside its own write transaction and writes nothing."""
+    one, two = shared_pair
+    lease1 = _lease(one)
+    lease2 = _lease(two)
+    assert one.last("daily", Action.RUN) is None and two.last("daily", Action.RUN) is None
+
+    def still_due(log: RunLog) -> Callable[[Sequence[str]], list[str]]:
+        def recheck(names: Sequence[str]) -> list[str]:
+            return [n for n in names if log.last(n, Action.RUN) is None]
+
+        return recheck
+
+    first = one.claim_starts(
+        ["daily", "x"], created=10.0, start=10.0, owner=lease1, recheck=still_due(one)
+    )
+    assert [r.task_name for r in first] == ["daily", "x"]
+    second = two.claim_starts(
+        ["daily", "y"], created=10.0, start=10.5, owner=lease2, recheck=still_due(two)
+    )
+    assert [r.task_name for r in second] == ["y"]
+    assert two.last("daily", Action.RUN) == 10.0  # its cache was refreshed, too
+    assert one.count("daily", Action.RUN) == 1
+
+
+def test_claim_raises_lease_lost_once_reaped_by_another(
+    shared_pair: tuple[RunLog, RunLog],
+) -> None:
+    one, two = shared_pair
+    lease1 = _lease(one, now=100.0, ttl=10.0)
+    lease2 = _lease(two, now=100.0, ttl=100.0)
+    run = one.claim_starts(["a"], created=101.0, start=101.0, owner=lease1, recheck=list)[0]
+    assert two.reap_expired(now=150.0) == [run.run_id]
+    with pytest.raises(LeaseLost, match="lease"):
+        one.claim_starts(["a"], created=151.0, start=151.0, owner=lease1, recheck=list)
+    assert one.renew_lease(lease1, now=151.0, ttl=10.0) is False
+    two.refresh()
+    assert two.count("a") == 1 and two.records(task="a")[0].action is Action.CRASH
+    assert lease2 in {x.lease_id for x in two.leases(150.0)}
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+def test_prune_deletes_old_and_surplus_ended_records_never_open_ones(runlog: RunLog) -> None:
+    for i in range(5):
+        rec = runlog.start_run("t", created=float(i), start=float(i), owner="me")
+        runlog.finish_run(rec.run_id, Action.SUCCESS, end=i + 0.5)
+    openrec = runlog.start_run("t", created=1.0, start=1.0, owner="me")
+    runlog.log_run(RunRecord("", "u", Action.FAIL, 0.0, 0.0, 0.2))
+    assert runlog.prune() == 0
+    assert runlog.prune(before=2.0) == 3  # t at 0.5 and 1.5, u at 0.2
+    assert runlog.last("u", Action.FAIL) is None
+    assert [r.end for r in runlog.records(task="t")] == [None, 2.5, 3.5, 4.5]
+    assert runlog.prune(keep=1) == 2
+    assert sorted((r.action, r.end) for r in runlog.records(task="t")) == [
+        (Action.RUN, None),
+        (Action.SUCCESS, 4.5),
+    ]
+    assert [r.run_id for r in runlog.open_runs()] == [openrec.run_id]
+    assert runlog.last("t", Action.SUCCESS) == 4.5
+    assert runlog.count("t", Action.SUCCESS) == 1
+    runlog.vacuum()
+    assert runlog.count("t") == 2

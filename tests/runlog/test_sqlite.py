@@ -17,7 +17,7 @@ import pytest
 from redengine_nb.errors import RunLogError
 from redengine_nb.records import Action, RunRecord
 from redengine_nb.runlog import MemoryRunLog, SQLiteRunLog
-from redengine_nb.runlog.sqlite import _TIME, APPLICATION_ID, SCHEMA_VERSION
+from redengine_nb.runlog.sqlite import _TIME, APPLICATION_ID, SCHEMA_VERSION, RunLogLost
 
 
 def _files(folder: Path) -> list[str]:
@@ -152,7 +152,7 @@ def test_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
         log.finish_run(done.run_id, Action.SUCCESS, end=2.0)
         log.start_run("t", created=3.0, start=3.0, owner="me")
     conn = sqlite3.connect(path)
-    conn.executescript(_V1_INDEXES)  # what version 1 wrote
+    conn.executescript("DROP TABLE leases;" + _V1_INDEXES)  # what version 1 wrote
     conn.close()
     with SQLiteRunLog(path) as log:
         assert log.last("t", Action.SUCCESS) == 2.0
@@ -161,8 +161,10 @@ def test_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION == 3
+    assert "leases" in tables  # version 3
     assert not names & {"ix_runs_task_time", "ix_runs_time", "ix_runs_action_created"}
     assert {"ix_runs_task_start", "ix_runs_task_action_time"} <= names
 
@@ -568,3 +570,102 @@ def test_refresh_if_free_skips_while_the_connection_is_busy(tmp_path: Path) -> N
     finally:
         mine.close()
         theirs.close()
+
+
+# -- issue 12: faults of the file itself ----------------------------------------------------
+
+
+def _history(log: SQLiteRunLog) -> None:
+    for i in range(200):
+        rec = log.start_run(f"t{i % 5}", created=100.0 + i, start=100.0 + i, owner="me")
+        log.finish_run(rec.run_id, Action.SUCCESS if i % 3 else Action.FAIL, end=100.5 + i)
+    log.start_run("t1", created=400.0, start=400.0, owner="me")
+
+
+def _answers(log: SQLiteRunLog) -> list[object]:
+    return [
+        len(log.records(since=150.0)),
+        len(log.records(action=Action.SUCCESS, since=150.0)),
+        len(log.records(action=Action.FAIL)),
+        [r.run_id for r in log.records(since=150.0, limit=7)],
+        [r.run_id for r in log.records(action=Action.SUCCESS, since=150.0, limit=3)],
+        [r.run_id for r in log.open_runs()],
+        log.task_names(),
+        log.count("t1", Action.SUCCESS, since=150.0),
+        log.count("t1", None, since=150.0),
+        log.last("t2", Action.FAIL),
+        log.last("t1", Action.RUN),
+    ]
+
+
+def test_queries_after_pragma_optimize_give_the_same_rows(tmp_path: Path) -> None:
+    """SQLite 3.40 (Debian 12's) plans a ``names JOIN runs`` on the expression index with a
+    Bloom filter once ``PRAGMA optimize`` has written statistics, and returned no rows."""
+    path = tmp_path / "runs.db"
+    with SQLiteRunLog(path) as log:
+        _history(log)
+        before = _answers(log)
+    with sqlite3.connect(path) as conn:  # close() ran PRAGMA optimize; make sure of stats
+        conn.execute("ANALYZE")
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_stat1").fetchone()[0] > 0
+    with SQLiteRunLog(path) as again:
+        after = _answers(again)
+    assert before[0] == 151 and before[1] > 0 and before[5]
+    assert after == before
+
+
+def test_new_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    old = os.umask(0o022)
+    try:
+        with SQLiteRunLog(path) as log:
+            log.start_run("t", created=1.0, start=1.0, owner="me")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+            assert stat.S_IMODE(os.stat(f"{path}-wal").st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_lost_file_stops_every_write_with_a_clear_error(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "runs.db"
+    log = SQLiteRunLog(path)
+    try:
+        rec = log.start_run("t", created=1.0, start=1.0, owner="me")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(f"{path}{suffix}"):
+                os.unlink(f"{path}{suffix}")
+        if how == "replaced":
+            SQLiteRunLog(path).close()
+        with pytest.raises(RunLogLost, match="deleted or replaced"):
+            log.finish_run(rec.run_id, Action.SUCCESS, end=2.0)
+        for write in (
+            lambda: log.start_runs(["t"], created=3.0, start=3.0, owner="me"),
+            lambda: log.end_runs([("t", rec.run_id, Action.SUCCESS, 2.0, None, None)]),
+            lambda: log.log_run(RunRecord("", "t", Action.FAIL, 1.0, 1.0, 1.0)),
+        ):
+            with pytest.raises(RunLogLost):
+                write()
+    finally:
+        log.close()
+
+
+def test_readonly_log_is_read_by_status_and_log(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with SQLiteRunLog(path) as log:
+        rec = log.start_run("t", created=1.0, start=1.0, owner="me")
+        log.finish_run(rec.run_id, Action.SUCCESS, end=2.0)
+    os.chmod(path, 0o400)
+    os.chmod(tmp_path, 0o500)
+    try:
+        if os.geteuid() != 0:  # root may write anyway
+            with pytest.raises(RunLogError, match="read-only"):
+                SQLiteRunLog(path)
+        with SQLiteRunLog(path, readonly=True) as ro:
+            assert [r.action for r in ro.records()] == [Action.SUCCESS]
+            assert ro.last("t", Action.SUCCESS) == 2.0
+            with pytest.raises(RunLogError):
+                ro.start_run("t", created=3.0, start=3.0, owner="me")
+    finally:
+        os.chmod(tmp_path, 0o700)
+        os.chmod(path, 0o600)

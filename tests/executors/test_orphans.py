@@ -1,0 +1,110 @@
+"""Process runs do not outlive their scheduler (issue 12, item 1): a real scheduler process
+killed with SIGKILL takes its live children with it; at the next start, a child that is
+still alive is killed before its run is marked crash, and run folders are removed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from redengine_nb.executors.orphans import sweep_orphans
+from redengine_nb.records import Action
+from redengine_nb.runlog.owner import start_token
+from redengine_nb.runlog.sqlite import SQLiteRunLog
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl, /proc")
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tests" / "engine" / "scripts" / "orphan_app.py"
+GUARD = 60.0
+
+
+def _alive(pid: int) -> bool:
+    return start_token(pid) is not None  # None: gone or a zombie
+
+
+def _run_folders() -> set[str]:
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("redengine-run-")}
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_scheduler_kills_its_process_runs(tmp_path: Path, wait_for: Any) -> None:
+    log = tmp_path / "runs.db"
+    pidfile = tmp_path / "child.pid"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    scheduler = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(log), str(pidfile)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(pidfile.exists, "the process run started", GUARD)
+        child = int(pidfile.read_text())
+        assert _alive(child)
+        # the run's folder, named after its scheduler (others may be making folders too)
+        ours = {n for n in _run_folders() if n.startswith(f"redengine-run-{scheduler.pid}-")}
+        assert len(ours) == 1
+        os.kill(scheduler.pid, signal.SIGKILL)  # the scheduler alone, not its group
+        scheduler.wait(GUARD)
+        wait_for(lambda: not _alive(child), "the child died with its scheduler", GUARD)
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait(GUARD)
+    assert (ours & _run_folders()) == ours  # the dead scheduler could not clean up
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT), str(log), str(pidfile), "again"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+    )
+    assert again.returncode == 0, again.stderr
+    assert not (ours & _run_folders())  # swept at the next start
+    with SQLiteRunLog(log) as store:
+        [run] = store.records(task="worker")
+    assert run.action is Action.CRASH
+
+
+@pytest.mark.slow
+def test_sweep_kills_a_live_orphan_of_a_dead_scheduler_then_removes_its_folder(
+    tmp_path: Path,
+) -> None:
+    # A dead scheduler: a process that has ended (its pid and start time no longer match).
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone_token = start_token(gone.pid)
+    gone.wait(GUARD)
+    orphan = subprocess.Popen(["sleep", "600"])
+    live = subprocess.Popen(["sleep", "600"])
+    try:
+        dead_dir = tmp_path / f"redengine-run-{gone.pid}-{gone_token}-abc"
+        dead_dir.mkdir()
+        (dead_dir / "child").write_text(f"{orphan.pid} {start_token(orphan.pid)}\n")
+        # A folder of a live scheduler (this test process): left alone, child and all.
+        me = f"{os.getpid()}-{start_token(os.getpid())}"
+        live_dir = tmp_path / f"redengine-run-{me}-xyz"
+        live_dir.mkdir()
+        (live_dir / "child").write_text(f"{live.pid} {start_token(live.pid)}\n")
+        # A reused pid: the recorded start time is not the live process's.
+        reused_dir = tmp_path / f"redengine-run-{gone.pid}-{gone_token}-def"
+        reused_dir.mkdir()
+        (reused_dir / "child").write_text(f"{live.pid} t1\n")
+        assert sweep_orphans(str(tmp_path)) == [orphan.pid]
+        assert orphan.wait(GUARD) == -signal.SIGKILL
+        assert live.poll() is None  # neither the live scheduler's child nor a reused pid
+        assert not dead_dir.exists() and not reused_dir.exists()
+        assert live_dir.exists()
+    finally:
+        for proc in (orphan, live):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(GUARD)
