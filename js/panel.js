@@ -92,6 +92,10 @@ function render({ model, el }) {
     bar.appendChild(button);
   }
   root.appendChild(bar);
+  // The schedulers on a shared run log, and the Dask cluster (each shown only when sent).
+  const fleetBox = h("div", { className: "rnb-fleet" });
+  const clusterLine = h("div", { className: "rnb-cluster" });
+  root.append(fleetBox, clusterLine);
   const message = h("div", { className: "rnb-message", role: "alert" });
   root.appendChild(message);
   const confirmBox = h("div", { className: "rnb-confirm" });
@@ -370,7 +374,8 @@ function render({ model, el }) {
     const badge = h("span", { className: "rnb-badge" });
     const when = h("span", { className: "rnb-run-start" });
     const took = h("span", { className: "rnb-run-took" });
-    summary.append(badge, when, took);
+    const where = h("span", { className: "rnb-run-scheduler" });
+    summary.append(badge, when, took, where);
     const noteLine = h("div", { className: "rnb-run-note" });
     const output = h("pre", { className: "rnb-output" });
     const traceback = h("pre", { className: "rnb-traceback" });
@@ -381,7 +386,7 @@ function render({ model, el }) {
       if (item.open) { openRuns.add(run.run_id); closedRuns.delete(run.run_id); }
       else { openRuns.delete(run.run_id); closedRuns.add(run.run_id); }
     });
-    return { item, badge, when, took, noteLine, output, traceback, displays, none, run,
+    return { item, badge, when, took, where, noteLine, output, traceback, displays, none, run,
       displayKey: "" };
   }
 
@@ -446,6 +451,7 @@ function render({ model, el }) {
       view.badge.style.background = colour(run.action);
       setText(view.when, ` ${run.start_clock}`);
       if (!run.live) setText(view.took, `  ${run.runtime_text}`);
+      setText(view.where, run.scheduler ? `  on ${run.scheduler}` : "");
       setText(view.noteLine, run.note || "");
       setText(view.output, run.output);
       view.output.hidden = !run.output;
@@ -456,6 +462,48 @@ function render({ model, el }) {
     });
     for (const [id, view] of runViews) {
       if (!seen.has(id)) { view.item.remove(); runViews.delete(id); }
+    }
+  }
+
+  function drawFleet(data) {
+    const fleet = data.schedulers || [];
+    const key = JSON.stringify(fleet);
+    if (fleetBox.dataset.key === key) return;
+    fleetBox.dataset.key = key;
+    fleetBox.replaceChildren();
+    fleetBox.hidden = !fleet.length;
+    if (!fleet.length) return;
+    fleetBox.appendChild(h("span", { className: "rnb-heading" }, "Schedulers on this log: "));
+    fleet.forEach((s, index) => {
+      if (index) fleetBox.appendChild(document.createTextNode(" · "));
+      const item = h("span", { className: "rnb-fleet-item", "data-state": s.state,
+        "data-this": s.this ? "1" : "" }, s.name);
+      item.title = `lease ${s.lease}…, since ${s.since_clock}`;
+      const words = [s.this ? "this one" : "", s.state === "alive" ? "" : s.state]
+        .filter(Boolean);
+      if (words.length) {
+        item.appendChild(h("span", { className: "rnb-fleet-state" }, ` (${words.join(", ")})`));
+      }
+      fleetBox.appendChild(item);
+    });
+  }
+
+  function drawCluster(data) {
+    const c = data.cluster;
+    const key = JSON.stringify(c || null);
+    if (clusterLine.dataset.key === key) return;
+    clusterLine.dataset.key = key;
+    clusterLine.replaceChildren();
+    clusterLine.hidden = !c;
+    if (!c) return;
+    const noun = c.workers === 1 ? "worker" : "workers";
+    clusterLine.appendChild(document.createTextNode(
+      `Dask cluster: ${c.address}, ${c.workers} ${noun}`));
+    // Only a web address becomes a link (the kernel already dropped any other kind).
+    if (c.dashboard && /^https?:\/\//i.test(c.dashboard)) {
+      clusterLine.appendChild(document.createTextNode(", "));
+      clusterLine.appendChild(h("a", { className: "rnb-dashboard", href: c.dashboard,
+        target: "_blank", rel: "noopener noreferrer" }, "dashboard"));
     }
   }
 
@@ -471,6 +519,8 @@ function render({ model, el }) {
     root.classList.toggle("rnb-disconnected", disconnected);
     setText(message, model.get("message") || "");
     setText(note, data.note || "");
+    drawFleet(data);
+    drawCluster(data);
     const seen = new Set();
     for (const row of data.tasks || []) {
       seen.add(row.name);

@@ -33,6 +33,7 @@ __all__ = [
     "TasksTable",
     "cell_task_names",
     "describe_registration",
+    "fleet_line",
     "install_input_transformer",
     "missing_task_warnings",
     "register_cell_task",
@@ -207,7 +208,8 @@ actions:
   log NAME [--limit N] [--verbose]
                    its runs, newest last: action (how each ended: success, fail,
                    terminate, inaction, crash; run while it lives), start, end,
-                   runtime, output, traceback; --verbose prints them in full
+                   runtime, scheduler (host:pid), output, traceback; --verbose
+                   prints them in full
 
 NAME may be quoted ('my task'). As a cell magic, %%task registers the cell as a task:
 see %%task --help.
@@ -217,8 +219,9 @@ TASKS_HELP = """usage: %tasks
 
 The status table of the kernel's scheduler session, for reading: one row per task (task,
 condition, status, last run, next due, took, runs, fails), times local to the second with
-"in 4 min" / "3 s ago", empty cells blank, the status coloured. For code, use
-app.session.status() (the raw DataFrame).
+"in 4 min" / "3 s ago", empty cells blank, the status coloured; under it, the
+schedulers on the run log when it is shared. For code, use app.session.status() (the raw
+DataFrame).
 """
 
 SCHEDULER_HELP = """usage: %scheduler start|stop|restart|status|panel
@@ -226,7 +229,8 @@ SCHEDULER_HELP = """usage: %scheduler start|stop|restart|status|panel
   start     start the scheduler thread (if it is not running)
   stop      stop it (running tasks are waited for; tasks stay registered)
   restart   stop and start it again in this kernel (restarting='recall')
-  status    say whether it runs, and how many tasks there are
+  status    say whether it runs, how many tasks there are, and the schedulers
+            on the run log when it is shared
   panel     show the live ipywidgets panel
 """
 
@@ -500,7 +504,28 @@ def scheduler_status_line(app: RedEngine) -> str:
     text = f"scheduler {state}; {len(tasks)} tasks ({disabled} disabled)"
     if running:
         text += "; running now: " + ", ".join(repr(n) for n in running)
+    fleet = fleet_line(app)
+    if fleet:
+        text += "\n" + fleet
     return text
+
+
+def fleet_line(app: RedEngine) -> str:
+    """``schedulers on this log: host:1 (this one), host:2 (expired)`` when the run log
+    is shared (the panel's rule, :func:`~.viewmodel.scheduler_items`), else ""."""
+    from .reads import SessionReads
+    from .viewmodel import scheduler_items
+
+    reads = SessionReads(app.session, app)
+    items = scheduler_items(reads.schedulers(), shared=reads.shared(), tz=reads.tz, now=reads.now())
+    if not items:
+        return ""
+    parts = []
+    for item in items:
+        words = [w for w in ("this one" if item["this"] else "", item["state"]) if w != "alive"]
+        words = [w for w in words if w]
+        parts.append(item["name"] + (f" ({', '.join(words)})" if words else ""))
+    return "schedulers on this log: " + ", ".join(parts)
 
 
 def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
@@ -509,6 +534,8 @@ def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
     The columns keep ``get_task_log()``'s names (a run's outcome is its ``action``, as in
     Red Engine's logs), except ``exc_text``, shown as ``traceback``.
     """
+    from .reads import SessionReads
+
     frame = app.session.get_task_log(task=name)
     if limit > 0:
         frame = frame.tail(limit)
@@ -518,9 +545,15 @@ def task_log_frame(app: RedEngine, name: str, *, limit: int = 20) -> Any:
         "start": "start",
         "end": "end",
         "runtime": "runtime",
+        "scheduler": "scheduler",
         "output": "output",
         "exc_text": "traceback",
     }
+    # Which scheduler ran each run (host:pid), from the runs' owners.
+    records = app.runlog.records(task=name, limit=limit if limit > 0 else None)
+    names = SessionReads(app.session, app).scheduler_names(r.owner for r in records)
+    owner_of = {r.run_id: names.get(r.owner or "", "") for r in records}
+    frame = frame.assign(scheduler=[owner_of.get(str(i), "") for i in frame["run_id"]])
     present = [c for c in columns if c in frame.columns]
     return frame[present].rename(columns=columns).reset_index(drop=True)
 
@@ -533,7 +566,9 @@ def format_task_log(frame: Any, name: str) -> str:
         runtime = getattr(row, "runtime", None)
         took = "" if runtime is None or runtime != runtime else f" in {runtime:.3f}s"
         start = row.start.strftime("%Y-%m-%d %H:%M:%S") if hasattr(row.start, "strftime") else "-"
-        parts.append(f"--- {row.action} at {start}{took} (run {row.run_id})")
+        where = getattr(row, "scheduler", "")
+        on = f" on {where}" if isinstance(where, str) and where else ""
+        parts.append(f"--- {row.action} at {start}{took}{on} (run {row.run_id})")
         output = getattr(row, "output", None)
         if isinstance(output, str) and output:
             parts.append(output.rstrip("\n"))
@@ -552,9 +587,11 @@ class TasksTable:
     ``frame`` holds the texts shown (a DataFrame of strings); ``app.session.status()`` is
     the raw table for code."""
 
-    def __init__(self, frame: Any, badges: list[str]) -> None:
+    def __init__(self, frame: Any, badges: list[str], footer: str = "") -> None:
         self.frame = frame
         self._badges = badges
+        #: A line under the table (the schedulers on a shared log), or "".
+        self.footer = footer
 
     def styler(self) -> Any:
         from .protocol import COLOURS
@@ -576,14 +613,16 @@ class TasksTable:
         )
 
     def _repr_html_(self) -> str:
-        html: str = self.styler().to_html()
-        return html
+        import html as markup
+
+        table: str = self.styler().to_html()
+        if self.footer:
+            table += f"<p>{markup.escape(self.footer)}</p>"
+        return table
 
     def __repr__(self) -> str:
-        if len(self.frame) == 0:
-            return "no tasks"
-        text: str = self.frame.to_string(index=False)
-        return text
+        text: str = "no tasks" if len(self.frame) == 0 else self.frame.to_string(index=False)
+        return f"{text}\n{self.footer}" if self.footer else text
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -626,4 +665,4 @@ def tasks_table(app: RedEngine) -> TasksTable:
             }
         )
     columns = ["task", "condition", "status", "last run", "next due", "took", "runs", "fails"]
-    return TasksTable(pd.DataFrame(rows, columns=columns), badges)
+    return TasksTable(pd.DataFrame(rows, columns=columns), badges, fleet_line(app))

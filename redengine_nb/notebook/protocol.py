@@ -19,12 +19,14 @@ __all__ = [
     "TIME_UNITS",
     "ZOOMS",
     "Bar",
+    "ClusterItem",
     "ControlMessage",
     "DisplayItem",
     "Lane",
     "PanelData",
     "Reply",
     "RunItem",
+    "SchedulerItem",
     "SchedulerState",
     "TaskRow",
     "format_next_due",
@@ -164,6 +166,8 @@ class RunItem(TypedDict):
     exc_text: str
     note: str
     displays: list[DisplayItem]
+    #: ``host:pid`` of the scheduler that ran it ("" when the log does not say).
+    scheduler: str
 
 
 class SchedulerState(TypedDict):
@@ -171,6 +175,30 @@ class SchedulerState(TypedDict):
     state: str
     #: What a ``stopping``/``restarting`` scheduler waits for ("2 runs: a, b"), else "".
     detail: str
+
+
+class SchedulerItem(TypedDict):
+    """One scheduler holding a lease on the run log."""
+
+    #: ``host:pid``.
+    name: str
+    #: ``alive`` or ``expired`` (not renewed in time: its runs become ``crash``).
+    state: str
+    #: This session's scheduler.
+    this: bool
+    #: The lease id's first characters (two schedulers of one process differ by it).
+    lease: str
+    #: When it took its lease (clock text in the session's timezone).
+    since_clock: str
+
+
+class ClusterItem(TypedDict):
+    """The Dask cluster the session's ``dask`` runs use."""
+
+    address: str
+    workers: int
+    #: The dashboard's URL, only when it is ``http://`` or ``https://`` (else "").
+    dashboard: str
 
 
 class PanelData(TypedDict):
@@ -185,6 +213,10 @@ class PanelData(TypedDict):
     terminating: list[str]
     #: Said once under the table: what this panel shows (e.g. only this session's tasks).
     note: str
+    #: The schedulers on the run log, when it is shared (else empty: nothing is shown).
+    schedulers: list[SchedulerItem]
+    #: The Dask cluster, once a ``dask`` run has connected to it (else ``None``).
+    cluster: ClusterItem | None
 
 
 # --- front end -> kernel: custom messages ---------------------------------------------------

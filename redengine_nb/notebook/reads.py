@@ -9,8 +9,13 @@ so nothing goes through datetimes and DataFrames only to come back as floats.
 
 from __future__ import annotations
 
+import os
+import socket
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from typing import Any as AnyValue
 from zoneinfo import ZoneInfo
 
 from ..conditions.base import All, Any, BaseCondition, Not
@@ -21,7 +26,20 @@ if TYPE_CHECKING:
     from .._engine.session import Session
     from ..app import RedEngine
 
-__all__ = ["SchedulerView", "SessionReads", "TaskState", "named_tasks"]
+__all__ = [
+    "ClusterView",
+    "SchedulerLease",
+    "SchedulerView",
+    "SessionReads",
+    "TaskState",
+    "named_tasks",
+    "owner_name",
+]
+
+
+#: Lease names remembered per session at most (a lease id is 25 characters).
+NAMES_KEPT = 1000
+_LEASE_NAMES: weakref.WeakKeyDictionary[Session, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,51 @@ class SchedulerView:
     live_runs: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SchedulerLease:
+    """One scheduler holding a lease on the run log, as the panel shows it."""
+
+    lease_id: str
+    host: str
+    pid: int
+    #: Epoch seconds: when it took the lease, when the lease runs out unrenewed.
+    started: float
+    expires: float
+    alive: bool
+    #: This session's own lease.
+    this: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """The Dask cluster this session's ``dask`` runs use."""
+
+    address: str
+    workers: int
+    #: The dashboard's URL as Dask gives it (``None``: no dashboard).
+    dashboard: str | None
+
+
+def owner_name(owner: str | None, names: Mapping[str, str]) -> str:
+    """``host:pid`` of the scheduler that wrote a run: a lease id through ``names`` (lease id
+    to ``host:pid``), an old ``host:pid:start`` owner by its first two parts; a lease that
+    is no longer on the log is ``lease L1a2b3c4d (gone)``; no owner, "" ."""
+    if not owner:
+        return ""
+    if ":" in owner:
+        host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        return f"{host}:{pid}" if pid.isdigit() else owner
+    known = names.get(owner)
+    if known is not None:
+        return known
+    return f"lease {owner[:9]} (gone)"
+
+
 def named_tasks(cond: BaseCondition) -> list[str]:
     """The task names a condition names explicitly (``after task 'x'``, ``task 'x' has …``)."""
     found: list[str] = []
@@ -81,6 +144,9 @@ class SessionReads:
     def __init__(self, session: Session, app: RedEngine | None = None) -> None:
         self.session = session
         self.app = app
+        #: ``host:pid`` by lease id, of every lease seen (bounded by :data:`NAMES_KEPT`):
+        #: one dict per session, shared by its panels and magics.
+        self._names = _LEASE_NAMES.setdefault(session, {})
 
     @property
     def tz(self) -> ZoneInfo:
@@ -145,6 +211,63 @@ class SessionReads:
     ) -> list[RunRecord]:
         """Run records, oldest first (the newest ``limit`` of them)."""
         return self.session.runlog.records(task=task, since=since, limit=limit)
+
+    # -- the schedulers on the log, and the Dask cluster --------------------------------
+
+    def _owns(self, lease_id: str) -> bool:
+        return self.session.owns(lease_id)
+
+    def schedulers(self) -> list[SchedulerLease]:
+        """Every scheduler with a lease on the run log (alive and expired), oldest first."""
+        now = self.now()
+        found = [
+            SchedulerLease(
+                lease_id=lease.lease_id,
+                host=lease.host,
+                pid=int(lease.pid),
+                started=lease.started,
+                expires=lease.expires,
+                alive=bool(lease.alive(now)),
+                this=self._owns(lease.lease_id),
+            )
+            for lease in self.session.runlog.leases(now)
+        ]
+        for lease in found:
+            self._names[lease.lease_id] = lease.name
+        while len(self._names) > NAMES_KEPT:  # bounded: the oldest names go first
+            del self._names[next(iter(self._names))]
+        return found
+
+    def shared(self) -> bool:
+        """Whether another scheduler may write the run log (one was seen, or the store is
+        shared by nature: PostgreSQL)."""
+        return self.session.runlog.shared
+
+    def scheduler_names(self, owners: Iterable[str | None]) -> dict[str, str]:
+        """``host:pid`` by run owner for ``owners`` (see :func:`owner_name`). The leases are
+        read at most once, and only when a lease id is not known yet; the names of leases
+        seen before are remembered for the session (bounded), so a stopped scheduler's runs
+        keep theirs."""
+        wanted = {o for o in owners if o}
+        unknown = {o for o in wanted if ":" not in o and o not in self._names}
+        mine = {o for o in unknown if self._owns(o)}
+        for lease_id in mine:  # this session's earlier leases: this process
+            self._names[lease_id] = f"{socket.gethostname()}:{os.getpid()}"
+        if unknown - mine:
+            self.schedulers()
+        return {o: owner_name(o, self._names) for o in wanted}
+
+    def cluster(self) -> ClusterView | None:
+        """The Dask cluster in use (``None`` until a ``dask`` run has connected)."""
+        info: Mapping[str, AnyValue] | None = self.session.dask_cluster()
+        if info is None:
+            return None
+        dashboard = info.get("dashboard")
+        return ClusterView(
+            address=str(info.get("address") or ""),
+            workers=int(info.get("workers") or 0),
+            dashboard=str(dashboard) if dashboard else None,
+        )
 
     def task_names(self) -> list[str]:
         return [task.name for task in self.session.tasks]

@@ -16,7 +16,7 @@ conditions, output, tracebacks) is carried raw; the front end shows it with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -25,15 +25,17 @@ from ..records import Action, RunRecord
 from .protocol import (
     COLOURS,
     Bar,
+    ClusterItem,
     DisplayItem,
     Lane,
     PanelData,
     RunItem,
+    SchedulerItem,
     SchedulerState,
     TaskRow,
     Timeline,
 )
-from .reads import SchedulerView, TaskState
+from .reads import ClusterView, SchedulerLease, SchedulerView, TaskState
 
 __all__ = [
     "HORIZON",
@@ -43,9 +45,11 @@ __all__ = [
     "Snapshot",
     "badge_for",
     "build_snapshot",
+    "cluster_item",
     "format_clock",
     "format_runtime",
     "run_items",
+    "scheduler_items",
     "scheduler_state",
     "task_rows",
     "timeline",
@@ -231,12 +235,16 @@ def run_items(
     live_output: Callable[[str], str | None] = lambda run_id: None,
     displays: Callable[[str], list[DisplayItem]] = lambda run_id: [],
     notes: Callable[[str], str] = lambda run_id: "",
+    schedulers: Mapping[str, str] | None = None,
     limit: int = RUNS_LIMIT,
 ) -> list[RunItem]:
     """A task's most recent runs, newest first, with output and traceback (their tails).
 
     A live run's output is what it printed so far (``live_output``); ``displays`` gives a
-    run's rich displays, ``notes`` a line about it (say, its late outcome)."""
+    run's rich displays, ``notes`` a line about it (say, its late outcome); ``schedulers``
+    the ``host:pid`` of each run's owner (see
+    :meth:`~redengine_nb.notebook.reads.SessionReads.scheduler_names`)."""
+    names = schedulers or {}
     items: list[RunItem] = []
     ordered = sorted(
         records,
@@ -260,9 +268,46 @@ def run_items(
                 exc_text=_tail(rec.exc_text),
                 note=notes(rec.run_id),
                 displays=displays(rec.run_id),
+                scheduler=names.get(rec.owner or "", ""),
             )
         )
     return items
+
+
+def scheduler_items(
+    leases: Sequence[SchedulerLease], *, shared: bool, tz: tzinfo | None, now: float
+) -> list[SchedulerItem]:
+    """The schedulers on the run log, shown when there is more than one or the log is
+    shared (a lone scheduler on its own log shows nothing); this one first, then by age."""
+    if len(leases) <= 1 and not shared:
+        return []
+    ordered = sorted(leases, key=lambda lease: (not lease.this, lease.started, lease.lease_id))
+    return [
+        SchedulerItem(
+            name=lease.name,
+            state="alive" if lease.alive else "expired",
+            this=lease.this,
+            lease=lease.lease_id[:9],
+            since_clock=format_clock(lease.started, tz, now),
+        )
+        for lease in ordered
+    ]
+
+
+_WEB_URL = re.compile(r"^https?://[^\s\x00-\x1f\x7f]+$", re.IGNORECASE)
+
+
+def cluster_item(cluster: ClusterView | None) -> ClusterItem | None:
+    """The cluster line's data; the dashboard only when it is an ``http(s)`` URL (a
+    ``javascript:`` or other link is dropped, not shown)."""
+    if cluster is None:
+        return None
+    dashboard = cluster.dashboard or ""
+    return ClusterItem(
+        address=cluster.address,
+        workers=max(0, cluster.workers),
+        dashboard=dashboard if _WEB_URL.match(dashboard) else "",
+    )
 
 
 def scheduler_state(view: SchedulerView) -> SchedulerState:
@@ -311,12 +356,15 @@ def build_snapshot(
     terminating: Sequence[str] = (),
     horizon: float = HORIZON,
     note: str = "",
+    schedulers: Sequence[SchedulerItem] = (),
+    cluster: ClusterItem | None = None,
 ) -> Snapshot:
     """The whole panel's data.
 
     ``log`` holds the runs of the last ``horizon`` seconds (the timeline); ``runs`` the
     selected task's recent runs (see :func:`run_items`); ``terminating`` the tasks asked to
-    terminate whose run is still alive."""
+    terminate whose run is still alive; ``schedulers`` the fleet (see
+    :func:`scheduler_items`), ``cluster`` the Dask cluster (see :func:`cluster_item`)."""
     names = [t.name for t in tasks]
     if selected not in names:
         selected = ""
@@ -334,5 +382,7 @@ def build_snapshot(
         runs=list(runs),
         terminating=asked,
         note=note,
+        schedulers=list(schedulers),
+        cluster=cluster,
     )
     return Snapshot(data)

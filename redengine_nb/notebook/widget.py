@@ -33,7 +33,16 @@ from ..app import RedEngine
 from ..errors import ConditionParseError
 from .protocol import CONSTANTS, DisplayItem, SchedulerState
 from .reads import SessionReads
-from .viewmodel import HORIZON, RUNS_LIMIT, TIMELINE_RUNS, Snapshot, build_snapshot, run_items
+from .viewmodel import (
+    HORIZON,
+    RUNS_LIMIT,
+    TIMELINE_RUNS,
+    Snapshot,
+    build_snapshot,
+    cluster_item,
+    run_items,
+    scheduler_items,
+)
 
 if TYPE_CHECKING:
     from .kernel import KernelSession
@@ -44,6 +53,10 @@ __all__ = ["Panel", "panel"]
 DEFAULT_THROTTLE = 0.25
 #: Seconds between two looks at a live run's output while it is shown.
 LIVE_INTERVAL = 1.0
+#: Seconds between two looks at the schedulers on a shared log and at the Dask cluster
+#: while the panel shows them (nothing in the session says when another scheduler's
+#: lease runs out, or when a worker joins); a look sends only what changed.
+FLEET_INTERVAL = 10.0
 #: Characters of one rich display sent to the front end at most.
 DISPLAY_LIMIT = 200_000
 
@@ -136,6 +149,7 @@ class Panel(anywidget.AnyWidget):
         self._lock = threading.RLock()
         self._timer_lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._timer_due = 0.0
         self._last: Snapshot | None = None
         self._last_push = 0.0
         self._closed = False
@@ -172,16 +186,15 @@ class Panel(anywidget.AnyWidget):
         selected = self.selected
         tasks = reads.tasks()
         log = reads.runs(since=now - self._horizon, limit=TIMELINE_RUNS)
-        runs = (
-            run_items(
-                reads.runs(selected, limit=RUNS_LIMIT),
-                tz,
-                now,
-                live_output=self._live_output,
-                displays=self._displays,
-            )
-            if selected
-            else []
+        fleet = reads.schedulers()
+        recent = reads.runs(selected, limit=RUNS_LIMIT) if selected else []
+        runs = run_items(
+            recent,
+            tz,
+            now,
+            live_output=self._live_output,
+            displays=self._displays,
+            schedulers=reads.scheduler_names(r.owner for r in recent),
         )
         running = {t.name for t in tasks if t.is_running}
         with self._lock:
@@ -203,6 +216,8 @@ class Panel(anywidget.AnyWidget):
             terminating=terminating,
             horizon=self._horizon,
             note=self._note(),
+            schedulers=scheduler_items(fleet, shared=reads.shared(), tz=tz, now=now),
+            cluster=cluster_item(reads.cluster()),
         )
 
     # --- pushing -------------------------------------------------------------------------
@@ -222,14 +237,19 @@ class Panel(anywidget.AnyWidget):
             return True
 
     def _watch_live(self, snap: Snapshot) -> None:
-        """While a shown run (or a stop) is in progress, look again in a second."""
+        """While a shown run (or a stop) is in progress, look again in a second; while
+        other schedulers or a Dask cluster are shown, in :data:`FLEET_INTERVAL`."""
         data = snap.data
         busy = any(run["live"] for run in data["runs"]) or data["scheduler"]["state"] in (
             "stopping",
             "restarting",
         )
-        if busy and not self._disconnected:
+        if self._disconnected:
+            return
+        if busy:
             self._schedule(LIVE_INTERVAL)
+        elif data["schedulers"] or data["cluster"] is not None:
+            self._schedule(FLEET_INTERVAL)
 
     def _on_event(self, event: str, task_name: str | None = None) -> None:
         """Session callback (any thread): schedule one throttled refresh."""
@@ -241,16 +261,24 @@ class Panel(anywidget.AnyWidget):
         self._schedule(max(0.0, self._last_push + self._throttle - time.monotonic()))
 
     def _schedule(self, delay: float) -> None:
+        due = time.monotonic() + delay
         with self._timer_lock:
-            if self._timer is not None or self._closed:
-                return  # a push is already on its way; it will read the newest state
-            timer = threading.Timer(delay, self._timer_fired)
+            if self._closed:
+                return
+            if self._timer is not None:
+                if self._timer_due <= due:
+                    return  # a push is already on its way; it will read the newest state
+                self._timer.cancel()  # a slower look (the fleet's) gives way to this one
+            timer = threading.Timer(delay, self._timer_fired, args=(due,))
             timer.daemon = True
             self._timer = timer
+            self._timer_due = due
         timer.start()
 
-    def _timer_fired(self) -> None:
+    def _timer_fired(self, due: float) -> None:
         with self._timer_lock:
+            if self._timer is None or self._timer_due != due:
+                return  # cancelled too late: a sooner timer took its place
             self._timer = None
         self._safe_refresh()
 

@@ -53,12 +53,24 @@ CELLS = [
     "\n"
     "@app.task('every 1 hour')\n"
     "def rich_report():\n"
-    "    display(HTML(\"<b id='rich-bold'>a bold claim</b>\"))",
+    "    display(HTML(\"<b id='rich-bold'>a bold claim</b>\"))\n"
+    "\n"
+    "from distributed import LocalCluster\n"
+    "cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,\n"
+    "                       protocol='tcp://', host='127.0.0.1', dashboard_address=None)\n"
+    "app.config.dask_address = cluster.scheduler_address\n"
+    "\n"
+    "@app.task('every 1 hour', execution='dask')\n"
+    "def on_dask():\n"
+    "    return 42",
     "%%task every 1 hour --name slow\nprint('halfway')\nrelease.wait(120)",
     "%%task every 1 hour --name boom\nx = 1\nraise ValueError('boom in the cell')",
     "%%task after task 'nope' --name waiter\nprint('never')",
     "%scheduler panel",
     "release.set()",
+    "from redengine_nb import RedEngine\n"
+    "other = RedEngine(logs=app.runlog.location)  # a second scheduler on this log\n"
+    "other_lease = other.session.owner",
 ]
 SETUP_CELLS = 6  # run at the start; the last one later, to let 'slow' finish
 
@@ -185,6 +197,19 @@ def test_panel_in_jupyterlab(lab: Lab, browser: Any) -> None:
         expect(warning).to_have_text("⚠")
         expect(warning).to_have_attribute("title", re.compile("'nope'"))
 
+        # The Dask cluster a task ran on: one line, the dashboard a link to a new tab.
+        cluster = panel.locator(".rnb-cluster")
+        expect(cluster).to_have_text(
+            re.compile(r"^Dask cluster: tcp://127\.0\.0\.1:\d+, 1 worker, dashboard$"),
+            timeout=60_000,
+        )
+        link = cluster.locator("a.rnb-dashboard")
+        expect(link).to_have_attribute("href", re.compile(r"^https?://"))
+        expect(link).to_have_attribute("target", "_blank")
+        expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
+        # One scheduler on the notebook's own log: no list of schedulers.
+        expect(panel.locator(".rnb-fleet")).to_be_hidden()
+
         # Each ran once by itself; "run now" makes it twice.
         fetch = row["fetch_prices"]
         expect(fetch.locator(".rnb-runs-count")).to_have_text("1", timeout=30_000)
@@ -223,6 +248,8 @@ def test_panel_in_jupyterlab(lab: Lab, browser: Any) -> None:
         report.locator(".rnb-name").click()
         expect(runs.locator(".rnb-output").first).to_have_text(XSS + "\n", timeout=30_000)
         assert panel.locator("img").count() == 0
+        # Each run says which scheduler ran it (host:pid).
+        expect(runs.locator(".rnb-run-scheduler").first).to_have_text(re.compile(r"^ +on \S+:\d+$"))
 
         # Rich output is shown in a frame with no rights, not in the page.
         row["rich_report"].locator(".rnb-name").click()
@@ -322,6 +349,17 @@ def test_panel_in_jupyterlab(lab: Lab, browser: Any) -> None:
         page.mouse.move(0, 0)
         panel.screenshot(path=str(DOCS / "panel.png"))
         assert dialogs == []
+
+        # A second scheduler takes a lease on this notebook's log: the panel lists both,
+        # this one marked.
+        run_cell(page, SETUP_CELLS + 1)
+        fetch.locator('button[data-action="run"]').click()
+        fleet = panel.locator(".rnb-fleet")
+        expect(fleet.locator(".rnb-fleet-item")).to_have_count(2, timeout=30_000)
+        expect(fleet).to_contain_text("Schedulers on this log:")
+        expect(fleet.locator('.rnb-fleet-item[data-this="1"]')).to_have_text(
+            re.compile(r"^\S+:\d+ \(this one\)$")
+        )
 
         # The kernel restarts: the old panel says so and its buttons are off.
         restart_kernel(lab, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,7 +293,9 @@ def test_task_actions(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) 
     assert {"action", "runtime", "output", "traceback"} <= set(log.columns)
     # One word for a run's outcome: `action`, as in get_task_log() (issue 18.2).
     full = get_app().session.get_task_log(task="t1")
-    assert set(log.columns) - {"traceback"} <= set(full.columns)
+    assert set(log.columns) - {"traceback", "scheduler"} <= set(full.columns)
+    # Which scheduler ran it: this kernel's, as host:pid (issue 16).
+    assert list(log["scheduler"]) == [f"{socket.gethostname()}:{os.getpid()}"]
     assert "status" not in log.columns
     stopped.run_line_magic("task", "delete t1")
     assert "t1" not in get_app().session

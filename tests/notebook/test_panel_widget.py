@@ -3,7 +3,9 @@ clicks become session calls, the state follows, nothing is sent when nothing cha
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from redengine_nb import RedEngine
 from redengine_nb.notebook.protocol import COLOURS, CONSTANTS
-from redengine_nb.notebook.widget import Panel, display_item, panel
+from redengine_nb.notebook.widget import FLEET_INTERVAL, Panel, display_item, panel
 from redengine_nb.testing import FakeClock
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -375,3 +377,145 @@ def test_a_shared_log_is_said_under_the_table(
     w = Panel(app, throttle=0, kernel_session=ks)
     assert "this panel shows this session's tasks only" in w.data["note"]
     w.close()
+
+
+# --- which scheduler, the schedulers on the log, the Dask cluster (issues 16 and 17) ---------
+
+
+def test_each_run_says_which_scheduler_ran_it(widget: Panel, app: RedEngine) -> None:
+    tick(app)
+    click(widget, "select", "alpha")
+    (run,) = widget.data["runs"]
+    assert run["scheduler"] == f"{socket.gethostname()}:{os.getpid()}"
+    # One scheduler on its own log: no fleet is shown, and no cluster before a dask run.
+    assert widget.data["schedulers"] == [] and widget.data["cluster"] is None
+
+
+def test_a_slow_look_does_not_hold_back_a_push(app: RedEngine) -> None:
+    w = Panel(app, throttle=0.2)
+    pushed = threading.Event()
+    w.observe(lambda change: pushed.set(), names="data")
+    w._schedule(FLEET_INTERVAL)  # the fleet's look is pending ...
+    app.session["alpha"].disabled = True  # ... and an event comes: pushed within the throttle
+    try:
+        assert pushed.wait(FLEET_INTERVAL / 2), "the push waited for the fleet's look"
+        assert row(w, "alpha")["badge"] == "disabled"
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+def test_the_dask_cluster_is_shown_once_a_task_uses_it() -> None:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
+    app = RedEngine(
+        config={"task_execution": "main", "dask_address": cluster.scheduler_address},
+        logs=":memory:",
+        clock=clock,
+    )
+    app.task("every 10 minutes", name="remote", func=lambda: None, execution="dask")
+    w = Panel(app, throttle=0)
+    try:
+        assert w.data["cluster"] is None  # no dask run yet: no line
+        assert app.session.tick() == ["remote"]
+        assert app.session.wait_idle(60)
+        w.refresh()
+        info = app.session.dask_cluster()
+        assert info is not None and info["dashboard"].startswith("http")
+        assert w.data["cluster"] == {
+            "address": cluster.scheduler_address,
+            "workers": 2,
+            "dashboard": info["dashboard"],  # a web address: the line links to it
+        }
+    finally:
+        w.close()
+        executors = list(app.session.launcher._executors.values())
+        app.session.close_executors(terminate=True)
+        for executor in executors:  # the client is gone before the cluster closes
+            join = getattr(executor, "join", None)
+            assert join is None or join(60)
+        app.runlog.close()
+        cluster.close()
+
+
+def test_the_schedulers_sharing_a_sqlite_log(tmp_path: Path) -> None:
+    """Two sessions on one SQLite file (and a third scheduler's lease, as another machine
+    writes it): each panel lists them, this one marked; a run shows who ran it; a lease
+    not renewed in time shows expired until a scheduler reaps it."""
+    from redengine_nb.notebook.magics import (
+        fleet_line,
+        scheduler_status_line,
+        task_log_frame,
+        tasks_table,
+    )
+
+    clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
+    logs = str(tmp_path / "shared.db")
+    config = {"task_execution": "main", "lease_ttl": 30}
+    a = RedEngine(config=config, logs=logs, clock=clock)
+    b = RedEngine(config=config, logs=logs, clock=clock)
+    a.task("every 10 minutes", name="on_a", func=lambda: None)
+    b.task("every 10 minutes", name="on_b", func=lambda: None)
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        assert a.session.tick() == ["on_a"]  # each takes its lease at its first start
+        assert b.session.tick() == ["on_b"]
+        # Another machine's scheduler writes a run of on_a and stops renewing.
+        clock.advance("1 second")
+        t0 = clock.time()
+        far = a.runlog.acquire_lease(now=t0, ttl=10, host="node-b", pid=4242)
+        a.runlog.start_runs(["on_a"], created=t0, start=t0, owner=far)
+        wa, wb = Panel(a, throttle=0), Panel(b, throttle=0)
+
+        def fleet(w: Panel) -> list[tuple[str, str, bool]]:
+            w.refresh()
+            return [(s["name"], s["state"], s["this"]) for s in w.data["schedulers"]]
+
+        assert fleet(wa) == [
+            (me, "alive", True),
+            (me, "alive", False),
+            ("node-b:4242", "alive", False),
+        ]
+        assert fleet(wb) == [
+            (me, "alive", True),
+            (me, "alive", False),
+            ("node-b:4242", "alive", False),
+        ]
+        assert wa.data["schedulers"][0]["lease"] != wb.data["schedulers"][0]["lease"]
+        click(wa, "select", "on_a")
+        assert [r["scheduler"] for r in wa.data["runs"]] == ["node-b:4242", me]
+        assert list(task_log_frame(a, "on_a")["scheduler"]) == [me, "node-b:4242"]
+        line = fleet_line(a)
+        assert line == f"schedulers on this log: {me} (this one), {me}, node-b:4242"
+        assert repr(tasks_table(a)).endswith(line)
+        assert scheduler_status_line(a).endswith("\n" + line)
+
+        clock.advance("15 seconds")  # node-b's lease ran out; a and b still hold theirs
+        assert fleet(wa)[2] == ("node-b:4242", "expired", False)
+        assert "node-b:4242 (expired)" in fleet_line(a)
+        clock.advance("10 seconds")
+        a.session.tick()  # a's heartbeat reaps node-b: its lease goes, its run is crash
+        assert fleet(wa) == [(me, "alive", True), (me, "alive", False)]
+        assert [r["action"] for r in wa.data["runs"]] == ["crash", "success"]
+        # The run keeps its scheduler's name: the panel saw the lease before it went.
+        assert [r["scheduler"] for r in wa.data["runs"]] == ["node-b:4242", me]
+        assert list(task_log_frame(a, "on_a")["scheduler"]) == [me, "node-b:4242"]
+        # A log once shared stays shown as shared, with this scheduler alone on it now.
+        clock.advance("30 seconds")  # b stopped renewing (it never ticks again) ...
+        a.session.tick()  # ... and a's heartbeat reaps its lease
+        assert fleet(wa) == [(me, "alive", True)]
+        assert fleet_line(a) == f"schedulers on this log: {me} (this one)"
+        wa.close()
+        wb.close()
+    finally:
+        for app in (a, b):
+            app.shut_down(timeout=10)
+            app.runlog.close()

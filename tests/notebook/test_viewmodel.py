@@ -12,7 +12,14 @@ import pytest
 
 from redengine_nb.notebook import protocol
 from redengine_nb.notebook import viewmodel as vm
-from redengine_nb.notebook.reads import SchedulerView, TaskState, named_tasks
+from redengine_nb.notebook.reads import (
+    ClusterView,
+    SchedulerLease,
+    SchedulerView,
+    TaskState,
+    named_tasks,
+    owner_name,
+)
 from redengine_nb.records import Action, RunRecord
 
 TZ = ZoneInfo("Europe/Helsinki")
@@ -254,3 +261,104 @@ def test_viewmodel_imports_no_widgets() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the schedulers on the log, and the Dask cluster (issues 16 and 17) ----------------------
+
+
+def lease(
+    lease_id: str, pid: int, *, started: float, alive: bool = True, this: bool = False
+) -> SchedulerLease:
+    return SchedulerLease(
+        lease_id=lease_id,
+        host="node-a",
+        pid=pid,
+        started=started,
+        expires=started + 30,
+        alive=alive,
+        this=this,
+    )
+
+
+def test_a_lone_scheduler_on_its_own_log_shows_no_fleet() -> None:
+    alone = [lease("L" + "1" * 24, 10, started=T, this=True)]
+    assert vm.scheduler_items(alone, shared=False, tz=TZ, now=T) == []
+    assert vm.scheduler_items([], shared=False, tz=TZ, now=T) == []
+
+
+def test_the_fleet_lists_this_scheduler_first_then_by_age_with_its_state() -> None:
+    leases = [
+        lease("L" + "2" * 24, 20, started=T - 60, alive=False),
+        lease("L" + "3" * 24, 30, started=T - 120),
+        lease("L" + "1" * 24, 10, started=T - 10, this=True),
+    ]
+    items = vm.scheduler_items(leases, shared=False, tz=TZ, now=T)
+    assert [(i["name"], i["state"], i["this"]) for i in items] == [
+        ("node-a:10", "alive", True),
+        ("node-a:30", "alive", False),
+        ("node-a:20", "expired", False),
+    ]
+    assert items[0]["lease"] == "L11111111"
+    assert items[0]["since_clock"] == "08:59:50"
+
+
+def test_a_shared_log_shows_even_one_scheduler() -> None:
+    one = [lease("L" + "1" * 24, 10, started=T, this=True)]
+    items = vm.scheduler_items(one, shared=True, tz=TZ, now=T)
+    assert [i["name"] for i in items] == ["node-a:10"]
+
+
+def test_a_run_owner_reads_as_host_and_pid() -> None:
+    names = {"L" + "a" * 24: "node-b:77"}
+    assert owner_name("L" + "a" * 24, names) == "node-b:77"
+    assert owner_name("node-c:123:t4567", names) == "node-c:123"  # written before leases
+    assert owner_name("L" + "b" * 24, names) == "lease Lbbbbbbbb (gone)"
+    assert owner_name(None, names) == ""
+    assert owner_name("", names) == ""
+
+
+def test_each_run_carries_its_scheduler() -> None:
+    runs = [
+        record("a", T - 60, T - 59, "success", owner="L" + "a" * 24),
+        record("a", T - 30, T - 29, "fail", owner="old-host:5:t1"),
+        record("a", T - 10, T - 9, "success"),
+    ]
+    names = {"L" + "a" * 24: "node-b:77", "old-host:5:t1": "old-host:5"}
+    items = vm.run_items(runs, TZ, T, schedulers=names)
+    assert [i["scheduler"] for i in items] == ["", "old-host:5", "node-b:77"]
+
+
+@pytest.mark.parametrize(
+    ("dashboard", "shown"),
+    [
+        ("http://127.0.0.1:8787/status", "http://127.0.0.1:8787/status"),
+        ("HTTPS://dask.example.org/status", "HTTPS://dask.example.org/status"),
+        ("javascript:alert(1)", ""),
+        ("file:///etc/passwd", ""),
+        ("http://x y", ""),
+        (None, ""),
+    ],
+)
+def test_the_cluster_line_links_only_web_dashboards(dashboard: str | None, shown: str) -> None:
+    item = vm.cluster_item(
+        ClusterView(address="tcp://127.0.0.1:8786", workers=2, dashboard=dashboard)
+    )
+    assert item == {"address": "tcp://127.0.0.1:8786", "workers": 2, "dashboard": shown}
+
+
+def test_the_snapshot_carries_fleet_and_cluster_and_no_cluster_before_one_is_used() -> None:
+    empty = vm.build_snapshot([state("a")], [], now=T, tz=TZ, scheduler=IDLE)
+    assert empty.data["schedulers"] == [] and empty.data["cluster"] is None
+    cluster = vm.cluster_item(ClusterView(address="tcp://h:8786", workers=1, dashboard=None))
+    fleet = vm.scheduler_items(
+        [lease("L" + "1" * 24, 10, started=T, this=True), lease("L" + "2" * 24, 20, started=T)],
+        shared=False,
+        tz=TZ,
+        now=T,
+    )
+    snap = vm.build_snapshot(
+        [state("a")], [], now=T, tz=TZ, scheduler=IDLE, schedulers=fleet, cluster=cluster
+    )
+    assert [s["name"] for s in snap.data["schedulers"]] == ["node-a:10", "node-a:20"]
+    assert snap.data["cluster"] == {"address": "tcp://h:8786", "workers": 1, "dashboard": ""}
+    assert not snap.same_as(empty)
