@@ -16,10 +16,14 @@ from typing import Any
 __all__ = [
     "Starts",
     "busy_unit",
+    "every_process_summary",
     "foreground_p99_ms",
+    "fork_floor_runs_per_s",
     "grid_summary",
     "lag_summary",
+    "mark_start",
     "percentile",
+    "read_marks",
     "rss_mb",
     "time_per_call_us",
     "wait_until",
@@ -211,3 +215,68 @@ def idle_cpu_pct(window: float) -> float:
     time.sleep(window)
     c1, w1 = time.process_time(), time.monotonic()
     return (c1 - c0) / (w1 - w0) * 100
+
+
+# ----------------------------------------------------------------- process-run scenarios
+def mark_start(path: str, name: str) -> None:
+    """A process run's body: append "<name> <time>" to ``path`` (one small O_APPEND write,
+    which the kernel does not interleave with another's)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{name} {time.time():.6f}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def read_marks(path: str) -> dict[str, list[float]]:
+    """What :func:`mark_start` wrote: each name's body start times, in order."""
+    out: dict[str, list[float]] = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                name, _, at = line.strip().partition(" ")
+                if at:
+                    out.setdefault(name, []).append(float(at))
+    except FileNotFoundError:
+        pass
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def every_process_summary(
+    marks: dict[str, list[float]], names: Sequence[str], t0: float, t1: float, period: float
+) -> dict[str, Any]:
+    """Runs held (body starts in [t0, t1) / what ``period`` asks of each task), the
+    intervals between a task's consecutive starts, and the spread of runs across tasks."""
+    counts = [sum(1 for t in marks.get(n, []) if t0 <= t < t1) for n in names]
+    asked = len(names) * (t1 - t0) / period
+    intervals = [
+        b - a
+        for n in names
+        for a, b in zip(marks.get(n, []), marks.get(n, [])[1:], strict=False)
+        if t0 <= a and b < t1
+    ]
+    return {
+        "held_pct": 100.0 * sum(counts) / asked if asked else math.nan,
+        "interval_p50_s": percentile(intervals, 50),
+        "interval_p99_s": percentile(intervals, 99),
+        "interval_max_s": max(intervals) if intervals else math.nan,
+        "fairness": (min(counts) / max(counts)) if counts and max(counts) else math.nan,
+    }
+
+
+def fork_floor_runs_per_s(n: int, concurrency: int) -> float:
+    """The bare fork-per-run floor: ``n`` children forked from this process, at most
+    ``concurrency`` alive at once, each exiting at once, each reaped."""
+    alive = 0
+    t0 = time.perf_counter()
+    for _ in range(n):
+        if alive >= concurrency:
+            os.wait()
+            alive -= 1
+        if os.fork() == 0:
+            os._exit(0)
+        alive += 1
+    while alive:
+        os.wait()
+        alive -= 1
+    return n / (time.perf_counter() - t0)

@@ -17,7 +17,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import Starts, grid_summary, idle_cpu_pct, lag_summary, rss_mb, time_per_call_us
+from _harness import (
+    Starts,
+    every_process_summary,
+    fork_floor_runs_per_s,
+    grid_summary,
+    idle_cpu_pct,
+    lag_summary,
+    mark_start,
+    read_marks,
+    rss_mb,
+    time_per_call_us,
+)
 from _harness import wait_until as _wait_until
 from _peers import foreground_extra
 
@@ -386,7 +397,72 @@ def status(p: Params) -> Result:
     }
 
 
+def _process_app(logs: Path, slots: int) -> Any:
+    from redengine_nb import RedEngine
+
+    return RedEngine(
+        config={"task_execution": "process", "max_process_count": slots}, logs=str(logs)
+    )
+
+
+def proc_every(p: Params) -> Result:
+    """``n`` process tasks ``every 1 second`` (max_process_count = n): runs held, the
+    interval between a task's body starts, and runs of the least/most served task."""
+    n, window, settle = int(p["n"]), float(p["window"]), float(p["settle"])
+    with _tmpdir() as d:
+        marks = str(d / "marks.txt")
+        app = _process_app(d / "log.db", n)
+        names = [f"t{i}" for i in range(n)]
+        for name in names:
+            app.task("every 1 second", func=partial(mark_start, marks, name), name=name)
+        app.start()
+        t0 = time.time() + settle  # after the forkserver started and the first round
+        time.sleep(settle + window + 0.5)
+        app.shut_down()
+        out = every_process_summary(read_marks(marks), names, t0, t0 + window, 1.0)
+    return out
+
+
+def _lines(path: str) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def proc_burst(p: Params) -> Result:
+    """``n`` process runs due at once (max_process_count = ``slots``), against the bare
+    fork-per-run floor measured first in this same process."""
+    n, slots = int(p["n"]), int(p["slots"])
+    floor = fork_floor_runs_per_s(n, slots)
+    timeout = p.get("timeout", 300)
+    with _tmpdir() as d:
+        marks = str(d / "marks.txt")
+        app = _process_app(d / "log.db", slots)
+        for i in range(n):
+            app.task("daily", func=partial(mark_start, marks, f"t{i}"), name=f"t{i}")
+        t0 = time.time()
+        app.start()
+        ok = _wait_until(lambda: _lines(marks) >= n, timeout, 0.02)
+        ok = ok and app.session.wait_idle(timeout)
+        t1 = time.time()
+        app.shut_down()
+    if not ok:
+        return {"na": f"not all {n} runs ended in {timeout} s"}
+    rate = n / (t1 - t0)
+    return {
+        "runs_per_s": rate,
+        "floor_runs_per_s": floor,
+        "of_floor_pct": 100.0 * rate / floor,
+        "note": "each run in a fresh process forked from a warm forkserver; floor: bare "
+        "os.fork() per run from the measuring process, same concurrency",
+    }
+
+
 SCENARIOS: dict[str, Callable[[Params], Result]] = {
+    "proc-every": proc_every,
+    "proc-burst": proc_burst,
     "idle": idle,
     "lag": lag,
     "burst": burst,

@@ -1,9 +1,9 @@
 """One benchmark cell in a fresh process: ``python benchmarks/_peers.py LIB SCENARIO PARAMS``.
 
 LIB is ``ours`` (redengine_nb, scenarios in ``_ours.py``), ``apscheduler``, ``schedule`` or
-``rocketry``; SCENARIO one of ``idle lag burst condition history memory foreground``; PARAMS
-a JSON object. The last line printed is a JSON object of figures, or ``{"na": reason}``
-where the scenario does not fit the library.
+``rocketry``; SCENARIO one of ``idle lag burst condition history memory foreground
+proc-every proc-burst``; PARAMS a JSON object. The last line printed is a JSON object of
+figures, or ``{"na": reason}`` where the scenario does not fit the library.
 
 compare.py runs every cell in its own process so that one library's threads, caches and
 memory never colour another's figures. Rocketry runs under the interpreter of
@@ -28,10 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
     Starts,
     every_lags,
+    every_process_summary,
     foreground_p99_ms,
+    fork_floor_runs_per_s,
     grid_summary,
     idle_cpu_pct,
     lag_summary,
+    read_marks,
     rss_mb,
     time_per_call_us,
     wait_until,
@@ -120,6 +123,65 @@ def aps_burst(p: Params) -> Result:
     wait_until(lambda: starts.ends >= n, p.get("timeout", 300))
     sched.shutdown()
     return {"runs_per_s": n / (starts.last_end - t0)}
+
+
+def _aps_process_scheduler(workers: int, **job_defaults: Any) -> Any:
+    from apscheduler.executors.pool import ProcessPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    return BackgroundScheduler(
+        executors={"default": ProcessPoolExecutor(workers)}, job_defaults=job_defaults
+    )
+
+
+def aps_proc_every(p: Params) -> Result:
+    import tempfile
+
+    n, window, settle = int(p["n"]), float(p["window"]), float(p["settle"])
+    with tempfile.TemporaryDirectory(prefix="renb-bench-") as d:
+        marks = str(Path(d) / "marks.txt")
+        sched = _aps_process_scheduler(n)
+        names = [f"t{i}" for i in range(n)]
+        for name in names:
+            # a textual reference: APScheduler pickles the job itself for its pool
+            sched.add_job("_harness:mark_start", "interval", args=[marks, name], seconds=1, id=name)
+        sched.start()
+        t0 = time.time() + settle
+        time.sleep(settle + window + 0.5)
+        sched.shutdown(wait=True)
+        return every_process_summary(read_marks(marks), names, t0, t0 + window, 1.0)
+
+
+def aps_proc_burst(p: Params) -> Result:
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+
+    n, slots = int(p["n"]), int(p["slots"])
+    floor = fork_floor_runs_per_s(n, slots)
+    done = [0]
+    lock = threading.Lock()
+
+    def count(event: Any) -> None:
+        with lock:
+            done[0] += 1
+
+    sched = _aps_process_scheduler(slots, misfire_grace_time=None)
+    sched.add_listener(count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    for i in range(n):
+        sched.add_job(_nothing, id=f"t{i}")  # no trigger: run once, now
+    t0 = time.time()
+    sched.start()
+    ok = wait_until(lambda: done[0] >= n, p.get("timeout", 300))
+    t1 = time.time()
+    sched.shutdown()
+    if not ok:
+        return {"na": f"only {done[0]} of {n} runs in {p.get('timeout', 300)} s"}
+    rate = n / (t1 - t0)
+    return {
+        "runs_per_s": rate,
+        "floor_runs_per_s": floor,
+        "of_floor_pct": 100.0 * rate / floor,
+        "note": f"a pool of {slots} worker processes, reused: runs are not isolated",
+    }
 
 
 def aps_condition(p: Params) -> Result:
@@ -544,6 +606,8 @@ SCENARIOS: dict[str, dict[str, Callable[[Params], Result]]] = {
         "memory": aps_memory,
         "foreground": aps_foreground,
         "scale": aps_scale,
+        "proc-every": aps_proc_every,
+        "proc-burst": aps_proc_burst,
         "status": _na("keeps no run history"),
     },
     "schedule": {

@@ -118,6 +118,32 @@ SCENARIOS: tuple[Scenario, ...] = (
         (Metric("runs_per_s", "10,000 runs due at once: runs/s", higher_is_better=True),),
     ),
     Scenario(
+        "proc-every",
+        "proc-every",
+        {"n": 50, "window": 10, "settle": 2.0},
+        {"n": 10, "window": 2, "settle": 1.0},
+        (
+            Metric("held_pct", "50 process tasks every 1 s: runs held, %", higher_is_better=True),
+            Metric("interval_p50_s", "start interval p50, s", ratio=False),
+            Metric("interval_p99_s", "start interval p99, s", ratio=False),
+            Metric("interval_max_s", "start interval max, s", ratio=False),
+            Metric("fairness", "runs of least / most served task", ratio=False),
+        ),
+        libs=("ours", "apscheduler"),
+    ),
+    Scenario(
+        "proc-burst",
+        "proc-burst",
+        {"n": 1000, "slots": 50},
+        {"n": 100, "slots": 10},
+        (
+            Metric("runs_per_s", "1,000 process runs due at once: runs/s", higher_is_better=True),
+            Metric("floor_runs_per_s", "bare fork per run, same cell: runs/s", ratio=False),
+            Metric("of_floor_pct", "runs/s as % of that floor", ratio=False),
+        ),
+        libs=("ours", "apscheduler"),
+    ),
+    Scenario(
         "condition",
         "condition",
         {"history": 100_000},

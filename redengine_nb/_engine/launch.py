@@ -155,6 +155,7 @@ class Launcher:
         self.wrappers: list[Callable[[BaseTask, str], AbstractContextManager[Any]]] = []
         #: Tasks found due that wait for an executor slot (a run end frees one).
         self.slot_wait: set[str] = set()
+        self._full: set[str] = set()  # see launch_due
 
     # -- launching ---------------------------------------------------------------------
     def executor(self, kind: str) -> Executor:
@@ -263,6 +264,7 @@ class Launcher:
         )
         with session._lock:
             session._status[task.name] = Action.FAIL
+            session.step.gave_up(task.name)
             session.step.invalidate()
         session._emit("run_ended", task.name)
         if not session.config.silence_task_prerun:
@@ -282,8 +284,13 @@ class Launcher:
         started: list[str] = []
         batch: list[_Prepared] = []
         limit = _FIRST_START_BATCH
+        full = self._full = set()  # executions without a free slot left in this launch
         try:
             for task, params in due:
+                if task.execution in full:
+                    with self._session._lock:
+                        self.slot_wait.add(task.name)
+                    continue
                 prepared = self._prepare(task, params, now_ts, batch)
                 if prepared is None:
                     continue
@@ -323,10 +330,12 @@ class Launcher:
             return None
         capacity = executor.capacity()
         if capacity is not None:
-            capacity -= sum(1 for p in pending if p.executor is executor)
+            if pending:
+                capacity -= sum(1 for p in pending if p.executor is executor)
             if capacity <= 0:
                 with self._session._lock:  # looked at when a run ends (not before: no spin)
                     self.slot_wait.add(task.name)
+                self._full.add(execution)  # the next due tasks of this kind wait at once
                 return None
         self._pop_forced(task, params)
         flag = RunFlag()

@@ -122,6 +122,9 @@ class Step:
         # start, the instant it was due): see _Reads.due_of.
         self._due_now: dict[str, float] = {}
         self._anchors: dict[str, tuple[float, float]] = {}
+        # Tasks found due that have not started yet (no free slot), with the instant each
+        # became due: due tasks of equal priority start longest-waiting first.
+        self._waiting: dict[str, float] = {}
         self._clocked: dict[str, float] = {}
         # What each task's condition read at its last evaluation (see _Reads): the
         # tasks whose runs can change it; _wild: tasks whose condition read no task, or
@@ -151,6 +154,7 @@ class Step:
         self._next_check.pop(name, None)  # its heap entry is stale now
         self._order.pop(name, None)
         self._anchors.pop(name, None)
+        self._waiting.pop(name, None)
         for other in self._reads.pop(name, ()):
             readers = self._readers.get(other)
             if readers is not None:
@@ -326,6 +330,7 @@ class Step:
             params, cycles, started = session.parameters, session.cycles, session.started
             due_now = self._due_now
             due_now.clear()
+            waiting = self._waiting
             candidates = self._candidates(now_ts)  # (no longer dirty)
             clocked = self._clocked
             for task in candidates:
@@ -333,6 +338,7 @@ class Step:
                 if forced.get(name):
                     if not running.get(name):
                         due.append((task, forced[name][0]))
+                        waiting.setdefault(name, now_ts)
                     continue
                 if task._disabled or running.get(name):
                     # Looked at again when its run ends, or when it is enabled (both
@@ -359,8 +365,12 @@ class Step:
                             continue
                         next_check.pop(name, None)
                         due.append((task, None))
-                        due_now[name] = clocked.get(name, now_ts)
+                        since = waiting.get(name)
+                        if since is None:
+                            since = waiting[name] = clocked.get(name, now_ts)
+                        due_now[name] = since
                     else:
+                        waiting.pop(name, None)
                         nxt = task._start_cond.next_due(ctx)
                         check = None if nxt is None else nxt.timestamp()
                         if task._start_cond.reads_outside():
@@ -376,7 +386,18 @@ class Step:
                     self._cond_error(f"the condition of task {name!r} ({task._start_cond})", exc)
                 finally:
                     self._note_reads(name, reads)
-        due.sort(key=lambda item: -item[0].priority)
+        if len(due) > 1:
+            # Priority, then the longest waiting (a task that found no free slot keeps
+            # the instant it became due), then registration order: a task registered
+            # last is not starved by earlier ones that are due as often.
+            order = self._order
+            due.sort(
+                key=lambda item: (
+                    -item[0].priority,
+                    waiting.get(item[0].name, now_ts),
+                    order.get(item[0].name, 0),
+                )
+            )
         return due
 
     @staticmethod
@@ -428,6 +449,7 @@ class Step:
         log.info("task %r was started by another scheduler on this run log", name)
         with self._session._lock:
             self._dirty.add(name)
+            self._waiting.pop(name, None)  # its next due instant is a new one
 
     def _note_reads(self, name: str, reads: _Reads) -> None:
         """Remember which other tasks' runs can change ``name``'s condition (under the
@@ -456,6 +478,12 @@ class Step:
         """A run of ``name`` found due in this step was recorded as started at ``start``
         (under the lock): remember when it was due."""
         self._anchors[name] = (start, self._due_now.pop(name, start))
+        self._waiting.pop(name, None)
+
+    def gave_up(self, name: str) -> None:
+        """A run of ``name`` found due could not start (its failure is logged): it no
+        longer waits (under the lock)."""
+        self._waiting.pop(name, None)
 
     def run_event(self, name: str) -> None:
         """A run of ``name`` started or ended: look again at the conditions that read it

@@ -22,7 +22,8 @@ log = logging.getLogger("redengine_nb.executors.process")
 
 
 _WORKDIR_PREFIX = "redengine-run-"
-_CHILD_FILE = "child"
+_CHILD_FILE = "child"  # a folder's one child (older layout), or "<n>.child" per run
+_CHILD_SUFFIX = ".child"
 
 
 def workdir_prefix() -> str:
@@ -31,22 +32,40 @@ def workdir_prefix() -> str:
     return f"{_WORKDIR_PREFIX}{token[1]}-{token[2]}-"
 
 
-def note_child(workdir: str, pid: int | None) -> None:
-    """Record the child's pid and start time in its folder (best effort)."""
+def note_child(prefix: str, pid: int | None) -> None:
+    """Record a run's child pid and start time in ``<prefix>.child`` (best effort): the
+    run's files are ``<folder>/<n>.*``, in its executor's folder."""
     if pid is None:
         return
     token = start_token(pid) or "-"
     try:
-        with open(os.path.join(workdir, _CHILD_FILE), "w") as fh:
+        with open(prefix + _CHILD_SUFFIX, "w") as fh:
             fh.write(f"{pid} {token}\n")
     except OSError:
         pass
 
 
+def _children_of(path: str) -> list[tuple[int, str]]:
+    """The (pid, start token) of each child recorded in a run folder."""
+    try:
+        names = [n for n in os.listdir(path) if n == _CHILD_FILE or n.endswith(_CHILD_SUFFIX)]
+    except OSError:
+        return []
+    found: list[tuple[int, str]] = []
+    for name in names:
+        try:
+            with open(os.path.join(path, name)) as fh:
+                pid_text, token = fh.read().split()
+            found.append((int(pid_text), token))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def sweep_orphans(folder: str | None = None) -> list[int]:
     """Deal with what dead schedulers of this host left: in each run folder whose
-    scheduler (named in the folder's name) is gone, kill the child if it is still alive
-    (same pid *and* start time), then remove the folder. Returns the pids killed. Old
+    scheduler (named in the folder's name) is gone, kill each child recorded there that
+    is still alive (same pid *and* start time), then remove the folder. Returns the pids killed. Old
     folders named ``redengine-run-XXXX`` (no scheduler in the name) are left alone."""
     import socket
 
@@ -64,21 +83,16 @@ def sweep_orphans(folder: str | None = None) -> list[int]:
         if owner_alive(f"{host}:{parts[0]}:{parts[1]}"):
             continue
         path = os.path.join(folder, name)
-        try:
-            with open(os.path.join(path, _CHILD_FILE)) as fh:
-                pid_text, token = fh.read().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            pid, token = 0, "-"
-        if pid > 0 and token != "-" and start_token(pid) == token:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except OSError:
-                pass
-            deadline = time.monotonic() + 5.0
-            while start_token(pid) == token and time.monotonic() < deadline:
-                time.sleep(0.01)  # a killed process is gone within milliseconds
+        for pid, token in _children_of(path):
+            if pid > 0 and token != "-" and start_token(pid) == token:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except OSError:
+                    continue
+                deadline = time.monotonic() + 5.0
+                while start_token(pid) == token and time.monotonic() < deadline:
+                    time.sleep(0.01)  # a killed process is gone within milliseconds
         shutil.rmtree(path, ignore_errors=True)
     if killed:
         log.warning(

@@ -327,17 +327,18 @@ def test_condition_that_raises(make_app, silence: bool, caplog) -> None:
             app.session.tick()
 
 
-def test_scheduler_survives_silenced_errors_in_run_loop(make_app, tmp_path: Path) -> None:
+def test_scheduler_survives_silenced_errors_in_run_loop(
+    make_app, tmp_path: Path, wait_for: Any
+) -> None:
     app = make_app(silence_task_prerun=True, silence_cond_check=True)
     app.task(Exploding(), func=noop, name="bad")
     app.task("true", path=str(tmp_path / "nope.py"), func_name="main", name="ghost")
     app.task("false", func=other)
     app.start()
     app.session["other"].run()
-    for _ in range(100):
-        if log_of(app, "other"):
-            break
-        app.session.wait_idle(0.05)
+    # (A loop of wait_idle() returned at once while the forced run had not started yet,
+    # and gave up after 100 quick looks on a loaded machine.)
+    wait_for(lambda: log_of(app, "other"), "the forced run of 'other' to be recorded")
     assert app.is_running
     assert app.shut_down(timeout=5)
     assert log_of(app, "other")[0]["action"] == "success"

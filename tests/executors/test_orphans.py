@@ -108,3 +108,26 @@ def test_sweep_kills_a_live_orphan_of_a_dead_scheduler_then_removes_its_folder(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(GUARD)
+
+
+def test_sweep_kills_every_run_child_recorded_in_an_executors_folder(tmp_path: Path) -> None:
+    # One folder per executor: each run records its child in "<n>.child".
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone_token = start_token(gone.pid)
+    gone.wait(GUARD)
+    orphans = [subprocess.Popen(["sleep", "600"]) for _ in range(2)]
+    try:
+        folder = tmp_path / f"redengine-run-{gone.pid}-{gone_token}-abc"
+        folder.mkdir()
+        for n, orphan in enumerate(orphans, start=1):
+            (folder / f"{n}.child").write_text(f"{orphan.pid} {start_token(orphan.pid)}\n")
+            (folder / f"{n}.out").write_text("output")
+        assert sorted(sweep_orphans(str(tmp_path))) == sorted(p.pid for p in orphans)
+        for orphan in orphans:
+            assert orphan.wait(GUARD) == -signal.SIGKILL
+        assert not folder.exists()
+    finally:
+        for proc in orphans:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(GUARD)
