@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[tuple[str, Scenario]] = []
     for sc in scenarios:
         for lib in libs:
-            why = _available(lib)
+            why = _available(lib) if lib in sc.libs else "no such scenario for this library"
             if why is not None:
                 results[(lib, sc.name)] = {"skip": why}
             else:
