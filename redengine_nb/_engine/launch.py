@@ -30,7 +30,7 @@ from ..executors import SEPARATE_MEMORY, RunFlag, RunOutcome, RunSpec, make_exec
 from ..records import Action, RunRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from contextlib import AbstractContextManager
 
     from ..executors import Executor, RunHandle
@@ -272,7 +272,7 @@ class Launcher:
         log.error("task %r could not start (silence_task_prerun): %s", task.name, text)
 
     def launch_due(
-        self, due: list[tuple[BaseTask, dict[str, Any] | None]], now_ts: float
+        self, due: Iterable[tuple[BaseTask, dict[str, Any] | None]], now_ts: float
     ) -> list[str]:
         """Start the due runs in priority order; returns the names started.
 
