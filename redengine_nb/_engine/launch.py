@@ -156,6 +156,10 @@ class Launcher:
         #: Tasks found due that wait for an executor slot (a run end frees one).
         self.slot_wait: set[str] = set()
         self._full: set[str] = set()  # see launch_due
+        #: Clear while due runs are being launched on other threads (a launch step): the
+        #: end writer holds its next batch until then (see EndWriter._write_ends).
+        self.quiet = threading.Event()
+        self.quiet.set()
 
     # -- launching ---------------------------------------------------------------------
     def executor(self, kind: str) -> Executor:
@@ -171,6 +175,20 @@ class Launcher:
             )
             self._executors[kind] = executor
         return executor
+
+    def warm(self) -> None:
+        """Before the first step: start the thread pool's workers if a task runs on
+        threads, so the runs due at the start wait for none of it. (Only the thread
+        executor is made ahead: the others start processes or a cluster, which a
+        session whose tasks never become due should not pay for.)"""
+        session = self._session
+        with session._lock:
+            threads = any(task.execution == "thread" for task in session._tasks.values())
+        if threads:
+            try:
+                self.executor("thread").warm()
+            except Exception:  # the run that needs it reports the error
+                log.debug("could not prepare the thread executor", exc_info=True)
 
     def close_executors(self, *, terminate: bool) -> None:
         """Shut every executor down (the next run makes new ones)."""
@@ -285,6 +303,8 @@ class Launcher:
         batch: list[_Prepared] = []
         limit = _FIRST_START_BATCH
         full = self._full = set()  # executions without a free slot left in this launch
+        quiet = self.quiet
+        quiet.clear()
         try:
             for task, params in due:
                 if task.execution in full:
@@ -297,7 +317,11 @@ class Launcher:
                 if prepared.executor.kind == "main":
                     ready, batch = batch, []
                     self._start_batch(ready, now_ts, started)
-                    self._start_batch([prepared], now_ts, started)
+                    quiet.set()  # a main run may take long: ends are not held meanwhile
+                    try:
+                        self._start_batch([prepared], now_ts, started)
+                    finally:
+                        quiet.clear()
                     continue
                 batch.append(prepared)
                 if len(batch) >= limit:
@@ -307,8 +331,11 @@ class Launcher:
         finally:
             # Also when a start error stops the step: what was prepared before it starts
             # (never a batch whose write was tried already).
-            if batch:
-                self._start_batch(batch, now_ts, started)
+            try:
+                if batch:
+                    self._start_batch(batch, now_ts, started)
+            finally:
+                quiet.set()
         return started
 
     def _prepare(

@@ -258,6 +258,9 @@ class Session:
         look at every condition again, say the scheduler started."""
         self.mark_crashed_runs()
         self.lease.owner  # noqa: B018 - take the lease now: other schedulers see us alive
+        # Thread workers and the end writer made now, not by the first runs due.
+        self.launcher.warm()
+        self.ends.warm()
         self.step.invalidate()
         self._emit("scheduler_started", None)
 
