@@ -42,8 +42,6 @@ _END_BATCH = 1024  # most run ends written in one run-log transaction
 # exiting thread costs ~0.2 ms of CPU, a waiting one nothing.
 _WRITER_KEEPALIVE = 60.0
 _PRUNE_EVERY = 60.0  # seconds of the scheduler's clock between two log_retention passes
-# Longest the end writer holds its next batch while the scheduler launches due runs.
-_HOLD_DURING_LAUNCH = 0.05
 
 
 class _End:
@@ -126,17 +124,8 @@ class EndWriter:
 
     def _write_ends(self) -> None:
         """The end writer: write queued ends in batches and acknowledge them; exit after
-        ``_WRITER_KEEPALIVE`` seconds without any (it waits without waking).
-
-        While the scheduler launches due runs (1,000 due at one instant), the next batch
-        waits for the launch to end, up to ``_HOLD_DURING_LAUNCH``: its commit and
-        acknowledgements would take the GIL and the run log's connection from the
-        launch, whose later runs would start that much later; ends written after it go
-        in fewer, larger transactions."""
-        quiet = self._session.launcher.quiet
+        ``_WRITER_KEEPALIVE`` seconds without any (it waits without waking)."""
         while True:
-            if not quiet.is_set():
-                quiet.wait(_HOLD_DURING_LAUNCH)
             with self._ends_cv:
                 if not self._ends:
                     self._ends_cv.wait(_WRITER_KEEPALIVE)

@@ -156,10 +156,6 @@ class Launcher:
         #: Tasks found due that wait for an executor slot (a run end frees one).
         self.slot_wait: set[str] = set()
         self._full: set[str] = set()  # see launch_due
-        #: Clear while due runs are being launched on other threads (a launch step): the
-        #: end writer holds its next batch until then (see EndWriter._write_ends).
-        self.quiet = threading.Event()
-        self.quiet.set()
 
     # -- launching ---------------------------------------------------------------------
     def executor(self, kind: str) -> Executor:
@@ -303,8 +299,6 @@ class Launcher:
         batch: list[_Prepared] = []
         limit = _FIRST_START_BATCH
         full = self._full = set()  # executions without a free slot left in this launch
-        quiet = self.quiet
-        quiet.clear()
         try:
             for task, params in due:
                 if task.execution in full:
@@ -317,11 +311,7 @@ class Launcher:
                 if prepared.executor.kind == "main":
                     ready, batch = batch, []
                     self._start_batch(ready, now_ts, started)
-                    quiet.set()  # a main run may take long: ends are not held meanwhile
-                    try:
-                        self._start_batch([prepared], now_ts, started)
-                    finally:
-                        quiet.clear()
+                    self._start_batch([prepared], now_ts, started)
                     continue
                 batch.append(prepared)
                 if len(batch) >= limit:
@@ -331,11 +321,8 @@ class Launcher:
         finally:
             # Also when a start error stops the step: what was prepared before it starts
             # (never a batch whose write was tried already).
-            try:
-                if batch:
-                    self._start_batch(batch, now_ts, started)
-            finally:
-                quiet.set()
+            if batch:
+                self._start_batch(batch, now_ts, started)
         return started
 
     def _prepare(
