@@ -1,7 +1,9 @@
 """The run-log seam: what conditions read (:class:`History`) and the one base every store
-subclasses (:class:`RunLogBase`). Stores live beside this module: ``memory.py`` and
-``sqlite.py``; a new store is one file subclassing :class:`RunLogBase` plus one line in the
-contract suite (``tests/runlog/test_runlog_contract.py``).
+subclasses (:class:`RunLogBase`). Stores live beside this module: ``memory.py``,
+``sqlite.py`` and ``postgres.py`` (the last two on ``lastcache.LastCacheBase``, each with
+its parts in modules of their own); a new store is a module subclassing
+:class:`RunLogBase` plus one line in the contract suite
+(``tests/runlog/test_runlog_contract.py``).
 
 Times are epoch seconds (floats). A record's *time* for an action is its start for
 ``RUN`` (the run started) and its end for the final actions.

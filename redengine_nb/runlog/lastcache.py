@@ -100,6 +100,18 @@ class LastCacheBase(RunLogBase):
                     best = t
         return best
 
+    def refresh_if_free(self) -> bool:
+        """:meth:`refresh` unless another thread is using the store (this process's own
+        writer holds the lock: a scheduler step then does not wait behind a commit; the
+        step that follows that writer's acknowledgements refreshes). True if it did."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.refresh()
+        finally:
+            self._lock.release()
+        return True
+
     # -- keeping it --------------------------------------------------------------------
     def fit_cache(self, tasks: int) -> None:
         """Grow the ``last()`` cache (never shrink it, never turn it on) to hold every

@@ -153,16 +153,6 @@ class PostgresRunLog(PostgresLeases):
         stmt = sa.text(self._names_cte + " SELECT name FROM names WHERE name IS NOT NULL")
         return list(self._reading("reading", lambda c: c.execute(stmt).scalars().all()))
 
-    def refresh_if_free(self) -> bool:
-        """:meth:`refresh` unless another thread is using the store. True if it did."""
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
-            self.refresh()
-        finally:
-            self._lock.release()
-        return True
-
     def refresh(self) -> None:
         """Drop the cache if another scheduler wrote since (or if we cannot know: the
         listener is not connected); write run ends held during an outage."""

@@ -229,18 +229,6 @@ class SQLiteCore(LastCacheBase):
         return self._shared
 
     # -- other processes' writes, closing ---------------------------------------------
-    def refresh_if_free(self) -> bool:
-        """:meth:`refresh` unless the connection is busy (this process's own writer holds
-        it: a scheduler step then does not wait behind a commit; the step that follows
-        that writer's acknowledgements refreshes). True if it refreshed."""
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
-            self.refresh()
-        finally:
-            self._lock.release()
-        return True
-
     def refresh(self) -> None:
         """Drop the ``last()`` cache if another connection has written since we looked."""
         with self._lock, self._guard("reading"):
