@@ -97,7 +97,7 @@ def run_setup(
     import builtins
 
     from ..notebook.cells import TaskCellError
-    from ..notebook.magics import register_cell_task
+    from ..notebook.registration import register_cell_task
     from ..notebook.nbfile import HeadlessShell, NotebookError, to_python
 
     namespace: dict[str, Any] = {
