@@ -28,7 +28,7 @@ import abc
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
@@ -55,6 +55,7 @@ __all__ = [
     "is_lease_id",
     "last_of",
     "new_lease_id",
+    "record_of",
     "start_runs",
     "start_times",
 ]
@@ -350,6 +351,29 @@ def last_of(history: History, task: str, actions: Iterable[Action]) -> float | N
         if t is not None and (best is None or t > best):
             best = t
     return best
+
+
+_ACTIONS: dict[str, Action] = {a.value: a for a in Action}
+
+
+def record_of(row: Sequence[Any], text: Callable[[Any], str | None] | None = None) -> RunRecord:
+    """The record of a stored row ``(run_id, task_name, action, created, start, end,
+    exc_text, output, owner)``; ``text`` decodes ``exc_text`` and ``output`` where a
+    store keeps them as something else (PostgreSQL: UTF-8 bytes)."""
+    run_id, task, action, created, start, end, exc_text, output, owner = row
+    if text is not None:
+        exc_text, output = text(exc_text), text(output)
+    return RunRecord(
+        str(run_id),
+        task,
+        _ACTIONS.get(action) or Action(action),
+        created,
+        start,
+        end,
+        exc_text,
+        output,
+        owner,
+    )
 
 
 def start_times(start: float | Sequence[float], tasks: Sequence[str]) -> Sequence[float]:

@@ -27,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
+from .base import record_of
 from .lastcache import LastCacheBase
 from .pg_listen import Listener
 from .pg_schema import (
@@ -314,18 +315,7 @@ class PostgresCore(LastCacheBase):
 
     # -- rows --------------------------------------------------------------------------------
     def _record(self, row: Sequence[Any]) -> RunRecord:
-        run_id, task, action, created, start, end, exc_text, output, owner = row
-        return RunRecord(
-            str(run_id),
-            task,
-            _ACTIONS.get(action) or Action(action),
-            created,
-            start,
-            end,
-            text_of(exc_text),
-            text_of(output),
-            owner,
-        )
+        return record_of(row, text_of)
 
     # -- events between schedulers -------------------------------------------------------
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..records import Action, RunRecord
-from .base import RunLogLost
+from .base import RunLogLost, record_of
 from .sqlite_leases import SQLiteLeases
 from .sqlite_schema import (
     ANY_ACTION,
@@ -53,7 +53,6 @@ from .sqlite_schema import (
     SCHEMA_VERSION,
     TIME,
     Row,
-    to_record,
 )
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "RunLogLost", "SQLiteRunLog"]
@@ -165,12 +164,12 @@ class SQLiteRunLog(SQLiteLeases):
             rows.sort(key=lambda row: (row[3], row[0]))
             if limit is not None:
                 rows = rows[-limit:]
-            return [to_record(row) for row in rows]
+            return [record_of(row) for row in rows]
         with self._lock:
             rows = self._record_rows(task, action, since, limit)
         if limit is not None:
             rows.reverse()
-        return [to_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     def _record_rows(
         self, task: str | None, action: Action | None, since: float | None, limit: int | None
@@ -214,7 +213,7 @@ class SQLiteRunLog(SQLiteLeases):
                     (name,),
                 ).fetchall()
         rows.sort(key=lambda row: row[0])
-        return [to_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     def task_names(self) -> list[str]:
         # A skip scan over the (task_name, start) index: one probe per distinct name.

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunLogError
-from ..records import Action, RunRecord
+from ..records import Action
 
 __all__ = [
     "ANY_ACTION",
@@ -38,7 +38,6 @@ __all__ = [
     "prepare",
     "prepare_readonly",
     "run_id_key",
-    "to_record",
 ]
 
 APPLICATION_ID = 0x52454E42
@@ -123,23 +122,6 @@ PAIRS = (
 COLUMNS = 'run_id, task_name, action, created, start, "end", exc_text, output, owner'
 
 Row = tuple[Any, ...]
-
-_ACTIONS: dict[str, Action] = {a.value: a for a in Action}
-
-
-def to_record(row: Row) -> RunRecord:
-    run_id, task, action, created, start, end, exc_text, output, owner = row
-    return RunRecord(
-        str(run_id),
-        task,
-        _ACTIONS.get(action) or Action(action),
-        created,
-        start,
-        end,
-        exc_text,
-        output,
-        owner,
-    )
 
 
 def run_id_key(run_id: str) -> int:

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
-from .base import RunLogLost, start_times
+from .base import RunLogLost, record_of, start_times
 from .sqlite_core import SQLiteCore
-from .sqlite_schema import COLUMNS, TIME, run_id_key, to_record
+from .sqlite_schema import COLUMNS, TIME, run_id_key
 
 __all__ = ["SQLiteWriter"]
 
@@ -364,7 +364,7 @@ class SQLiteWriter(SQLiteCore):
                 if found is None:
                     raise KeyError(run_id)
                 raise ValueError(f"run {run_id} of {found[0]!r} already ended ({found[1]})")
-            record = to_record(row)
+            record = record_of(row)
             self._cache_note(record.task_name, action, record.time)
             return record
 
