@@ -425,7 +425,7 @@ def test_the_dask_cluster_is_shown_once_a_task_uses_it() -> None:
         processes=False,
         protocol="tcp://",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # a dashboard runs (bokeh): the line links to it
     )
     clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
     app = RedEngine(
