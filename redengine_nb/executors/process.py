@@ -87,8 +87,11 @@ import multiprocessing.spawn as mp_spawn
 import multiprocessing.util as mp_util
 import os
 import pickle
+import selectors
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -108,6 +111,7 @@ from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .capture import TRUNCATED
 from .orphans import note_child, workdir_prefix
 from .process_child import child_main, child_termination_flag, pickle_target
+from .process_template import FrameReader, frame
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -248,8 +252,16 @@ def _preload_forkserver(ctx: Any, modules: list[str]) -> None:
         ctx.set_forkserver_preload(wanted)
 
 
+_LINUX = sys.platform.startswith("linux")
+_METHODS = ("template", "forkserver", "spawn") if _LINUX else ("forkserver", "spawn")
+
+
 def default_start_method() -> str:
-    """``forkserver`` where the platform has it (POSIX), else ``spawn``. Never ``fork``."""
+    """``template`` on Linux (our own template process, :mod:`.process_template`),
+    ``forkserver`` elsewhere where the platform has it (POSIX), else ``spawn``. Never
+    ``fork``."""
+    if _LINUX:
+        return "template"
     if "forkserver" in multiprocessing.get_all_start_methods():
         return "forkserver"
     return "spawn"
@@ -376,6 +388,78 @@ class _ProcessHandle(RunHandle):
         return f"<process run {self.spec.task_name!r} pid={self.pid} {state}>"
 
 
+class _TemplateHandle(RunHandle):
+    """A run forked by the template process (see :mod:`.process_template`). Its state
+    changes happen on the watcher thread, under the executor's lock."""
+
+    def __init__(
+        self,
+        executor: ProcessExecutor,
+        spec: RunSpec,
+        on_done: Callable[[RunOutcome], None],
+        seq: int,
+    ) -> None:
+        self.spec = spec
+        self._executor = executor
+        self.on_done = on_done
+        self.seq = seq
+        self.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+        self.term_reason: str | None = None
+        self.term_sent = False
+        self.kill_at: float | None = None
+        self.killed = False
+        self.reaped = False
+        self.done = threading.Event()
+        self._pid: int | None = None
+        self.pid_known = threading.Event()  # set when the template reports it (or the end)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid (waits for the template to report it, a moment after start)."""
+        self.pid_known.wait(_PID_GUARD)
+        return self._pid
+
+    def is_alive(self) -> bool:
+        return not self.done.is_set()
+
+    def terminate(self) -> None:
+        self._executor._request_terminate(self, "terminated on request")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until ``on_done`` has been called; return whether it has."""
+        return self.done.wait(timeout)
+
+    def __repr__(self) -> str:
+        state = "alive" if self.is_alive() else "done"
+        return f"<process run {self.spec.task_name!r} pid={self._pid} {state}>"
+
+
+#: Seconds ``handle.pid`` waits for the template's report at most (a guard, not a delay:
+#: the report comes within milliseconds of the start).
+_PID_GUARD = 60.0
+
+#: What the template process runs (``python -c``): argv is [folder, scheduler pid, the
+#: folder holding the redengine_nb package].
+_TEMPLATE_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop()); "
+    "from redengine_nb.executors.process_template import template_main; template_main()"
+)
+
+
+class _TemplateLink:
+    """The scheduler's ends of one template process."""
+
+    __slots__ = ("control", "proc", "report", "wake_r", "wake_w")
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], control: int, report: int, wake: tuple[int, int]
+    ) -> None:
+        self.proc = proc
+        self.control = control  # its stdin: run and kill messages
+        self.report = report  # its stdout: pids and ends
+        self.wake_r, self.wake_w = wake
+
+
 _EXECUTORS: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
 
@@ -391,8 +475,9 @@ class ProcessExecutor(Executor):
     """Runs each :class:`RunSpec` in a child process; at most ``max_processes`` at once.
 
     ``capacity()`` tells the session how many more may start; ``start`` itself does not
-    refuse (the session makes due tasks wait). ``start_method`` is ``'forkserver'`` or
-    ``'spawn'`` (default: :func:`default_start_method`); ``'fork'`` is refused.
+    refuse (the session makes due tasks wait). ``start_method`` is ``'template'`` (Linux
+    only), ``'forkserver'`` or ``'spawn'`` (default: :func:`default_start_method`);
+    ``'fork'`` is refused.
     """
 
     kind = "process"
@@ -408,20 +493,27 @@ class ProcessExecutor(Executor):
         if max_processes < 1:
             raise ValueError(f"max_processes must be at least 1, got {max_processes!r}")
         method = start_method or default_start_method()
-        if method not in ("spawn", "forkserver"):
+        if method not in _METHODS:
             raise ValueError(
-                f"start_method {method!r} is not allowed; use 'forkserver' or 'spawn' "
-                "(forking the threaded scheduler process can deadlock the child)"
+                f"start_method {method!r} is not allowed here; use "
+                + " or ".join(repr(m) for m in _METHODS)
+                + " (forking the threaded scheduler process can deadlock the child)"
             )
         super().__init__(clock)
         self.max_processes = max_processes
         self.grace = grace
         self.start_method = method
         # typeshed types get_context() as BaseContext, which lacks .Process
-        self._ctx: Any = multiprocessing.get_context(method)
+        self._ctx: Any = None if method == "template" else multiprocessing.get_context(method)
         _skip_main_in_children()
         self._lock = threading.Lock()
-        self._children: dict[Any, _ProcessHandle] = {}  # keyed by sentinel
+        # keyed by sentinel (forkserver, spawn) or run number (template)
+        self._children: dict[Any, Any] = {}
+        # The template process (start_method 'template'), its watcher, what it was sent.
+        self._link: _TemplateLink | None = None
+        self._link_lock = threading.Lock()  # one template started at a time
+        self._send_lock = threading.Lock()  # one message written at a time
+        self._sent_env: tuple[list[str], str] | None = None
         # The watcher thread and its wake-up pipe exist only while children do.
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
@@ -443,6 +535,8 @@ class ProcessExecutor(Executor):
     def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
         if self._closed:
             raise RuntimeError("this process executor has been shut down")
+        if self._ctx is None:
+            return self._start_in_template(spec, on_done)
         payload, uses_flag = pickle_target(spec)
         folder = self._run_folder()
         with self._lock:
@@ -504,6 +598,7 @@ class ProcessExecutor(Executor):
         if terminate:
             for handle in handles:
                 self._request_terminate(handle, "terminated: the scheduler shut down")
+        self._wake()  # a template's watcher ends the template once no run is left
 
     # -- extras ------------------------------------------------------------------------
 
@@ -517,6 +612,245 @@ class ProcessExecutor(Executor):
             return list(self._children.values())
 
     # -- internals -----------------------------------------------------------------------
+
+    # -- the template process ('template') ----------------------------------------------
+
+    def _start_in_template(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
+        payload, uses_flag = pickle_target(spec)  # a TaskSetupError before anything starts
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            handle = _TemplateHandle(self, spec, on_done, seq)
+            self._children[seq] = handle  # before its reports can come
+            self._idle.clear()
+        try:
+            link = self._template()
+            env: tuple[list[str], str] | None = (list(sys.path), os.getcwd())
+            with self._send_lock:
+                if env == self._sent_env:
+                    env = None  # the template has them (sys.path and the working folder)
+                else:
+                    self._sent_env = env
+                message = frame(("run", seq, payload, uses_flag, spec.output_limit, env))
+                _write_all(link.control, message)
+        except Exception as exc:
+            with self._lock:
+                self._children.pop(seq, None)
+                if not self._children:
+                    self._idle.set()
+            raise TaskSetupError(
+                f"task {spec.task_name!r}: could not start its process "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        if spec.flag.is_set():
+            self._request_terminate(handle, "terminated: its flag was set before it started")
+        else:
+            self._hook_flag(handle)  # a set() from now on terminates it (at once if it was)
+        return handle
+
+    def _template(self) -> _TemplateLink:
+        """The template process, started (with its watcher) if there is none."""
+        link = self._link
+        if link is not None:
+            return link
+        with self._link_lock:
+            if self._link is None:
+                folder = self._run_folder()
+                started: list[_TemplateLink | BaseException] = []
+                ready = threading.Event()
+                watcher = threading.Thread(
+                    target=self._watch_template,
+                    args=(folder, started, ready),
+                    name="redengine-nb process watcher",
+                    daemon=True,
+                )
+                watcher.start()
+                ready.wait()
+                if isinstance(started[0], BaseException):
+                    raise started[0]
+                with self._lock:
+                    self._watcher = watcher
+                    self._link = started[0]
+            assert self._link is not None
+            return self._link
+
+    def _spawn_template(self, folder: str) -> _TemplateLink:
+        """Start the template process (on the watcher thread: the template asks for
+        SIGKILL when the thread that started it ends, and this thread lives as long)."""
+        control_r, control_w = os.pipe()
+        report_r, report_w = os.pipe()
+        package_home = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _TEMPLATE_BOOT, folder, str(os.getpid()), package_home],
+                stdin=control_r,
+                stdout=report_w,
+                close_fds=True,
+            )
+        except BaseException:
+            for fd in (control_r, control_w, report_r, report_w):
+                os.close(fd)
+            raise
+        os.close(control_r)
+        os.close(report_w)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        return _TemplateLink(proc, control_w, report_r, (wake_r, wake_w))
+
+    def _watch_template(
+        self,
+        folder: str,
+        started: list[_TemplateLink | BaseException],
+        ready: threading.Event,
+    ) -> None:
+        """The watcher of a template: reads its reports, acts on deadlines, ends it when
+        the executor is shut down and idle (or when it ends on its own)."""
+        try:
+            link = self._spawn_template(folder)
+        except BaseException as exc:
+            started.append(exc)
+            ready.set()
+            return
+        started.append(link)
+        ready.set()
+        selector = selectors.DefaultSelector()
+        selector.register(link.report, selectors.EVENT_READ, "report")
+        selector.register(link.wake_r, selectors.EVENT_READ, "wake")
+        reader = FrameReader()
+        lost = False
+        try:
+            while not lost:
+                with self._lock:
+                    if self._closed and not self._children:
+                        break
+                    handles = list(self._children.values())
+                timeout = self._act_on_deadlines(handles)
+                for key, _mask in selector.select(timeout):
+                    if key.data == "wake":
+                        with self._lock:
+                            while _read_some(link.wake_r):
+                                pass
+                            self._wake_pending = False
+                        continue
+                    data = _read_some(link.report)
+                    if not data:
+                        lost = True  # the template ended (killed, or it failed)
+                        break
+                    for message in reader.feed(data):
+                        self._on_report(message)
+        except BaseException:  # never leave the runs without a watcher silently
+            log.exception("the process watcher failed; its template is ended")
+            lost = True
+        finally:
+            selector.close()
+            self._end_template(link, lost)
+
+    def _end_template(self, link: _TemplateLink, lost: bool) -> None:
+        with self._link_lock, self._lock:
+            if self._link is link:
+                self._link = None
+                self._watcher = None
+            self._sent_env = None
+            self._wake_pending = False
+            orphans = list(self._children.values()) if lost else []
+            if lost:
+                self._children.clear()
+        os.close(link.control)  # the template's end of file: it exits
+        try:
+            status = link.proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            link.proc.kill()
+            status = link.proc.wait()
+        for fd in (link.report, link.wake_r, link.wake_w):
+            os.close(fd)
+        for handle in orphans:
+            handle.pid_known.set()
+            self._report_outcome(
+                handle,
+                RunOutcome(
+                    Action.FAIL,
+                    self.clock.time(),
+                    exc_text="process lost: the template process it was forked from ended "
+                    f"(exit status {status})",
+                ),
+            )
+        with self._lock:
+            self._remove_folder()
+            if not self._children:
+                self._idle.set()
+
+    def _on_report(self, message: tuple[Any, ...]) -> None:
+        kind, seq = message[0], message[1]
+        with self._lock:
+            handle = self._children.get(seq)
+            if handle is None:
+                return
+            if kind == "pid":
+                handle._pid = message[2]
+                handle.pid_known.set()
+                return
+            del self._children[seq]
+            handle.reaped = True
+        handle.pid_known.set()
+        _kind, _seq, status, result, cut, tail, error = message
+        try:
+            outcome = self._template_outcome(handle, status, result, cut, tail, error)
+        except Exception:
+            outcome = RunOutcome(
+                Action.FAIL,
+                self.clock.time(),
+                exc_text="redengine_nb could not read the result of the "
+                "process run:\n" + traceback.format_exc(),
+            )
+        self._report_outcome(handle, outcome)
+        with self._lock:
+            if not self._children:
+                self._idle.set()
+
+    def _template_outcome(
+        self,
+        handle: _TemplateHandle,
+        status: int | None,
+        result: bytes | None,
+        cut: bool,
+        tail: bytes,
+        error: str | None,
+    ) -> RunOutcome:
+        end = self.clock.time()
+        limit = max(1, handle.spec.output_limit)
+        text = tail.decode("utf-8", errors="replace")
+        output = TRUNCATED + text[-limit:] if cut or len(text) > limit else text or None
+        if error is not None:
+            return RunOutcome(Action.FAIL, end, exc_text=f"could not start the process: {error}")
+        code = None if status is None else os.waitstatus_to_exitcode(status)
+        parsed = None
+        if result is not None:
+            action_text, value_bytes, exc_text = pickle.loads(result)
+            parsed = (str(action_text), value_bytes, exc_text)
+        return self._decide(handle, end, code, parsed, output)
+
+    def _report_outcome(self, handle: Any, outcome: RunOutcome) -> None:
+        try:
+            handle.on_done(outcome)
+        except Exception:
+            log.exception("on_done of task %r raised", handle.spec.task_name)
+        finally:
+            handle.done.set()
+
+    def _send_signal(self, handle: Any, signum: int) -> None:
+        if isinstance(handle, _TemplateHandle):
+            link = self._link
+            if link is not None:
+                try:
+                    with self._send_lock:
+                        _write_all(link.control, frame(("kill", handle.seq, signum)))
+                except OSError:  # the template is gone: its children with it
+                    pass
+        elif signum == signal.SIGKILL:
+            handle.process.kill()
+        else:
+            handle.process.terminate()
 
     def _run_folder(self) -> str:
         folder = self._folder
@@ -532,7 +866,7 @@ class ProcessExecutor(Executor):
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
-    def _hook_flag(self, handle: _ProcessHandle) -> None:
+    def _hook_flag(self, handle: _ProcessHandle | _TemplateHandle) -> None:
         """Make ``spec.flag.set()`` wake the watcher, which then terminates the run."""
         executor = weakref.ref(self)
 
@@ -543,7 +877,7 @@ class ProcessExecutor(Executor):
 
         handle.spec.flag.on_set(terminate)
 
-    def _request_terminate(self, handle: _ProcessHandle, reason: str) -> None:
+    def _request_terminate(self, handle: _ProcessHandle | _TemplateHandle, reason: str) -> None:
         with self._lock:
             if handle.term_reason is not None or handle.reaped:
                 return
@@ -560,11 +894,19 @@ class ProcessExecutor(Executor):
 
     def _wake(self) -> None:
         with self._lock:
+            link = self._link
             writer = self._wake_w
-            if writer is None or self._wake_pending:
+            if (writer is None and link is None) or self._wake_pending:
                 return  # no watcher to wake, or a wake-up is already on its way
             self._wake_pending = True
+            try:
+                if link is not None:
+                    os.write(link.wake_w, b"!")  # under the lock: closed only under it
+                    return
+            except OSError:
+                return
         try:
+            assert writer is not None
             writer.send_bytes(b"!")
         except OSError:  # the watcher closed the pipe as it exited: nothing to wake
             pass
@@ -614,7 +956,7 @@ class ProcessExecutor(Executor):
                 if handle is not None:
                     self._finish(handle)
 
-    def _act_on_deadlines(self, handles: list[_ProcessHandle]) -> float | None:
+    def _act_on_deadlines(self, handles: list[Any]) -> float | None:
         """Send TERM/KILL that are due; return seconds until the next deadline."""
         now = time.monotonic()
         next_at: float | None = None
@@ -632,11 +974,11 @@ class ProcessExecutor(Executor):
                     handle.term_sent = True
                     handle.kill_at = now + self.grace
             if send_term:
-                handle.process.terminate()
+                self._send_signal(handle, signal.SIGTERM)
             if handle.kill_at is not None and not handle.killed:
                 if now >= handle.kill_at:
                     handle.killed = True
-                    handle.process.kill()
+                    self._send_signal(handle, signal.SIGKILL)
                 else:
                     next_at = _earliest(next_at, handle.kill_at)
         return None if next_at is None else max(0.0, next_at - now)
@@ -671,6 +1013,17 @@ class ProcessExecutor(Executor):
             process.close()
         except ValueError:
             pass
+        return self._decide(handle, end, code, result, output)
+
+    @staticmethod
+    def _decide(
+        handle: Any,
+        end: float,
+        code: int | None,
+        result: tuple[str, bytes | None, str | None] | None,
+        output: str | None,
+    ) -> RunOutcome:
+        """The outcome from the exit code, the child's result (if it wrote one), output."""
         if handle.term_reason is not None:
             return RunOutcome(Action.TERMINATE, end, exc_text=handle.term_reason, output=output)
         if result is None:
@@ -708,3 +1061,18 @@ class ProcessExecutor(Executor):
 
 def _earliest(a: float | None, b: float) -> float:
     return b if a is None else min(a, b)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_some(fd: int) -> bytes:
+    """What the pipe ``fd`` holds now, up to 1 MiB (``b""`` at its end, or when a
+    non-blocking pipe is empty)."""
+    try:
+        return os.read(fd, 1 << 20)
+    except BlockingIOError:
+        return b""

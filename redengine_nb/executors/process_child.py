@@ -27,7 +27,7 @@ from ..records import Action
 from .base import RunFlag, RunSpec
 from .tracebacks import user_traceback
 
-__all__ = ["child_main", "child_termination_flag", "pickle_target"]
+__all__ = ["child_main", "child_termination_flag", "note_self", "pickle_target", "run_in_child"]
 
 _FLAG_ID = "redengine_nb:termination-flag"
 
@@ -137,15 +137,10 @@ class _TargetUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
-def _redirect_output(path: str) -> None:
-    """Point fds 1 and 2 (and ``sys.stdout``/``sys.stderr``) at ``path``, unbuffered."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def _redirect_output(fd: int) -> None:
+    """Point fds 1 and 2 (and ``sys.stdout``/``sys.stderr``) at the file open on ``fd``
+    (and close ``fd``), unbuffered."""
+    _flush_output()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -205,17 +200,8 @@ def _die_with_parent(scheduler: str | None) -> None:
         os._exit(1)
 
 
-def child_main(
-    payload: bytes,
-    uses_flag: bool,
-    out_path: str,
-    result_path: str,
-    scheduler: str | None = None,
-) -> None:
-    """Entry point of the child process (``scheduler``: the owner token of the scheduler
-    it must not outlive; see :mod:`redengine_nb.executors.process`)."""
-    _die_with_parent(scheduler)
-    _redirect_output(out_path)
+def _call(payload: bytes, uses_flag: bool) -> tuple[Action, bytes | None, str | None]:
+    """Load the target, call it: (action, cloudpickled return value, traceback text)."""
     if uses_flag:
         signal.signal(signal.SIGTERM, lambda signum, frame: _CHILD_FLAG.set())
     action, value, exc_text = Action.SUCCESS, None, None
@@ -242,9 +228,62 @@ def child_main(
                     f"{type(result).__qualname__}) cannot be pickled to send it back to the "
                     f"scheduler: {type(exc).__name__}: {exc}"
                 )
+    _flush_output()
+    return action, value, exc_text
+
+
+def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def child_main(
+    payload: bytes,
+    uses_flag: bool,
+    out_path: str,
+    result_path: str,
+    scheduler: str | None = None,
+) -> None:
+    """Entry point of a ``forkserver``/``spawn`` child process (``scheduler``: the owner
+    token of the scheduler it must not outlive; see :mod:`redengine_nb.executors.process`)."""
+    _die_with_parent(scheduler)
+    _redirect_output(os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    action, value, exc_text = _call(payload, uses_flag)
     _write_result(result_path, action, value, exc_text)
+
+
+# ----------------------------------------------------- a child of the template process
+
+
+def note_self(fd: int) -> None:
+    """Append ``"<pid> <start token>"`` of this process to the runs' ``children`` list
+    (open on ``fd``, ``O_APPEND``: one ``write`` of a line is not mixed with another's)."""
+    from ..runlog.owner import start_token
+
+    pid = os.getpid()
+    try:
+        os.write(fd, f"{pid} {start_token(pid) or '-'}\n".encode())
+    except OSError:
+        pass
+
+
+def run_in_child(payload: bytes, uses_flag: bool, out_fd: int, result_w: int) -> int:
+    """A child forked by the template process: run the target with its output on
+    ``out_fd``, write the outcome on the pipe ``result_w``; the exit status to use."""
+    _redirect_output(out_fd)
+    action, value, exc_text = _call(payload, uses_flag)
+    data = pickle.dumps((action.value, value, exc_text), protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(result_w, view) :]
+    os.close(result_w)
+    # As multiprocessing does: the threads the task started (not daemons) end first.
+    shutdown: Any = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    _flush_output()
+    return 0
