@@ -826,8 +826,14 @@ class ProcessExecutor(Executor):
         code = None if status is None else os.waitstatus_to_exitcode(status)
         parsed = None
         if result is not None:
-            action_text, value_bytes, exc_text = pickle.loads(result)
-            parsed = (str(action_text), value_bytes, exc_text)
+            try:
+                action_text, value_bytes, exc_text = pickle.loads(result)
+            except Exception:
+                if code == 0:
+                    raise
+                # cut off while it wrote it (killed): as if it had written nothing
+            else:
+                parsed = (str(action_text), value_bytes, exc_text)
         return self._decide(handle, end, code, parsed, output)
 
     def _report_outcome(self, handle: Any, outcome: RunOutcome) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import os
 import pickle
 import signal
+import struct
 import sys
 import threading
 import traceback
@@ -27,7 +29,7 @@ from ..records import Action
 from .base import RunFlag, RunSpec
 from .tracebacks import user_traceback
 
-__all__ = ["child_main", "child_termination_flag", "note_self", "pickle_target", "run_in_child"]
+__all__ = ["child_main", "child_termination_flag", "pickle_target", "run_in_child"]
 
 _FLAG_ID = "redengine_nb:termination-flag"
 
@@ -200,13 +202,19 @@ def _die_with_parent(scheduler: str | None) -> None:
         os._exit(1)
 
 
-def _call(payload: bytes, uses_flag: bool) -> tuple[Action, bytes | None, str | None]:
-    """Load the target, call it: (action, cloudpickled return value, traceback text)."""
+def _call(
+    payload: bytes, uses_flag: bool, imported: list[str] | None = None
+) -> tuple[Action, bytes | None, str | None]:
+    """Load the target, call it: (action, cloudpickled return value, traceback text).
+    ``imported`` gets the names of the modules that loading the target imported."""
     if uses_flag:
         signal.signal(signal.SIGTERM, lambda signum, frame: _CHILD_FLAG.set())
     action, value, exc_text = Action.SUCCESS, None, None
     try:
+        known = len(sys.modules)
         target = _TargetUnpickler(io.BytesIO(payload)).load()
+        if imported is not None and len(sys.modules) > known:
+            imported.extend(itertools.islice(sys.modules, known, None))
     except BaseException:
         action = Action.FAIL
         exc_text = "could not load the task in the child process:\n" + traceback.format_exc()
@@ -219,15 +227,16 @@ def _call(payload: bytes, uses_flag: bool) -> tuple[Action, bytes | None, str | 
             action = Action.FAIL
             exc_text = user_traceback(exc)
         else:
-            try:
-                value = cloudpickle.dumps(result)
-            except Exception as exc:
-                action = Action.FAIL
-                exc_text = (
-                    f"the task's return value ({type(result).__module__}."
-                    f"{type(result).__qualname__}) cannot be pickled to send it back to the "
-                    f"scheduler: {type(exc).__name__}: {exc}"
-                )
+            if result is not None:  # None travels as no bytes
+                try:
+                    value = cloudpickle.dumps(result)
+                except Exception as exc:
+                    action = Action.FAIL
+                    exc_text = (
+                        f"the task's return value ({type(result).__module__}."
+                        f"{type(result).__qualname__}) cannot be pickled to send it back to "
+                        f"the scheduler: {type(exc).__name__}: {exc}"
+                    )
     _flush_output()
     return action, value, exc_text
 
@@ -259,24 +268,19 @@ def child_main(
 # ----------------------------------------------------- a child of the template process
 
 
-def note_self(fd: int) -> None:
-    """Append ``"<pid> <start token>"`` of this process to the runs' ``children`` list
-    (open on ``fd``, ``O_APPEND``: one ``write`` of a line is not mixed with another's)."""
-    from ..runlog.owner import start_token
-
-    pid = os.getpid()
-    try:
-        os.write(fd, f"{pid} {start_token(pid) or '-'}\n".encode())
-    except OSError:
-        pass
+_NAMES_SIZE = struct.Struct("!I")
 
 
-def run_in_child(payload: bytes, uses_flag: bool, out_fd: int, result_w: int) -> int:
-    """A child forked by the template process: run the target with its output on
-    ``out_fd``, write the outcome on the pipe ``result_w``; the exit status to use."""
-    _redirect_output(out_fd)
-    action, value, exc_text = _call(payload, uses_flag)
-    data = pickle.dumps((action.value, value, exc_text), protocol=pickle.HIGHEST_PROTOCOL)
+def run_in_child(payload: bytes, uses_flag: bool, result_w: int) -> int:
+    """A child forked by the template process (its output already on its file): run the
+    target, write on the pipe ``result_w`` the names of the modules loading it imported
+    (for the template to import once: see :func:`split_result`) and the outcome; return
+    the exit status to use."""
+    imported: list[str] = []
+    action, value, exc_text = _call(payload, uses_flag, imported)
+    names = "\n".join(imported).encode("utf-8", errors="replace")
+    outcome = pickle.dumps((action.value, value, exc_text), protocol=pickle.HIGHEST_PROTOCOL)
+    data = _NAMES_SIZE.pack(len(names)) + names + outcome
     view = memoryview(data)
     while view:
         view = view[os.write(result_w, view) :]
@@ -287,3 +291,15 @@ def run_in_child(payload: bytes, uses_flag: bool, out_fd: int, result_w: int) ->
         shutdown()
     _flush_output()
     return 0
+
+
+def split_result(data: bytes) -> tuple[list[str], bytes | None]:
+    """What :func:`run_in_child` wrote: (module names, the pickled outcome or ``None`` if
+    the child ended before it had written it all)."""
+    if len(data) < _NAMES_SIZE.size:
+        return [], None
+    (size,) = _NAMES_SIZE.unpack_from(data)
+    names = data[_NAMES_SIZE.size : _NAMES_SIZE.size + size]
+    outcome = data[_NAMES_SIZE.size + size :]
+    modules = names.decode("utf-8", errors="replace").split("\n") if names else []
+    return modules, outcome or None

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import io
 import os
 import pickle
 import selectors
@@ -43,6 +44,8 @@ import struct
 import sys
 import threading
 from typing import Any
+
+from .process_child import run_in_child, split_result
 
 __all__ = ["FrameReader", "frame", "template_main"]
 
@@ -84,15 +87,37 @@ class FrameReader:
         return messages
 
 
+_prctl: list[Any] = []  # libc's prctl, looked up once (a child calls it, forked warm)
+
+
 def die_with_parent() -> bool:
     """``SIGKILL`` this process when its parent (thread) ends; ``False`` if not possible."""
     try:
-        import ctypes
+        if not _prctl:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
+            _prctl.append(ctypes.CDLL(None, use_errno=True).prctl)
+        return bool(_prctl[0](_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+def note_self(fd: int) -> None:
+    """Append ``"<pid> <start token>"`` of this process to the runs' ``children`` list
+    open on ``fd`` (``O_APPEND``: one ``write`` of a line is not mixed with another's).
+    The token is :func:`redengine_nb.runlog.owner.start_token`'s (Linux: ``t<ticks>``),
+    read here with bare system calls: a child pays for every Python object it touches
+    (copy-on-write pages)."""
+    try:
+        stat = os.open("/proc/self/stat", os.O_RDONLY)
+        try:
+            raw = os.read(stat, 4096)
+        finally:
+            os.close(stat)
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        os.write(fd, b"%d t%s\n" % (os.getpid(), fields[19]))
+    except (OSError, IndexError):
+        pass
 
 
 # ----------------------------------------------------------------------- the template
@@ -160,22 +185,32 @@ class _Template:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.selector = selectors.DefaultSelector()
+        self.epoll = self.selector.fileno()  # type: ignore[attr-defined]
         self.selector.register(self.control, selectors.EVENT_READ, "control")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "sigchld")
         self.reader = FrameReader()
         self.outbox = bytearray()  # reports not yet taken by the scheduler's watcher
         self.by_pid: dict[int, _Child] = {}
         self.by_seq: dict[int, _Child] = {}
+        self.cold: set[str] = set()  # modules that could not be imported here
         self.report_waits = False  # the report pipe is registered for writability
 
     # -- what the template's loop does
 
     def serve(self) -> None:
-        from .process_child import note_self
-
         note_self(self.children_fd)  # the sweep of a next start kills a left template too
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        # Unbuffered text streams on fds 1 and 2, made once: a child only points the fds
+        # at its output file, and print(), logging and raw writes keep their order.
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            stream = io.TextIOWrapper(
+                io.FileIO(fd, "w", closefd=False),
+                encoding="utf-8",
+                errors="backslashreplace",
+                write_through=True,
+            )
+            setattr(sys, name, stream)
         gc.collect()
         gc.freeze()  # what is here now is never collected: the children's pages stay shared
         while True:
@@ -253,18 +288,19 @@ class _Template:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            self.selector.close()
-            for fd in (self.control, self.report, self.wake_r, self.wake_w):
+            for fd in (self.control, self.report, self.wake_r, self.wake_w, self.epoll):
                 os.close(fd)
             for other in self.by_pid.values():
                 os.close(other.out_fd)
                 if other.result_r is not None:
                     os.close(other.result_r)
-            from .process_child import note_self, run_in_child
-
             note_self(self.children_fd)
             os.close(self.children_fd)
-            code = run_in_child(payload, uses_flag, out_fd, result_w)
+            # sys.stdout and sys.stderr already write through to fds 1 and 2 (serve()).
+            os.dup2(out_fd, 1)
+            os.dup2(out_fd, 2)
+            os.close(out_fd)
+            code = run_in_child(payload, uses_flag, result_w)
         finally:
             os._exit(code)
 
@@ -321,8 +357,34 @@ class _Template:
         except OSError:
             cut, tail = False, b""
         os.close(child.out_fd)
-        result = b"".join(child.chunks) or None
+        modules, result = split_result(b"".join(child.chunks))
         self._send(("end", child.seq, status, result, cut, tail, None))
+        if modules:
+            self._warm(modules)
+
+    def _warm(self, modules: list[str]) -> None:
+        """Import the modules a run's target came from, so the next runs are forked with
+        them loaded (a child importing them itself paid milliseconds on every run)."""
+        fresh = [m for m in modules if m not in sys.modules and m not in self.cold]
+        if not fresh:
+            return
+        import importlib
+
+        for name in fresh:
+            if name.startswith(("__main__", "__mp_main__")):
+                continue
+            try:
+                importlib.import_module(name)
+            except BaseException:  # an import error stays the child's business
+                self.cold.add(name)  # not tried again
+        if threading.active_count() > 1:  # pragma: no cover - depends on the module
+            os.write(
+                2,
+                b"redengine_nb: a module imported in the process template started a "
+                b"thread; forking a threaded process can deadlock its children\n",
+            )
+        gc.collect()
+        gc.freeze()
 
     def _send(self, message: Any) -> None:
         was_empty = not self.outbox
