@@ -686,6 +686,9 @@ class ProcessExecutor(Executor):
                 stdin=control_r,
                 stdout=report_w,
                 close_fds=True,
+                # Its own process group: a terminal's Ctrl-C goes to the scheduler, which
+                # ends its runs (TERM, then KILL), not to the template and every child.
+                process_group=0,
             )
         except BaseException:
             for fd in (control_r, control_w, report_r, report_w):

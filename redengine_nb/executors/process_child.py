@@ -287,7 +287,7 @@ def run_in_child(payload: bytes, uses_flag: bool, result_w: int) -> int:
     os.close(result_w)
     # As multiprocessing does: the threads the task started (not daemons) end first.
     shutdown: Any = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
+    if shutdown is not None and threading.active_count() > 1:
         shutdown()
     _flush_output()
     return 0

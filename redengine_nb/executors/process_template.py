@@ -124,7 +124,7 @@ def note_self(fd: int) -> None:
 
 
 class _Child:
-    __slots__ = ("chunks", "limit", "out_fd", "pid", "result_r", "seq")
+    __slots__ = ("chunks", "ended", "limit", "out_fd", "pid", "pidfd", "result_r", "seq")
 
     def __init__(self, seq: int, pid: int, result_r: int, out_fd: int, limit: int) -> None:
         self.seq = seq
@@ -133,6 +133,8 @@ class _Child:
         self.out_fd = out_fd
         self.limit = limit
         self.chunks: list[bytes] = []
+        self.pidfd: int | None = None
+        self.ended = ("ended", self)  # the selector's tag of its pidfd
 
 
 def _open_output(folder: str) -> int:
@@ -181,13 +183,22 @@ class _Template:
             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
             0o600,
         )
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
         self.selector = selectors.DefaultSelector()
-        self.epoll = self.selector.fileno()  # type: ignore[attr-defined]
         self.selector.register(self.control, selectors.EVENT_READ, "control")
-        self.selector.register(self.wake_r, selectors.EVENT_READ, "sigchld")
+        # A child's end is seen on its pidfd (Linux 5.3): no SIGCHLD handler here, so a
+        # child has no signal disposition to put back. Else through SIGCHLD.
+        self.pidfds = hasattr(os, "pidfd_open")
+        if self.pidfds:
+            try:
+                os.close(os.pidfd_open(os.getpid()))
+            except OSError:
+                self.pidfds = False
+        self.wake: tuple[int, int] | None = None
+        if not self.pidfds:
+            self.wake = os.pipe()
+            for fd in self.wake:
+                os.set_blocking(fd, False)
+            self.selector.register(self.wake[0], selectors.EVENT_READ, "sigchld")
         self.reader = FrameReader()
         self.outbox = bytearray()  # reports not yet taken by the scheduler's watcher
         self.by_pid: dict[int, _Child] = {}
@@ -199,8 +210,9 @@ class _Template:
 
     def serve(self) -> None:
         note_self(self.children_fd)  # the sweep of a next start kills a left template too
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        if self.wake is not None:
+            signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+            signal.set_wakeup_fd(self.wake[1], warn_on_full_buffer=False)
         # Unbuffered text streams on fds 1 and 2, made once: a child only points the fds
         # at its output file, and print(), logging and raw writes keep their order.
         for fd, name in ((1, "stdout"), (2, "stderr")):
@@ -216,14 +228,16 @@ class _Template:
         while True:
             for key, _mask in self.selector.select():
                 what = key.data
-                if what == "control":
+                if what.__class__ is tuple:
+                    self._ended(what[1])
+                elif what == "control":
                     self._read_control()
                 elif what == "sigchld":
                     self._reap()
-                elif what == "report":
-                    self._flush()
-                else:
+                elif what != "report":
                     self._read_result(what)
+            if self.outbox:
+                self._flush()  # the reports of one round in one write
 
     def _read_control(self) -> None:
         try:
@@ -277,6 +291,9 @@ class _Template:
         self.by_pid[pid] = child
         self.by_seq[seq] = child
         self.selector.register(result_r, selectors.EVENT_READ, child)
+        if self.pidfds:
+            child.pidfd = os.pidfd_open(pid)
+            self.selector.register(child.pidfd, selectors.EVENT_READ, child.ended)
         self._send(("pid", seq, pid))
 
     def _child(self, payload: bytes, uses_flag: bool, out_fd: int, result_w: int) -> None:
@@ -285,15 +302,16 @@ class _Template:
             die_with_parent()
             if os.getppid() != self.pid:
                 os._exit(1)  # the template ended between the fork and the prctl
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            for fd in (self.control, self.report, self.wake_r, self.wake_w, self.epoll):
-                os.close(fd)
-            for other in self.by_pid.values():
-                os.close(other.out_fd)
-                if other.result_r is not None:
-                    os.close(other.result_r)
+            if self.wake is not None:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(self.wake[0])
+                os.close(self.wake[1])
+            # The pipes to the scheduler. (The fds of the other children -- their result
+            # pipes, output files, pidfds -- are close-on-exec and harmless here: closing
+            # them one by one cost each child more than the rest of its start.)
+            os.close(self.control)
+            os.close(self.report)
             note_self(self.children_fd)
             os.close(self.children_fd)
             # sys.stdout and sys.stderr already write through to fds 1 and 2 (serve()).
@@ -324,9 +342,25 @@ class _Template:
             os.close(fd)
             child.result_r = None
 
+    def _ended(self, child: _Child) -> None:
+        """The pidfd of ``child`` is readable: it has ended."""
+        try:
+            pid, status = os.waitpid(child.pid, os.WNOHANG)
+        except ChildProcessError:  # pragma: no cover - only this loop reaps
+            pid, status = child.pid, 255 << 8
+        if pid == 0:
+            return
+        if child.pidfd is not None:
+            self.selector.unregister(child.pidfd)
+            os.close(child.pidfd)
+            child.pidfd = None
+        if self.by_pid.pop(pid, None) is not None:
+            self._finish(child, status)
+
     def _reap(self) -> None:
+        assert self.wake is not None
         with contextlib.suppress(OSError):
-            while os.read(self.wake_r, 4096):
+            while os.read(self.wake[0], 4096):
                 pass
         while True:
             try:
@@ -387,10 +421,8 @@ class _Template:
         gc.freeze()
 
     def _send(self, message: Any) -> None:
-        was_empty = not self.outbox
+        """Queue a report: the loop writes a round's reports together."""
         self.outbox += frame(message)
-        if was_empty:
-            self._flush()
 
     def _flush(self) -> None:
         """Write what the watcher can take now; wait for the pipe to be writable for the
@@ -414,7 +446,6 @@ class _Template:
 def template_main() -> None:
     """The template process: ``template_main()`` with argv ``[folder, scheduler pid]``."""
     folder, scheduler = sys.argv[1], int(sys.argv[2])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the scheduler's
     die_with_parent()
     if os.getppid() != scheduler:
         sys.exit(1)  # the scheduler ended before the prctl
