@@ -449,7 +449,7 @@ _TEMPLATE_BOOT = (
 class _TemplateLink:
     """The scheduler's ends of one template process."""
 
-    __slots__ = ("control", "proc", "report", "wake_r", "wake_w")
+    __slots__ = ("closed", "control", "proc", "report", "wake_r", "wake_w")
 
     def __init__(
         self, proc: subprocess.Popen[bytes], control: int, report: int, wake: tuple[int, int]
@@ -458,6 +458,15 @@ class _TemplateLink:
         self.control = control  # its stdin: run and kill messages
         self.report = report  # its stdout: pids and ends
         self.wake_r, self.wake_w = wake
+        self.closed = False  # control closed (under the executor's send lock)
+
+    def send(self, data: bytes) -> None:
+        """Write one message on the control pipe (the caller holds the send lock)."""
+        if self.closed:
+            raise BrokenPipeError("the template process has ended")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.control, view) :]
 
 
 _EXECUTORS: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
@@ -631,13 +640,14 @@ class ProcessExecutor(Executor):
                     env = None  # the template has them (sys.path and the working folder)
                 else:
                     self._sent_env = env
-                message = frame(("run", seq, payload, uses_flag, spec.output_limit, env))
-                _write_all(link.control, message)
+                link.send(frame(("run", seq, payload, uses_flag, spec.output_limit, env)))
         except Exception as exc:
             with self._lock:
-                self._children.pop(seq, None)
+                mine = self._children.pop(seq, None)
                 if not self._children:
                     self._idle.set()
+            if mine is None:  # the template ended meanwhile: the run was reported lost
+                return handle
             raise TaskSetupError(
                 f"task {spec.task_name!r}: could not start its process "
                 f"({type(exc).__name__}: {exc})"
@@ -759,7 +769,9 @@ class ProcessExecutor(Executor):
             orphans = list(self._children.values()) if lost else []
             if lost:
                 self._children.clear()
-        os.close(link.control)  # the template's end of file: it exits
+        with self._send_lock:
+            link.closed = True
+            os.close(link.control)  # the template's end of file: it exits
         try:
             status = link.proc.wait(5.0)
         except subprocess.TimeoutExpired:
@@ -853,7 +865,7 @@ class ProcessExecutor(Executor):
             if link is not None:
                 try:
                     with self._send_lock:
-                        _write_all(link.control, frame(("kill", handle.seq, signum)))
+                        link.send(frame(("kill", handle.seq, signum)))
                 except OSError:  # the template is gone: its children with it
                     pass
         elif signum == signal.SIGKILL:
@@ -1070,12 +1082,6 @@ class ProcessExecutor(Executor):
 
 def _earliest(a: float | None, b: float) -> float:
     return b if a is None else min(a, b)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _read_some(fd: int) -> bytes:
