@@ -1,13 +1,34 @@
-"""Process execution: each run in a child process started with ``forkserver`` or ``spawn``.
+"""Process execution: each run in a fresh child process, forked from a template process
+of our own on Linux (``template``), else started with ``forkserver`` or ``spawn``.
 
-Why not ``fork``: the scheduler process is threaded (runner, watcher, the kernel's own
-threads), and forking a threaded process can copy a lock that another thread holds and
-deadlock the child. Children start from a clean interpreter instead (``forkserver`` on
-POSIX, where the server is a clean single-threaded process, ``spawn`` elsewhere), and the
-run's target travels as cloudpickle bytes, so functions defined in ``__main__`` or in a
-notebook work too. The forkserver imports the child side (:data:`PRELOAD`: this package's
-``process_child`` and cloudpickle) once, so a child is forked warm and starts its task
-without importing anything (measured: 64 -> ~3 ms per run). Unlike plain
+Why not ``fork`` of the scheduler: the scheduler process is threaded (runner, watcher,
+the kernel's own threads), and forking a threaded process can copy a lock that another
+thread holds and deadlock the child. Children start from a clean interpreter instead, and
+the run's target travels as cloudpickle bytes, so functions defined in ``__main__`` or in
+a notebook work too.
+
+**``template``** (the default on Linux; :mod:`.process_template` has both sides): a clean,
+single-threaded interpreter started once per executor at its first run
+(``python -c`` importing :mod:`.process_template`, never a fork of the scheduler), from the
+executor's watcher thread. Per run the scheduler writes one message on its control pipe
+(run number, cloudpickled target, output limit, and ``sys.path`` / working folder when they
+changed); the template forks, and reports on one pipe the child's pid, then its exit
+status, its result and the tail of its output; the watcher reads that pipe. Nothing is
+pickled for multiprocessing, no socket or file is made per run (the output goes to an
+unnamed ``O_TMPFILE``, the result on a pipe), and the child runs no Python bootstrap. The
+modules a run's target came from (a helper module, a notebook's imports pickled by
+reference) are imported by the template after the first run that needed them, so later
+runs are forked with them loaded; a module that starts a thread at import makes the
+template say so on stderr. Measured (docs/performance.md, issue 15 item 2): a burst of
+process runs 143-168 -> 550-640 runs/s; ``start()`` 1.4-2 ms -> 40-120 µs of the scheduler
+thread. The template itself is idle between runs (one ``select``) and is ended when the
+executor is shut down and idle.
+
+**``forkserver``** (elsewhere on POSIX) and **``spawn``**: multiprocessing; the forkserver
+imports the child side (:data:`PRELOAD`: this package's ``process_child`` and cloudpickle)
+once, so a child is forked warm; the output and result are files in the executor's
+folder. Unlike plain
+``multiprocessing``, the children do *not* re-import theUnlike plain
 ``multiprocessing``, the children do *not* re-import the
 main module (see :func:`_skip_main_in_children`), so a script whose ``app.run()`` is not
 under ``if __name__ == "__main__":`` does not start a scheduler inside each task.
@@ -19,16 +40,20 @@ The parts of one run:
   part that failed (a closure variable, an argument, the function).
 * **Output**: the child points its file descriptors 1 and 2 at a file of its own in the
   executor's private temp folder (one folder per executor, made at its first run: a
-  ``mkdir`` per run cost 30-80 ms on this machine's busy disk), so ``print``, ``logging``
-  and the output of subprocesses the task starts are all captured. The parent reads only
-  the tail (``spec.output_limit`` characters) after the child has ended, also when it was
-  killed, and removes the run's files (the folder goes when the executor is shut down).
-  (Memory is bounded; the file itself grows on disk for as long as the run writes.)
-* **Result**: the child writes its outcome (and the cloudpickled return value) to a file
-  that it renames into place, so a child killed mid-write leaves no half result.
+  ``mkdir`` per run cost 30-80 ms on this machine's busy disk; with ``template`` an
+  unnamed ``O_TMPFILE`` there), so ``print``, ``logging`` and the output of subprocesses
+  the task starts are all captured. Only the tail (``spec.output_limit`` characters) is
+  read, after the child has ended, also when it was killed (by the template, or by the
+  parent from the run's files, which it then removes; the folder goes when the executor
+  is shut down). (Memory is bounded; the file itself grows on disk for as long as the run
+  writes.)
+* **Result**: the child writes its outcome (and the cloudpickled return value) on a pipe
+  the template reads (``template``), or to a file that it renames into place; a child
+  killed mid-write leaves no half result (a cut pickle from a killed child is ignored).
 * **Timeout / terminate()**: the child gets ``SIGTERM``, and ``SIGKILL`` after a grace
-  period (2 s by default); the run is ``terminate``. Setting ``spec.flag`` (what the session
-  does for ``end_cond``) does the same.
+  period (2 s by default); the run is ``terminate``. (With ``template`` the template
+  sends the signal, unless it has reaped the child already: never to a reused pid.)
+  Setting ``spec.flag`` (what the session does for ``end_cond``) does the same.
 * **TerminationFlag in a process**: if the target refers to ``spec.flag`` itself (the
   session binds the run's flag as the ``TerminationFlag()`` argument), the child receives
   its own ``threading.Event`` in its place, and ``SIGTERM`` *sets that event* instead of
@@ -41,7 +66,12 @@ The parts of one run:
 * **Timing**: timeouts and the grace period are measured in real (monotonic) seconds; the
   outcome's ``end`` is read from the session's clock.
 
-**Children die with their scheduler.** A scheduler killed with ``SIGKILL`` must not leave
+**Children die with their scheduler.** (This paragraph is the ``forkserver`` path; the
+``template`` path is described in :mod:`.process_template`: the template asks for
+``SIGKILL`` when the watcher thread that started it ends -- that thread lives as long as
+the template -- and exits at the end of file of its control pipe; each child asks for
+``SIGKILL`` when the template ends, and checks that the template is still its parent.)
+A scheduler killed with ``SIGKILL`` must not leave
 its runs working on: its restart marks them ``crash`` and starts their tasks again, and two
 copies would run at once. Of the three ways to tie a child to its scheduler -- Linux's
 ``PR_SET_PDEATHSIG``, a process group the scheduler kills, a watchdog pipe the child
@@ -62,14 +92,18 @@ its own business (a task that wants them gone does the same, or uses a process g
 **At the next start** :func:`~redengine_nb.executors.orphans.sweep_orphans` looks at the
 temp folders of runs (``redengine-run-<pid>-<start>-*``, one per executor, named after
 the scheduler that made them): for one whose scheduler is gone, each child still alive --
-the pid and start time recorded in its run's ``<n>.child`` file, so a reused pid is never
-hit -- is killed, and the folder removed. (With ``forkserver`` the pid is recorded when
-the forkserver sends it, a moment after the start; ``PR_SET_PDEATHSIG`` covers that
-moment.) The session does this before it marks any run ``crash``.
+the pid and start time recorded in its run's ``<n>.child`` file, or a line of the
+template's ``children`` list (the template, then each child, written by the child
+itself), so a reused pid is never hit -- is killed, and the folder removed. (With
+``forkserver`` the pid is recorded when the forkserver sends it, a moment after the
+start; ``PR_SET_PDEATHSIG`` covers that moment.) The session does this before it marks
+any run ``crash``.
 
-One watcher thread per executor waits on the children's sentinels and a wake-up pipe
-(``multiprocessing.connection.wait``) with a timeout only when a deadline is pending; it
-calls ``on_done`` and exits when no child is left. Nothing polls.
+One watcher thread per executor waits with a timeout only when a deadline is pending:
+on the template's report pipe and a wake-up pipe (``selectors``; it lives as long as the
+template), or on the children's sentinels and a wake-up pipe
+(``multiprocessing.connection.wait``; it exits when no child is left). It calls
+``on_done``. Nothing polls.
 """
 
 from __future__ import annotations
