@@ -483,7 +483,7 @@ _TEMPLATE_BOOT = (
 class _TemplateLink:
     """The scheduler's ends of one template process."""
 
-    __slots__ = ("closed", "control", "proc", "report", "wake_r", "wake_w")
+    __slots__ = ("closed", "control", "finalizer", "proc", "report", "wake_r", "wake_w")
 
     def __init__(
         self, proc: subprocess.Popen[bytes], control: int, report: int, wake: tuple[int, int]
@@ -493,6 +493,8 @@ class _TemplateLink:
         self.report = report  # its stdout: pids and ends
         self.wake_r, self.wake_w = wake
         self.closed = False  # control closed (under the executor's send lock)
+        #: Wakes the watcher if the executor is garbage-collected without a shutdown.
+        self.finalizer: weakref.finalize[Any, Any] | None = None
 
     def send(self, data: bytes) -> None:
         """Write one message on the control pipe (the caller holds the send lock)."""
@@ -703,8 +705,8 @@ class ProcessExecutor(Executor):
                 started: list[_TemplateLink | BaseException] = []
                 ready = threading.Event()
                 watcher = threading.Thread(
-                    target=self._watch_template,
-                    args=(folder, started, ready),
+                    target=_watch_template,
+                    args=(weakref.ref(self), folder, started, ready),
                     name="redengine-nb process watcher",
                     daemon=True,
                 )
@@ -745,55 +747,9 @@ class ProcessExecutor(Executor):
         os.set_blocking(wake_w, False)
         return _TemplateLink(proc, control_w, report_r, (wake_r, wake_w))
 
-    def _watch_template(
-        self,
-        folder: str,
-        started: list[_TemplateLink | BaseException],
-        ready: threading.Event,
-    ) -> None:
-        """The watcher of a template: reads its reports, acts on deadlines, ends it when
-        the executor is shut down and idle (or when it ends on its own)."""
-        try:
-            link = self._spawn_template(folder)
-        except BaseException as exc:
-            started.append(exc)
-            ready.set()
-            return
-        started.append(link)
-        ready.set()
-        selector = selectors.DefaultSelector()
-        selector.register(link.report, selectors.EVENT_READ, "report")
-        selector.register(link.wake_r, selectors.EVENT_READ, "wake")
-        reader = FrameReader()
-        lost = False
-        try:
-            while not lost:
-                with self._lock:
-                    if self._closed and not self._children:
-                        break
-                    handles = list(self._children.values())
-                timeout = self._act_on_deadlines(handles)
-                for key, _mask in selector.select(timeout):
-                    if key.data == "wake":
-                        with self._lock:
-                            while _read_some(link.wake_r):
-                                pass
-                            self._wake_pending = False
-                        continue
-                    data = _read_some(link.report)
-                    if not data:
-                        lost = True  # the template ended (killed, or it failed)
-                        break
-                    for message in reader.feed(data):
-                        self._on_report(message)
-        except BaseException:  # never leave the runs without a watcher silently
-            log.exception("the process watcher failed; its template is ended")
-            lost = True
-        finally:
-            selector.close()
-            self._end_template(link, lost)
-
     def _end_template(self, link: _TemplateLink, lost: bool) -> None:
+        if link.finalizer is not None:
+            link.finalizer.detach()
         with self._link_lock, self._lock:
             if self._link is link:
                 self._link = None
@@ -1125,3 +1081,80 @@ def _read_some(fd: int) -> bytes:
         return os.read(fd, 1 << 20)
     except BlockingIOError:
         return b""
+
+
+def _watch_template(
+    ref: weakref.ref[ProcessExecutor],
+    folder: str,
+    started: list[_TemplateLink | BaseException],
+    ready: threading.Event,
+) -> None:
+    """The watcher of a template: reads its reports, acts on deadlines, ends the template
+    when its executor is shut down and idle, when the template ends on its own, or when
+    the executor is garbage-collected without a shutdown (it holds no reference to the
+    executor while it waits, so an executor dropped in a notebook does not keep a
+    process alive for ever)."""
+    executor: ProcessExecutor | None = ref()
+    assert executor is not None  # the caller waits for ``ready`` holding it
+    try:
+        link = executor._spawn_template(folder)
+        link.finalizer = weakref.finalize(executor, _poke, link)
+        link.finalizer.atexit = False
+    except BaseException as exc:
+        started.append(exc)
+        ready.set()
+        return
+    started.append(link)
+    ready.set()
+    selector = selectors.DefaultSelector()
+    selector.register(link.report, selectors.EVENT_READ, "report")
+    selector.register(link.wake_r, selectors.EVENT_READ, "wake")
+    reader = FrameReader()
+    lost = False
+    try:
+        while not lost:
+            with executor._lock:
+                if executor._closed and not executor._children:
+                    break
+                handles = list(executor._children.values())
+            timeout = executor._act_on_deadlines(handles)
+            handles = []
+            executor = None  # no reference while waiting (see above)
+            events = selector.select(timeout)
+            executor = ref()
+            if executor is None:
+                break
+            for key, _mask in events:
+                if key.data == "wake":
+                    with executor._lock:
+                        while _read_some(link.wake_r):
+                            pass
+                        executor._wake_pending = False
+                    continue
+                data = _read_some(link.report)
+                if not data:
+                    lost = True  # the template ended (killed, or it failed)
+                    break
+                for message in reader.feed(data):
+                    executor._on_report(message)
+    except BaseException:  # never leave the runs without a watcher silently
+        log.exception("the process watcher failed; its template is ended")
+        lost = True
+    finally:
+        selector.close()
+        if executor is not None:
+            executor._end_template(link, lost)
+        else:  # dropped without a shutdown: its runs (if any) end with the template
+            link.closed = True
+            os.close(link.control)
+            link.proc.wait()
+            for fd in (link.report, link.wake_r, link.wake_w):
+                os.close(fd)
+
+
+def _poke(link: _TemplateLink) -> None:
+    """The executor of ``link`` was garbage-collected: wake its watcher."""
+    try:
+        os.write(link.wake_w, b"!")
+    except OSError:
+        pass

@@ -597,3 +597,18 @@ def test_a_killed_template_fails_its_runs_and_takes_their_children_with_it(
     finally:
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
+
+
+@linux_only
+def test_an_executor_dropped_without_a_shutdown_ends_its_template(clock: FakeClock) -> None:
+    """A notebook re-running the cell that makes an app drops the old one: its template
+    process must not live on for as long as the kernel."""
+    import gc
+
+    executor = ProcessExecutor(1, clock, start_method="template")
+    assert run(executor, os.getpid).action is Action.SUCCESS
+    assert executor._link is not None
+    template = executor._link.proc
+    del executor
+    gc.collect()
+    assert template.wait(GUARD) == 0  # it read the end of its control pipe and exited
