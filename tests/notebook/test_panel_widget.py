@@ -544,6 +544,15 @@ def test_clock_step_back_reaches_the_page(app: RedEngine, widget: Panel) -> None
     warning = sent[-1]["scheduler"]["warning"]
     assert warning.startswith("clock step: the clock went back")
     assert "clock_step_tolerance" in warning
+    assert sent[-1]["scheduler"]["dismissible"] is True
     pushes = len(sent)
     tick(app)  # nothing new: nothing sent
     assert len(sent) == pushes
+    # The ✕: the page sends dismiss_warning; the warning goes, its effect stays.
+    widget._on_custom_msg(widget, {"action": "dismiss_warning"})
+    assert app.session.clock_step is None
+    assert sent[-1]["scheduler"]["warning"] == ""
+    assert sent[-1]["scheduler"]["dismissible"] is False
+    assert widget.message == ""
+    widget._on_custom_msg(widget, {"action": "dismiss_warning"})
+    assert widget.message == "there is no clock-step warning to dismiss"
