@@ -670,7 +670,11 @@ class ProcessExecutor(Executor):
             self._idle.clear()
         try:
             link = self._template()
-            env: tuple[list[str], str] | None = (list(sys.path), os.getcwd())
+            try:
+                cwd = os.getcwd()
+            except OSError:  # the working folder was removed: the template keeps its own
+                cwd = ""
+            env: tuple[list[str], str] | None = (list(sys.path), cwd)
             with self._send_lock:
                 if env == self._sent_env:
                     env = None  # the template has them (sys.path and the working folder)

@@ -268,8 +268,9 @@ class _Template:
     ) -> None:
         if env is not None:
             sys.path[:] = env[0]
-            with contextlib.suppress(OSError):
-                os.chdir(env[1])
+            if env[1]:
+                with contextlib.suppress(OSError):
+                    os.chdir(env[1])
         try:
             out_fd = _open_output(self.folder)
         except OSError as exc:
