@@ -8,13 +8,16 @@ The template is a clean, single-threaded interpreter, started once per
 * a **run** message on its control pipe (its stdin: run number, the cloudpickled target,
   the output limit, and ``sys.path``/working folder when they changed) -> it makes the
   run's output file (an unnamed ``O_TMPFILE`` in the executor's folder) and result pipe,
-  ``fork()`` s, and reports the child's pid;
+  ``fork()`` s, opens the child's pidfd and reports the child's pid;
 * a child's **result pipe** readable -> it keeps the bytes (a result larger than a pipe's
   buffer is read while the child writes it);
-* ``SIGCHLD`` (through ``signal.set_wakeup_fd``) -> it reaps, reads the tail of the
-  run's output (``output_limit`` characters) and reports the exit status, the result and
-  the output tail in one message on its report pipe (its stdout), which the executor's
-  watcher thread reads;
+* a child's **pidfd** readable (``SIGCHLD`` through ``signal.set_wakeup_fd`` where Linux
+  is older than 5.3) -> it reaps, reads the tail of the run's output (``output_limit``
+  characters) and reports the exit status, the result and the output tail in one
+  message on its report pipe (its stdout), which the executor's watcher thread reads
+  (the reports of one round of the loop go in one write; the report pipe is
+  non-blocking, so the template never stops reading its control pipe), then imports
+  the modules the child said loading its target imported (see :meth:`_Template._warm`);
 * a **kill** message -> it signals the child, unless it has reaped it already (so a
   signal never reaches a reused pid).
 
@@ -22,12 +25,16 @@ The child, before the task: ``PR_SET_PDEATHSIG`` (``SIGKILL`` when the template 
 then checks that the template is still its parent; it closes the template's pipes, points
 fds 0 at ``/dev/null`` and 1-2 at its output file, appends ``"<pid> <start>"`` to the
 folder's ``children`` list (for the orphan sweep of the next start), loads and calls the
-target and writes its outcome on its result pipe (see :func:`.process_child.run_payload`).
+target and writes its outcome on its result pipe (:func:`.process_child.run_in_child`).
+Nothing else: every page a child writes costs it a copy-on-write fault, which is most of
+what a run costs (docs/performance.md, issue 15 item 2).
 
 **The template dies with its scheduler**: its own ``PR_SET_PDEATHSIG`` (its parent is
 the executor's watcher thread, which lives as long as the template), and end of file on
 its control pipe (whose only write end is the scheduler's). Its children then get
-``SIGKILL`` from theirs. The main module of the scheduler is never imported here.
+``SIGKILL`` from theirs. It runs in its own process group, so a terminal's Ctrl-C reaches
+the scheduler (which ends its runs) and not every child. The main module of the
+scheduler is never imported here.
 """
 
 from __future__ import annotations
