@@ -57,7 +57,7 @@ CELLS = [
     "\n"
     "from distributed import LocalCluster\n"
     "cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,\n"
-    "                       protocol='tcp://', host='127.0.0.1', dashboard_address=None)\n"
+    "                       protocol='tcp://', host='127.0.0.1', dashboard_address=':0')\n"
     "app.config.dask_address = cluster.scheduler_address\n"
     "\n"
     "@app.task('every 1 hour', execution='dask')\n"
