@@ -94,6 +94,13 @@ function render({ model, el }) {
   root.appendChild(bar);
   // What the operator must know (a big clock step, a run log refusing writes): text only.
   const warningLine = h("div", { className: "rnb-warning", role: "alert" });
+  const warningText = h("span", { className: "rnb-warning-text" });
+  // A clock-step warning can be dismissed once read (its effect stays until the clock
+  // catches up); a run log write error cannot.
+  const dismiss = h("button", { className: "rnb-dismiss", title: "dismiss this warning",
+    "aria-label": "dismiss this warning" }, "✕");
+  dismiss.addEventListener("click", () => send("dismiss_warning"));
+  warningLine.append(warningText, dismiss);
   warningLine.hidden = true;
   root.appendChild(warningLine);
   // The schedulers on a shared run log, and the Dask cluster (each shown only when sent).
@@ -520,8 +527,9 @@ function render({ model, el }) {
     setText(state, `Scheduler: ${sched.state}${busy ? "…" : ""}`);
     state.dataset.state = sched.state;
     setText(detail, sched.detail ? `(${sched.detail})` : "");
-    setText(warningLine, sched.warning || "");
+    setText(warningText, sched.warning || "");
     warningLine.hidden = !sched.warning;
+    dismiss.hidden = !sched.dismissible;
     warningLine.style.color = (model.get("protocol") || {}).warning_colour || "";
     root.classList.toggle("rnb-disconnected", disconnected);
     setText(message, model.get("message") || "");

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,27 @@ def test_croniter_is_imported_by_the_first_cron_phrase_only() -> None:
     engine = "from redengine_nb import RedEngine; app = RedEngine(logs=':memory:')"
     assert "croniter" not in loaded_after(engine + "; app.task('daily', func=print)")
     assert "croniter" in loaded_after(engine + "; app.task('cron */5 * * * *', func=print)")
+
+
+def test_serve_registers_task_cells_without_ipython(tmp_path: Path) -> None:
+    # `redengine-nb serve` runs a notebook headless: registering its %%task cells must not
+    # pull in IPython's magics machinery. (An ordinary code cell does load IPython, on
+    # purpose: its IPython syntax is translated by IPython's own transformer.)
+    notebook = tmp_path / "jobs.ipynb"
+    code = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    text = {"cell_type": "markdown", "metadata": {}, "source": "# Jobs"}
+    cells = [text, {**code, "source": "%%task every 10 minutes\nprint('hi')"}]
+    document = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
+    notebook.write_text(json.dumps(document), encoding="utf-8")
+    loaded = loaded_after(
+        "from pathlib import Path\n"
+        "from redengine_nb import RedEngine\n"
+        "from redengine_nb.cli.common import Output\n"
+        "from redengine_nb.cli.serve import run_setup\n"
+        "from redengine_nb.notebook.nbfile import read_notebook\n"
+        "app = RedEngine(logs=':memory:')\n"
+        f"path = Path({str(notebook)!r})\n"
+        "run_setup(app, read_notebook(path), path, Output(sys.stderr))\n"
+        "assert len(app.session.tasks) == 1, app.session.tasks"
+    )
+    assert "IPython" not in loaded

@@ -9,6 +9,13 @@ once (a warning in the scheduler log, ``Session.clock_step`` for the panel and t
 and from then on gives the conditions a :class:`BoundedHistory`: the history as it would
 be without the records later than ``now + tolerance``. Smaller steps change nothing: a
 run recorded a minute ahead still counts, so nothing fires twice.
+
+The warning lasts as long as its effect: once the clock has caught up with the future
+records (``now + tolerance`` passes the highest reading), they count again, the history
+is no longer bounded and the warning clears itself (logged). A user who has read it can
+dismiss it sooner (``Session.dismiss_clock_step()``, the panel's ✕): that hides the text
+only, the records stay ignored until the clock catches up, and a new step is reported
+again.
 """
 
 from __future__ import annotations
@@ -70,10 +77,34 @@ class ClockGuard:
         self.runlog = runlog
         self._tolerance = tolerance
         self.high: float | None = None  # the latest instant seen: clock or run log
-        #: The step reported, as text (``None``: no step beyond the tolerance so far).
-        self.step: str | None = None
-        #: Called once the step is reported (the session emits ``warning_changed``).
+        #: The step in effect, as text (``None``: none, or the clock has caught up).
+        self.in_effect: str | None = None
+        self._dismissed = False
+        #: Called when the warning appears or clears (the session emits
+        #: ``warning_changed``).
         self.on_step: Callable[[], None] | None = None
+
+    @property
+    def step(self) -> str | None:
+        """The warning to show: the step in effect, unless the user dismissed it."""
+        return None if self._dismissed else self.in_effect
+
+    def dismiss(self) -> bool:
+        """Hide the warning of the step in effect (its records stay ignored until the
+        clock catches up). False when there was nothing to dismiss."""
+        if self.in_effect is None or self._dismissed:
+            return False
+        self._dismissed = True
+        log.info(
+            "clock step warning dismissed (records after now + the tolerance are "
+            "still ignored until the clock catches up)"
+        )
+        self._changed()
+        return True
+
+    def _changed(self) -> None:
+        if self.on_step is not None:
+            self.on_step()
 
     def start(self, now: float) -> None:
         """At start: the newest record of the log counts as a clock reading."""
@@ -89,21 +120,33 @@ class ClockGuard:
         high = self.high
         if high is None or now > high:
             self.high = now
+            if self.in_effect is not None:
+                self._caught_up()
             return
-        if high - now > self._tolerance() and self.step is None:
+        behind = high - now
+        if behind <= self._tolerance():
+            if self.in_effect is not None:
+                self._caught_up()
+        elif self.in_effect is None:
             when = datetime.fromtimestamp(high, UTC).isoformat(timespec="seconds")
-            self.step = (
-                f"the clock went back {high - now:,.0f} s (from {when} UTC), more than "
+            self.in_effect = (
+                f"the clock went back {behind:,.0f} s (from {when} UTC), more than "
                 f"clock_step_tolerance ({self._tolerance():g} s): records after now + the "
                 "tolerance are ignored by the conditions"
             )
-            log.warning("%s", self.step)
-            if self.on_step is not None:
-                self.on_step()
+            self._dismissed = False
+            log.warning("%s", self.in_effect)
+            self._changed()
+
+    def _caught_up(self) -> None:
+        self.in_effect = None
+        self._dismissed = False
+        log.info("the clock has caught up with the records of the earlier step: they count again")
+        self._changed()
 
     def history(self, now: float) -> History:
         """What the conditions read at ``now``: the run log, bounded after a big step."""
-        if self.step is None or self.high is None:
+        if self.in_effect is None or self.high is None:
             return self.runlog
         bound = now + self._tolerance()
         if self.high < bound:

@@ -470,8 +470,15 @@ class Session:
 
     @property
     def clock_step(self) -> str | None:
-        """The backward clock step beyond ``clock_step_tolerance`` seen, as text, or None."""
+        """The backward clock step beyond ``clock_step_tolerance`` in effect, as text, or
+        None (none, the clock has caught up with the future records, or dismissed)."""
         return self.clock_guard.step
+
+    def dismiss_clock_step(self) -> bool:
+        """Hide the clock-step warning (the panel, ``%tasks``, ``serve``'s report). Its
+        effect stays: records after now + ``clock_step_tolerance`` are ignored until the
+        clock catches up; a later step is reported again. False if there was none."""
+        return self.clock_guard.dismiss()
 
     @property
     def store_error(self) -> str | None:

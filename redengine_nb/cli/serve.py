@@ -97,8 +97,8 @@ def run_setup(
     import builtins
 
     from ..notebook.cells import TaskCellError
-    from ..notebook.magics import register_cell_task
     from ..notebook.nbfile import HeadlessShell, NotebookError, to_python
+    from ..notebook.registration import register_cell_task
 
     namespace: dict[str, Any] = {
         "__name__": "__main__",

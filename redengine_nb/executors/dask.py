@@ -42,9 +42,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import threading
 import traceback
+import urllib.parse
+import urllib.request
 import uuid
 import weakref
 from collections.abc import Callable
@@ -140,6 +143,7 @@ class DaskExecutor(Executor):
         self._handles: dict[str, _DaskHandle] = {}  # by key: submitted or waiting
         self._waiting: list[_DaskHandle] = []  # started while the client is not up
         self._client: Any = None
+        self._dashboard: str | None = None  # the client's dashboard link, if one runs
         self._cluster: Any = None
         self._connector: threading.Thread | None = None
         self._closed = False
@@ -231,16 +235,10 @@ class DaskExecutor(Executor):
         identity = getattr(client, "_scheduler_identity", None) or {}
         workers = identity.get("workers") or {}
         count = len(workers) if workers else identity.get("n_workers", 0)
-        dashboard = None
-        if "dashboard" in (identity.get("services") or {}):
-            try:
-                dashboard = client.dashboard_link
-            except Exception:  # a dashboard link template that cannot be filled
-                dashboard = None
         return {
             "address": identity.get("address") or client.scheduler.address,
             "workers": int(count or 0),
-            "dashboard": dashboard,
+            "dashboard": self._dashboard,
         }
 
     # -- connecting --------------------------------------------------------------------
@@ -269,11 +267,13 @@ class DaskExecutor(Executor):
         except BaseException as exc:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             log.error("could not reach the Dask scheduler at %s: %s", self._where(), error)
+        dashboard = None if client is None else _dashboard_link(client)
         with self._lock:
             self._connector = None
             waiting, self._waiting = self._waiting, []
             if client is not None:
                 old, self._client = self._client, client
+                self._dashboard = dashboard
             if error is not None:
                 for handle in waiting:
                     self._handles.pop(handle.key, None)
@@ -462,6 +462,33 @@ class DaskExecutor(Executor):
         if cluster is not None:
             _close_quietly(cluster)
         self._gone.set()
+
+
+def _dashboard_link(client: Any) -> str | None:
+    """The link to the cluster's dashboard, or ``None`` where none runs.
+
+    Every scheduler serves HTTP (health, metrics: its ``dashboard`` service), with or
+    without the dashboard itself: ``dask scheduler --no-dashboard``, a scheduler without
+    bokeh (its page then only says to install it). So the link is given only when the
+    dashboard's list of plots, ``individual-plots.json`` beside it (what JupyterLab's Dask
+    extension reads), names some. Asked once, when the client connects."""
+    identity = getattr(client, "_scheduler_identity", None) or {}
+    if "dashboard" not in (identity.get("services") or {}):
+        return None
+    try:
+        link = str(client.dashboard_link)
+    except Exception:  # a dashboard link template that cannot be filled
+        return None
+    if not link.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(
+            urllib.parse.urljoin(link, "individual-plots.json"), timeout=2
+        ) as reply:
+            plots = json.loads(reply.read())
+    except Exception:  # unreachable, refused, not JSON: nothing to link to
+        return None
+    return link if isinstance(plots, dict) and plots else None
 
 
 def _close_quietly(thing: Any) -> None:

@@ -184,6 +184,9 @@ class SchedulerState(TypedDict):
     #: writes), one line each joined by newlines; "" when all is well. Shown in
     #: :data:`WARNING_COLOUR`.
     warning: str
+    #: Whether the warning holds a clock step the user may dismiss (the panel's ✕ sends
+    #: the ``dismiss_warning`` action); a run log write error cannot be dismissed.
+    dismissible: bool
 
 
 class SchedulerItem(TypedDict):

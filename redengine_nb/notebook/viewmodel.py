@@ -326,17 +326,18 @@ def scheduler_state(view: SchedulerView) -> SchedulerState:
     """``running`` / ``stopped``, or ``stopping…`` / ``restarting…`` with what it waits for;
     with :func:`scheduler_warning` in every state."""
     warning = scheduler_warning(view.clock_step, view.store_error)
+    dismissible = bool(view.clock_step)
     if not view.running:
-        return SchedulerState(state="stopped", detail="", warning=warning)
+        return SchedulerState(state="stopped", detail="", warning=warning, dismissible=dismissible)
     if view.stop_requested:
         state = "restarting" if view.restart_requested else "stopping"
         live = view.live_runs
         if not live:
-            return SchedulerState(state=state, detail="", warning=warning)
+            return SchedulerState(state=state, detail="", warning=warning, dismissible=dismissible)
         noun = "run" if len(live) == 1 else "runs"
         detail = f"waiting for {len(live)} {noun}: " + ", ".join(live)
-        return SchedulerState(state=state, detail=detail, warning=warning)
-    return SchedulerState(state="running", detail="", warning=warning)
+        return SchedulerState(state=state, detail=detail, warning=warning, dismissible=dismissible)
+    return SchedulerState(state="running", detail="", warning=warning, dismissible=dismissible)
 
 
 # --- the snapshot ------------------------------------------------------------------------

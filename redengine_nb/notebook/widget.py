@@ -201,7 +201,9 @@ class Panel(anywidget.AnyWidget):
             self._terminating &= running
             terminating = sorted(self._terminating)
         scheduler = (
-            SchedulerState(state="disconnected", detail="the kernel shut down", warning="")
+            SchedulerState(
+                state="disconnected", detail="the kernel shut down", warning="", dismissible=False
+            )
             if self._disconnected
             else reads.scheduler()
         )
@@ -299,7 +301,9 @@ class Panel(anywidget.AnyWidget):
                 return
             self._disconnected = True
             data = dict(self.data)
-            data["scheduler"] = SchedulerState(state="disconnected", detail=reason, warning="")
+            data["scheduler"] = SchedulerState(
+                state="disconnected", detail=reason, warning="", dismissible=False
+            )
             self.data = data
         self._stop_listening()
 
@@ -363,6 +367,10 @@ class Panel(anywidget.AnyWidget):
         if action == "select":
             with self._lock:
                 self.selected = name
+            return ""
+        if action == "dismiss_warning":
+            if not session.dismiss_clock_step():
+                return "there is no clock-step warning to dismiss"
             return ""
         if action not in ("run", "enable", "disable", "terminate", "delete", "condition"):
             raise ValueError(f"unknown panel action {action!r}")

@@ -1,7 +1,9 @@
 """The run-log seam: what conditions read (:class:`History`) and the one base every store
-subclasses (:class:`RunLogBase`). Stores live beside this module: ``memory.py`` and
-``sqlite.py``; a new store is one file subclassing :class:`RunLogBase` plus one line in the
-contract suite (``tests/runlog/test_runlog_contract.py``).
+subclasses (:class:`RunLogBase`). Stores live beside this module: ``memory.py``,
+``sqlite.py`` and ``postgres.py`` (the last two on ``lastcache.LastCacheBase``, each with
+its parts in modules of their own); a new store is a module subclassing
+:class:`RunLogBase` plus one line in the contract suite
+(``tests/runlog/test_runlog_contract.py``).
 
 Times are epoch seconds (floats). A record's *time* for an action is its start for
 ``RUN`` (the run started) and its end for the final actions.
@@ -26,7 +28,7 @@ import abc
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import RunLogError
 from ..records import Action, RunRecord
@@ -53,6 +55,7 @@ __all__ = [
     "is_lease_id",
     "last_of",
     "new_lease_id",
+    "record_of",
     "start_runs",
     "start_times",
 ]
@@ -348,6 +351,29 @@ def last_of(history: History, task: str, actions: Iterable[Action]) -> float | N
         if t is not None and (best is None or t > best):
             best = t
     return best
+
+
+_ACTIONS: dict[str, Action] = {a.value: a for a in Action}
+
+
+def record_of(row: Sequence[Any], text: Callable[[Any], str | None] | None = None) -> RunRecord:
+    """The record of a stored row ``(run_id, task_name, action, created, start, end,
+    exc_text, output, owner)``; ``text`` decodes ``exc_text`` and ``output`` where a
+    store keeps them as something else (PostgreSQL: UTF-8 bytes)."""
+    run_id, task, action, created, start, end, exc_text, output, owner = row
+    if text is not None:
+        exc_text, output = text(exc_text), text(output)
+    return RunRecord(
+        str(run_id),
+        task,
+        _ACTIONS.get(action) or Action(action),
+        created,
+        start,
+        end,
+        exc_text,
+        output,
+        owner,
+    )
 
 
 def start_times(start: float | Sequence[float], tasks: Sequence[str]) -> Sequence[float]:

@@ -57,7 +57,7 @@ CELLS = [
     "\n"
     "from distributed import LocalCluster\n"
     "cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,\n"
-    "                       protocol='tcp://', host='127.0.0.1', dashboard_address=None)\n"
+    "                       protocol='tcp://', host='127.0.0.1', dashboard_address=':0')\n"
     "app.config.dask_address = cluster.scheduler_address\n"
     "\n"
     "@app.task('every 1 hour', execution='dask')\n"
@@ -71,6 +71,10 @@ CELLS = [
     "from redengine_nb import RedEngine\n"
     "other = RedEngine(logs=app.runlog.location)  # a second scheduler on this log\n"
     "other_lease = other.session.owner",
+    "import time\n"
+    "# As if the clock had read a day ahead before it was set right: a clock step.\n"
+    "app.session.clock_guard.see(time.time() + 86_400)\n"
+    "app.session.wake.set()",
 ]
 SETUP_CELLS = 6  # run at the start; the last one later, to let 'slow' finish
 
@@ -360,6 +364,13 @@ def test_panel_in_jupyterlab(lab: Lab, browser: Any) -> None:
         expect(fleet.locator('.rnb-fleet-item[data-this="1"]')).to_have_text(
             re.compile(r"^\S+:\d+ \(this one\)$")
         )
+
+        # A clock step: the warning line says so; its ✕ dismisses it.
+        run_cell(page, SETUP_CELLS + 2)
+        warning_line = panel.locator("div.rnb-warning")
+        expect(warning_line).to_contain_text("clock step: the clock went back", timeout=30_000)
+        warning_line.locator(".rnb-dismiss").click()
+        expect(warning_line).to_be_hidden(timeout=30_000)
 
         # The kernel restarts: the old panel says so and its buttons are off.
         restart_kernel(lab, name)

@@ -67,3 +67,52 @@ def test_a_small_step_back_keeps_nothing_fires_twice() -> None:
         assert app.session.clock_step is None
     finally:
         app.session.close_executors(terminate=True)
+
+
+def test_the_warning_clears_itself_when_the_clock_catches_up() -> None:
+    clock = FakeClock("2024-03-11 09:00", tz="UTC")
+    app = RedEngine({"task_execution": "thread"}, logs=":memory:", clock=clock)
+    changes: list[str | None] = []
+    app.session.subscribe(
+        lambda event, name=None: (
+            changes.append(app.session.clock_step) if event == "warning_changed" else None
+        )
+    )
+    try:
+        app.task("daily", func=_job, name="job")
+        clock.set("2024-03-11 12:00")
+        assert _step(app) == ["job"]
+        clock.set("2024-03-11 10:00")  # two hours back
+        _step(app)
+        assert app.session.clock_step is not None
+        clock.set("2024-03-11 11:56")  # 4 minutes behind the highest reading: within 300 s
+        _step(app)
+        assert app.session.clock_step is None
+        assert changes[0] is not None and changes[-1] is None
+        clock.set("2024-03-11 09:30")  # a new step is reported again
+        _step(app)
+        assert app.session.clock_step is not None
+    finally:
+        app.session.close_executors(terminate=True)
+
+
+def test_dismissing_hides_the_warning_but_keeps_its_effect() -> None:
+    clock = FakeClock("2024-03-11 09:00", tz="UTC")
+    app = RedEngine({"task_execution": "thread"}, logs=":memory:", clock=clock)
+    try:
+        app.task("daily", func=_job, name="job")
+        assert app.session.dismiss_clock_step() is False  # nothing to dismiss
+        clock.set("2034-03-11 09:00")
+        assert _step(app) == ["job"]
+        clock.set("2024-03-12 09:00")
+        assert _step(app) == ["job"]
+        assert app.session.clock_step is not None
+        assert app.session.dismiss_clock_step() is True
+        assert app.session.clock_step is None
+        assert app.session.dismiss_clock_step() is False
+        # Still in effect: the 2034 run does not count as the 13th's run.
+        clock.set("2024-03-13 09:00")
+        assert _step(app) == ["job"]
+        assert app.session.clock_step is None
+    finally:
+        app.session.close_executors(terminate=True)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -372,7 +373,10 @@ def test_cluster_info_for_the_panel(app: RedEngine, cluster: Any) -> None:
     assert info is not None
     assert info["address"] == cluster.scheduler_address
     assert info["workers"] == 2
-    assert info["dashboard"] is None or info["dashboard"].startswith("http")
+    # The cluster runs a dashboard (dashboard_address=":0", bokeh installed): linked.
+    assert info["dashboard"] is not None and info["dashboard"].startswith("http://")
+    with urllib.request.urlopen(info["dashboard"], timeout=GUARD) as page:
+        assert b"Dask needs bokeh" not in page.read()  # the dashboard, not Dask's note
 
 
 def free_port() -> int:
@@ -521,6 +525,25 @@ def report_pid_and_wait(started: str, go: str) -> None:
         f.write(str(os.getpid()))
     with open(go) as f:
         f.read()
+
+
+def test_no_dashboard_link_when_the_scheduler_runs_no_dashboard(
+    make_app: Callable[..., RedEngine], cli_cluster: CommandLineCluster
+) -> None:
+    # `dask scheduler --no-dashboard` still serves HTTP (health, metrics) and names it its
+    # 'dashboard' service; a link there would open a page that is not found.
+    app = make_app(dask_address=cli_cluster.address)
+    app.task(func=noop, name="noop")
+    run_now(app, "noop")
+    info = app.session.dask_cluster()
+    assert info is not None and info["workers"] == 2
+    executor: Any = app.session.launcher.executor("dask")
+    assert "dashboard" in executor._client.scheduler_info()["services"]
+    assert info["dashboard"] is None
+
+
+def noop() -> None:
+    return None
 
 
 def test_lost_worker_and_lost_scheduler(

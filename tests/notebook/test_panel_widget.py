@@ -75,7 +75,12 @@ def test_shows_every_task(widget: Panel) -> None:
     assert alpha["condition"] == "every 10 minutes"
     assert alpha["badge"] == "new"
     assert alpha["runs"] == 0 and alpha["last_run"] is None and alpha["warning"] == ""
-    assert widget.data["scheduler"] == {"state": "stopped", "detail": "", "warning": ""}
+    assert widget.data["scheduler"] == {
+        "state": "stopped",
+        "detail": "",
+        "warning": "",
+        "dismissible": False,
+    }
     assert widget.protocol == CONSTANTS
 
 
@@ -235,6 +240,7 @@ def test_stop_does_not_block_and_says_what_it_waits_for(widget: Panel, app: RedE
         "state": "stopping",
         "detail": "waiting for 1 run: slow",
         "warning": "",
+        "dismissible": False,
     }
     release.set()
     assert app.shut_down(timeout=10)
@@ -362,6 +368,7 @@ def test_restart_says_restarting_and_what_it_waits_for(widget: Panel, app: RedEn
         "state": "restarting",
         "detail": "waiting for 1 run: slow",
         "warning": "",
+        "dismissible": False,
     }
     app.session["slow"].disabled = True  # once restarted, it must not start again
     release.set()
@@ -418,7 +425,7 @@ def test_the_dask_cluster_is_shown_once_a_task_uses_it() -> None:
         processes=False,
         protocol="tcp://",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # a dashboard runs (bokeh): the line links to it
     )
     clock = FakeClock("2024-03-10 09:00", tz="Europe/Helsinki")
     app = RedEngine(
@@ -544,6 +551,15 @@ def test_clock_step_back_reaches_the_page(app: RedEngine, widget: Panel) -> None
     warning = sent[-1]["scheduler"]["warning"]
     assert warning.startswith("clock step: the clock went back")
     assert "clock_step_tolerance" in warning
+    assert sent[-1]["scheduler"]["dismissible"] is True
     pushes = len(sent)
     tick(app)  # nothing new: nothing sent
     assert len(sent) == pushes
+    # The ✕: the page sends dismiss_warning; the warning goes, its effect stays.
+    widget._on_custom_msg(widget, {"action": "dismiss_warning"})
+    assert app.session.clock_step is None
+    assert sent[-1]["scheduler"]["warning"] == ""
+    assert sent[-1]["scheduler"]["dismissible"] is False
+    assert widget.message == ""
+    widget._on_custom_msg(widget, {"action": "dismiss_warning"})
+    assert widget.message == "there is no clock-step warning to dismiss"

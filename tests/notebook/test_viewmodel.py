@@ -215,17 +215,18 @@ def test_runs_newest_first_with_output_tail_live_output_and_displays() -> None:
 
 
 def test_scheduler_states() -> None:
-    assert vm.scheduler_state(IDLE) == {"state": "running", "detail": "", "warning": ""}
+    calm = {"warning": "", "dismissible": False}
+    assert vm.scheduler_state(IDLE) == {"state": "running", "detail": "", **calm}
     stopped = replace(IDLE, running=False)
-    assert vm.scheduler_state(stopped) == {"state": "stopped", "detail": "", "warning": ""}
+    assert vm.scheduler_state(stopped) == {"state": "stopped", "detail": "", **calm}
     stopping = replace(IDLE, stop_requested=True, live_runs=("a", "b"))
     assert vm.scheduler_state(stopping) == {
         "state": "stopping",
         "detail": "waiting for 2 runs: a, b",
-        "warning": "",
+        **calm,
     }
     restarting = replace(stopping, restart_requested=True, live_runs=())
-    assert vm.scheduler_state(restarting) == {"state": "restarting", "detail": "", "warning": ""}
+    assert vm.scheduler_state(restarting) == {"state": "restarting", "detail": "", **calm}
 
 
 def snapshot(now: float, **kw: object) -> vm.Snapshot:
@@ -379,4 +380,7 @@ def test_scheduler_warning_line() -> None:
     for view in (IDLE, replace(IDLE, running=False), replace(IDLE, stop_requested=True)):
         state = vm.scheduler_state(replace(view, clock_step=step, store_error=error))
         assert state["warning"] == both
+        assert state["dismissible"] is True  # the clock step's ✕
+    # A run log write error alone cannot be dismissed.
+    assert vm.scheduler_state(replace(IDLE, store_error=error))["dismissible"] is False
     assert vm.scheduler_state(replace(IDLE, store_error=XSS))["warning"].endswith(XSS)  # raw

@@ -17,7 +17,8 @@ import pytest
 from redengine_nb.errors import RunLogError
 from redengine_nb.records import Action, RunRecord
 from redengine_nb.runlog import MemoryRunLog, SQLiteRunLog
-from redengine_nb.runlog.sqlite import _TIME, APPLICATION_ID, SCHEMA_VERSION, RunLogLost
+from redengine_nb.runlog.sqlite import APPLICATION_ID, SCHEMA_VERSION, RunLogLost
+from redengine_nb.runlog.sqlite_schema import TIME
 
 
 def _files(folder: Path) -> list[str]:
@@ -137,9 +138,9 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
 
 
 _V1_INDEXES = f"""
-CREATE INDEX ix_runs_task_time ON runs (task_name, {_TIME});
+CREATE INDEX ix_runs_task_time ON runs (task_name, {TIME});
 CREATE INDEX ix_runs_task_action_created ON runs (task_name, action, created);
-CREATE INDEX ix_runs_time ON runs ({_TIME});
+CREATE INDEX ix_runs_time ON runs ({TIME});
 CREATE INDEX ix_runs_action_created ON runs (action, created);
 PRAGMA user_version = 1;
 """
