@@ -25,7 +25,6 @@ wrote since the scheduler step read the history.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import select
@@ -46,6 +45,8 @@ def _inotify(path: str) -> int | None:
     """An inotify descriptor (non-blocking) watching ``path`` for writes, or ``None``."""
     if not sys.platform.startswith("linux") or not os.path.exists(path):
         return None
+    import ctypes  # here: only a scheduler sharing its file pays for the import
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         init, add = libc.inotify_init1, libc.inotify_add_watch
@@ -93,10 +94,11 @@ class Watcher:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
 
-    def _sleep(self, seconds: float | None) -> bool:
-        """Wait up to ``seconds`` (``None``: for ever) for an inotify event; ``True`` if
-        one came. Returns at once when stopping."""
-        watched = [self._wake_r] if self._fd is None else [self._wake_r, self._fd]
+    def _sleep(self, seconds: float | None, *, events: bool = True) -> bool:
+        """Wait up to ``seconds`` (``None``: for ever) for an inotify event (with
+        ``events``; else only for the time to pass); ``True`` if one came. Returns at
+        once when stopping."""
+        watched = [self._wake_r] if self._fd is None or not events else [self._wake_r, self._fd]
         ready, _, _ = select.select(watched, [], [], seconds)
         if self._fd is not None and self._fd in ready:
             try:
@@ -118,9 +120,11 @@ class Watcher:
                 else:
                     recheck = True
                 while not self._stopping and not self._look():
-                    self._sleep(_GAP)  # the store is busy: look again shortly
+                    self._sleep(_GAP, events=False)  # the store is busy: look again soon
                 if recheck and not self._stopping:
-                    self._sleep(_GAP)  # a burst of events costs one look per _GAP
+                    # A burst of events (our own writes) costs one look per _GAP: they
+                    # wait in the descriptor meanwhile.
+                    self._sleep(_GAP, events=False)
         except (OSError, sqlite3.Error, ValueError):
             if not self._stopping:
                 log.exception("the run log's watcher stopped")
