@@ -70,6 +70,8 @@ def test_own_writes_do_not_wake_the_watcher_and_others_do(tmp_path: Path) -> Non
 
         mine.on_change(changed)
         assert mine.watching in ("inotify", "poll")
+        watcher = mine._watcher
+        assert watcher is not None
         for i in range(50):
             run = mine.start_run("own", created=float(i), start=float(i), owner="me")
             mine.finish_run(run.run_id, Action.SUCCESS, end=i + 0.5)
@@ -84,8 +86,7 @@ def test_own_writes_do_not_wake_the_watcher_and_others_do(tmp_path: Path) -> Non
         # The cache does not serve the answer read before the other's write.
         assert mine.last("fetch", Action.SUCCESS) == 2.0
         assert mine.count("fetch", Action.SUCCESS) == 1  # the counts were dropped too
-    watchers = [t for t in threading.enumerate() if t.name == "redengine_nb:sqlite-watch"]
-    assert watchers == []  # closing stopped it
+    assert not watcher._thread.is_alive()  # closing stopped it
 
 
 def test_a_memory_log_has_no_watcher() -> None:
