@@ -100,6 +100,11 @@ class Watcher:
         once when stopping."""
         watched = [self._wake_r] if self._fd is None or not events else [self._wake_r, self._fd]
         ready, _, _ = select.select(watched, [], [], seconds)
+        if self._wake_r in ready:
+            # Drained: a byte that did not come from our stop() (a forked child that
+            # closed its copy of the store writes to the same pipe) costs one look, not
+            # a spin.
+            os.read(self._wake_r, 64)
         if self._fd is not None and self._fd in ready:
             try:
                 while os.read(self._fd, 4096):
