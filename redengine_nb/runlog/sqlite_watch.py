@@ -73,13 +73,22 @@ class Watcher:
     def __init__(self, path: str, interval: float, look: Callable[[], bool]) -> None:
         self.interval = interval
         self._look = look
-        self._fd = _inotify(path + "-wal")
+        self._stop = threading.Event()
+        # With inotify: ``poll`` (not ``select``: no limit on the descriptor's number) on
+        # it and on a pipe that stop() writes to.
+        self._fd = _inotify(path + "-wal") if hasattr(select, "poll") else None
         #: ``"inotify"`` or ``"poll"``: how the watcher learns of writes.
         self.mode = "poll" if self._fd is None else "inotify"
-        self._wake_r, self._wake_w = os.pipe()
-        self._stopping = False
+        self._pipe: tuple[int, int] | None = None
         self._closed = False  # the descriptors (closed by the thread as it ends)
         self._fd_lock = threading.Lock()
+        if self._fd is not None:
+            self._pipe = os.pipe()
+            self._on_all = select.poll()
+            self._on_pipe = select.poll()
+            for poller in (self._on_all, self._on_pipe):
+                poller.register(self._pipe[0], select.POLLIN)
+            self._on_all.register(self._fd, select.POLLIN)
         self._thread = threading.Thread(
             target=self._loop, name="redengine_nb:sqlite-watch", daemon=True
         )
@@ -88,9 +97,9 @@ class Watcher:
     def stop(self) -> None:
         """End the thread (within a look) and wait for it, unless called from it."""
         with self._fd_lock:
-            self._stopping = True
-            if not self._closed:
-                os.write(self._wake_w, b"x")
+            self._stop.set()
+            if self._pipe is not None and not self._closed:
+                os.write(self._pipe[1], b"x")
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
 
@@ -98,14 +107,17 @@ class Watcher:
         """Wait up to ``seconds`` (``None``: for ever) for an inotify event (with
         ``events``; else only for the time to pass); ``True`` if one came. Returns at
         once when stopping."""
-        watched = [self._wake_r] if self._fd is None or not events else [self._wake_r, self._fd]
-        ready, _, _ = select.select(watched, [], [], seconds)
-        if self._wake_r in ready:
+        if self._fd is None or self._pipe is None:
+            self._stop.wait(seconds)
+            return False
+        poller = self._on_all if events else self._on_pipe
+        ready = {fd for fd, _ in poller.poll(None if seconds is None else seconds * 1000)}
+        if self._pipe[0] in ready:
             # Drained: a byte that did not come from our stop() (a forked child that
             # closed its copy of the store writes to the same pipe) costs one look, not
             # a spin.
-            os.read(self._wake_r, 64)
-        if self._fd is not None and self._fd in ready:
+            os.read(self._pipe[0], 64)
+        if self._fd in ready:
             try:
                 while os.read(self._fd, 4096):
                     pass
@@ -115,28 +127,29 @@ class Watcher:
         return False
 
     def _loop(self) -> None:
+        stop = self._stop
         try:
             recheck = False  # one more look due ``interval`` after an event
-            while not self._stopping:
+            while not stop.is_set():
                 if self._fd is None:
                     self._sleep(self.interval)
                 elif not self._sleep(self.interval if recheck else None):
                     recheck = False  # the later look, after a quiet ``interval``
                 else:
                     recheck = True
-                while not self._stopping and not self._look():
+                while not stop.is_set() and not self._look():
                     self._sleep(_GAP, events=False)  # the store is busy: look again soon
-                if recheck and not self._stopping:
+                if recheck and not stop.is_set():
                     # A burst of events (our own writes) costs one look per _GAP: they
                     # wait in the descriptor meanwhile.
                     self._sleep(_GAP, events=False)
         except (OSError, sqlite3.Error, ValueError):
-            if not self._stopping:
+            if not stop.is_set():
                 log.exception("the run log's watcher stopped")
         finally:
             with self._fd_lock:
-                self._stopping = self._closed = True
-                for fd in (self._fd, self._wake_r, self._wake_w):
+                self._closed = True
+                for fd in (self._fd, *(self._pipe or ())):
                     if fd is not None:
                         try:
                             os.close(fd)
