@@ -416,7 +416,7 @@ def proc_every(p: Params) -> Result:
         for name in names:
             app.task("every 1 second", func=partial(mark_start, marks, name), name=name)
         app.start()
-        t0 = time.time() + settle  # after the forkserver started and the first round
+        t0 = time.time() + settle  # after the template process started and the first round
         time.sleep(settle + window + 0.5)
         app.shut_down()
         out = every_process_summary(read_marks(marks), names, t0, t0 + window, 1.0)
@@ -455,7 +455,7 @@ def proc_burst(p: Params) -> Result:
         "runs_per_s": rate,
         "floor_runs_per_s": floor,
         "of_floor_pct": 100.0 * rate / floor,
-        "note": "each run in a fresh process forked from a warm forkserver; floor: bare "
+        "note": "each run in a fresh process forked from a warm template process; floor: bare "
         "os.fork() per run from the measuring process, same concurrency",
     }
 

@@ -24,6 +24,8 @@ log = logging.getLogger("redengine_nb.executors.process")
 _WORKDIR_PREFIX = "redengine-run-"
 _CHILD_FILE = "child"  # a folder's one child (older layout), or "<n>.child" per run
 _CHILD_SUFFIX = ".child"
+#: The template process's list (``"<pid> <start>"`` a line: itself, then each child).
+_CHILDREN_FILE = "children"
 
 
 def workdir_prefix() -> str:
@@ -48,17 +50,26 @@ def note_child(prefix: str, pid: int | None) -> None:
 def _children_of(path: str) -> list[tuple[int, str]]:
     """The (pid, start token) of each child recorded in a run folder."""
     try:
-        names = [n for n in os.listdir(path) if n == _CHILD_FILE or n.endswith(_CHILD_SUFFIX)]
+        names = [
+            n
+            for n in os.listdir(path)
+            if n in (_CHILD_FILE, _CHILDREN_FILE) or n.endswith(_CHILD_SUFFIX)
+        ]
     except OSError:
         return []
     found: list[tuple[int, str]] = []
     for name in names:
         try:
             with open(os.path.join(path, name)) as fh:
-                pid_text, token = fh.read().split()
-            found.append((int(pid_text), token))
-        except (OSError, ValueError):
+                lines = fh.read().splitlines()
+        except OSError:
             continue
+        for line in lines:
+            try:
+                pid_text, token = line.split()
+                found.append((int(pid_text), token))
+            except ValueError:  # a line cut short by the death of its writer
+                continue
     return found
 
 

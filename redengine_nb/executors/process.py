@@ -1,13 +1,34 @@
-"""Process execution: each run in a child process started with ``forkserver`` or ``spawn``.
+"""Process execution: each run in a fresh child process, forked from a template process
+of our own on Linux (``template``), else started with ``forkserver`` or ``spawn``.
 
-Why not ``fork``: the scheduler process is threaded (runner, watcher, the kernel's own
-threads), and forking a threaded process can copy a lock that another thread holds and
-deadlock the child. Children start from a clean interpreter instead (``forkserver`` on
-POSIX, where the server is a clean single-threaded process, ``spawn`` elsewhere), and the
-run's target travels as cloudpickle bytes, so functions defined in ``__main__`` or in a
-notebook work too. The forkserver imports the child side (:data:`PRELOAD`: this package's
-``process_child`` and cloudpickle) once, so a child is forked warm and starts its task
-without importing anything (measured: 64 -> ~3 ms per run). Unlike plain
+Why not ``fork`` of the scheduler: the scheduler process is threaded (runner, watcher,
+the kernel's own threads), and forking a threaded process can copy a lock that another
+thread holds and deadlock the child. Children start from a clean interpreter instead, and
+the run's target travels as cloudpickle bytes, so functions defined in ``__main__`` or in
+a notebook work too.
+
+**``template``** (the default on Linux; :mod:`.process_template` has both sides): a clean,
+single-threaded interpreter started once per executor at its first run
+(``python -c`` importing :mod:`.process_template`, never a fork of the scheduler), from the
+executor's watcher thread. Per run the scheduler writes one message on its control pipe
+(run number, cloudpickled target, output limit, and ``sys.path`` / working folder when they
+changed); the template forks, and reports on one pipe the child's pid, then its exit
+status, its result and the tail of its output; the watcher reads that pipe. Nothing is
+pickled for multiprocessing, no socket or file is made per run (the output goes to an
+unnamed ``O_TMPFILE``, the result on a pipe), and the child runs no Python bootstrap. The
+modules a run's target came from (a helper module, a notebook's imports pickled by
+reference) are imported by the template after the first run that needed them, so later
+runs are forked with them loaded; a module that starts a thread at import makes the
+template say so on stderr. Measured (docs/performance.md, issue 15 item 2): a burst of
+process runs 143-168 -> 550-640 runs/s; ``start()`` 1.4-2 ms -> 40-120 µs of the scheduler
+thread. The template itself is idle between runs (one ``select``) and is ended when the
+executor is shut down and idle.
+
+**``forkserver``** (elsewhere on POSIX) and **``spawn``**: multiprocessing; the forkserver
+imports the child side (:data:`PRELOAD`: this package's ``process_child`` and cloudpickle)
+once, so a child is forked warm; the output and result are files in the executor's
+folder. Unlike plain
+``multiprocessing``, the children do *not* re-import theUnlike plain
 ``multiprocessing``, the children do *not* re-import the
 main module (see :func:`_skip_main_in_children`), so a script whose ``app.run()`` is not
 under ``if __name__ == "__main__":`` does not start a scheduler inside each task.
@@ -19,16 +40,20 @@ The parts of one run:
   part that failed (a closure variable, an argument, the function).
 * **Output**: the child points its file descriptors 1 and 2 at a file of its own in the
   executor's private temp folder (one folder per executor, made at its first run: a
-  ``mkdir`` per run cost 30-80 ms on this machine's busy disk), so ``print``, ``logging``
-  and the output of subprocesses the task starts are all captured. The parent reads only
-  the tail (``spec.output_limit`` characters) after the child has ended, also when it was
-  killed, and removes the run's files (the folder goes when the executor is shut down).
-  (Memory is bounded; the file itself grows on disk for as long as the run writes.)
-* **Result**: the child writes its outcome (and the cloudpickled return value) to a file
-  that it renames into place, so a child killed mid-write leaves no half result.
+  ``mkdir`` per run cost 30-80 ms on this machine's busy disk; with ``template`` an
+  unnamed ``O_TMPFILE`` there), so ``print``, ``logging`` and the output of subprocesses
+  the task starts are all captured. Only the tail (``spec.output_limit`` characters) is
+  read, after the child has ended, also when it was killed (by the template, or by the
+  parent from the run's files, which it then removes; the folder goes when the executor
+  is shut down). (Memory is bounded; the file itself grows on disk for as long as the run
+  writes.)
+* **Result**: the child writes its outcome (and the cloudpickled return value) on a pipe
+  the template reads (``template``), or to a file that it renames into place; a child
+  killed mid-write leaves no half result (a cut pickle from a killed child is ignored).
 * **Timeout / terminate()**: the child gets ``SIGTERM``, and ``SIGKILL`` after a grace
-  period (2 s by default); the run is ``terminate``. Setting ``spec.flag`` (what the session
-  does for ``end_cond``) does the same.
+  period (2 s by default); the run is ``terminate``. (With ``template`` the template
+  sends the signal, unless it has reaped the child already: never to a reused pid.)
+  Setting ``spec.flag`` (what the session does for ``end_cond``) does the same.
 * **TerminationFlag in a process**: if the target refers to ``spec.flag`` itself (the
   session binds the run's flag as the ``TerminationFlag()`` argument), the child receives
   its own ``threading.Event`` in its place, and ``SIGTERM`` *sets that event* instead of
@@ -41,7 +66,12 @@ The parts of one run:
 * **Timing**: timeouts and the grace period are measured in real (monotonic) seconds; the
   outcome's ``end`` is read from the session's clock.
 
-**Children die with their scheduler.** A scheduler killed with ``SIGKILL`` must not leave
+**Children die with their scheduler.** (This paragraph is the ``forkserver`` path; the
+``template`` path is described in :mod:`.process_template`: the template asks for
+``SIGKILL`` when the watcher thread that started it ends -- that thread lives as long as
+the template -- and exits at the end of file of its control pipe; each child asks for
+``SIGKILL`` when the template ends, and checks that the template is still its parent.)
+A scheduler killed with ``SIGKILL`` must not leave
 its runs working on: its restart marks them ``crash`` and starts their tasks again, and two
 copies would run at once. Of the three ways to tie a child to its scheduler -- Linux's
 ``PR_SET_PDEATHSIG``, a process group the scheduler kills, a watchdog pipe the child
@@ -62,14 +92,18 @@ its own business (a task that wants them gone does the same, or uses a process g
 **At the next start** :func:`~redengine_nb.executors.orphans.sweep_orphans` looks at the
 temp folders of runs (``redengine-run-<pid>-<start>-*``, one per executor, named after
 the scheduler that made them): for one whose scheduler is gone, each child still alive --
-the pid and start time recorded in its run's ``<n>.child`` file, so a reused pid is never
-hit -- is killed, and the folder removed. (With ``forkserver`` the pid is recorded when
-the forkserver sends it, a moment after the start; ``PR_SET_PDEATHSIG`` covers that
-moment.) The session does this before it marks any run ``crash``.
+the pid and start time recorded in its run's ``<n>.child`` file, or a line of the
+template's ``children`` list (the template, then each child, written by the child
+itself), so a reused pid is never hit -- is killed, and the folder removed. (With
+``forkserver`` the pid is recorded when the forkserver sends it, a moment after the
+start; ``PR_SET_PDEATHSIG`` covers that moment.) The session does this before it marks
+any run ``crash``.
 
-One watcher thread per executor waits on the children's sentinels and a wake-up pipe
-(``multiprocessing.connection.wait``) with a timeout only when a deadline is pending; it
-calls ``on_done`` and exits when no child is left. Nothing polls.
+One watcher thread per executor waits with a timeout only when a deadline is pending:
+on the template's report pipe and a wake-up pipe (``selectors``; it lives as long as the
+template), or on the children's sentinels and a wake-up pipe
+(``multiprocessing.connection.wait``; it exits when no child is left). It calls
+``on_done``. Nothing polls.
 """
 
 from __future__ import annotations
@@ -87,8 +121,11 @@ import multiprocessing.spawn as mp_spawn
 import multiprocessing.util as mp_util
 import os
 import pickle
+import selectors
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -108,6 +145,7 @@ from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .capture import TRUNCATED
 from .orphans import note_child, workdir_prefix
 from .process_child import child_main, child_termination_flag, pickle_target
+from .process_template import FrameReader, frame
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -248,8 +286,16 @@ def _preload_forkserver(ctx: Any, modules: list[str]) -> None:
         ctx.set_forkserver_preload(wanted)
 
 
+_LINUX = sys.platform.startswith("linux")
+_METHODS = ("template", "forkserver", "spawn") if _LINUX else ("forkserver", "spawn")
+
+
 def default_start_method() -> str:
-    """``forkserver`` where the platform has it (POSIX), else ``spawn``. Never ``fork``."""
+    """``template`` on Linux (our own template process, :mod:`.process_template`),
+    ``forkserver`` elsewhere where the platform has it (POSIX), else ``spawn``. Never
+    ``fork``."""
+    if _LINUX:
+        return "template"
     if "forkserver" in multiprocessing.get_all_start_methods():
         return "forkserver"
     return "spawn"
@@ -376,6 +422,89 @@ class _ProcessHandle(RunHandle):
         return f"<process run {self.spec.task_name!r} pid={self.pid} {state}>"
 
 
+class _TemplateHandle(RunHandle):
+    """A run forked by the template process (see :mod:`.process_template`). Its state
+    changes happen on the watcher thread, under the executor's lock."""
+
+    def __init__(
+        self,
+        executor: ProcessExecutor,
+        spec: RunSpec,
+        on_done: Callable[[RunOutcome], None],
+        seq: int,
+    ) -> None:
+        self.spec = spec
+        self._executor = executor
+        self.on_done = on_done
+        self.seq = seq
+        self.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+        self.term_reason: str | None = None
+        self.term_sent = False
+        self.kill_at: float | None = None
+        self.killed = False
+        self.reaped = False
+        self.done = threading.Event()
+        self._pid: int | None = None
+        self.pid_known = threading.Event()  # set when the template reports it (or the end)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid (waits for the template to report it, a moment after start)."""
+        self.pid_known.wait(_PID_GUARD)
+        return self._pid
+
+    def is_alive(self) -> bool:
+        return not self.done.is_set()
+
+    def terminate(self) -> None:
+        self._executor._request_terminate(self, "terminated on request")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until ``on_done`` has been called; return whether it has."""
+        return self.done.wait(timeout)
+
+    def __repr__(self) -> str:
+        state = "alive" if self.is_alive() else "done"
+        return f"<process run {self.spec.task_name!r} pid={self._pid} {state}>"
+
+
+#: Seconds ``handle.pid`` waits for the template's report at most (a guard, not a delay:
+#: the report comes within milliseconds of the start).
+_PID_GUARD = 60.0
+
+#: What the template process runs (``python -c``): argv is [folder, scheduler pid, the
+#: folder holding the redengine_nb package].
+_TEMPLATE_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop()); "
+    "from redengine_nb.executors.process_template import template_main; template_main()"
+)
+
+
+class _TemplateLink:
+    """The scheduler's ends of one template process."""
+
+    __slots__ = ("closed", "control", "finalizer", "proc", "report", "wake_r", "wake_w")
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], control: int, report: int, wake: tuple[int, int]
+    ) -> None:
+        self.proc = proc
+        self.control = control  # its stdin: run and kill messages
+        self.report = report  # its stdout: pids and ends
+        self.wake_r, self.wake_w = wake
+        self.closed = False  # control closed (under the executor's send lock)
+        #: Wakes the watcher if the executor is garbage-collected without a shutdown.
+        self.finalizer: weakref.finalize[Any, Any] | None = None
+
+    def send(self, data: bytes) -> None:
+        """Write one message on the control pipe (the caller holds the send lock)."""
+        if self.closed:
+            raise BrokenPipeError("the template process has ended")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.control, view) :]
+
+
 _EXECUTORS: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
 
@@ -391,8 +520,9 @@ class ProcessExecutor(Executor):
     """Runs each :class:`RunSpec` in a child process; at most ``max_processes`` at once.
 
     ``capacity()`` tells the session how many more may start; ``start`` itself does not
-    refuse (the session makes due tasks wait). ``start_method`` is ``'forkserver'`` or
-    ``'spawn'`` (default: :func:`default_start_method`); ``'fork'`` is refused.
+    refuse (the session makes due tasks wait). ``start_method`` is ``'template'`` (Linux
+    only), ``'forkserver'`` or ``'spawn'`` (default: :func:`default_start_method`);
+    ``'fork'`` is refused.
     """
 
     kind = "process"
@@ -408,20 +538,27 @@ class ProcessExecutor(Executor):
         if max_processes < 1:
             raise ValueError(f"max_processes must be at least 1, got {max_processes!r}")
         method = start_method or default_start_method()
-        if method not in ("spawn", "forkserver"):
+        if method not in _METHODS:
             raise ValueError(
-                f"start_method {method!r} is not allowed; use 'forkserver' or 'spawn' "
-                "(forking the threaded scheduler process can deadlock the child)"
+                f"start_method {method!r} is not allowed here; use "
+                + " or ".join(repr(m) for m in _METHODS)
+                + " (forking the threaded scheduler process can deadlock the child)"
             )
         super().__init__(clock)
         self.max_processes = max_processes
         self.grace = grace
         self.start_method = method
         # typeshed types get_context() as BaseContext, which lacks .Process
-        self._ctx: Any = multiprocessing.get_context(method)
+        self._ctx: Any = None if method == "template" else multiprocessing.get_context(method)
         _skip_main_in_children()
         self._lock = threading.Lock()
-        self._children: dict[Any, _ProcessHandle] = {}  # keyed by sentinel
+        # keyed by sentinel (forkserver, spawn) or run number (template)
+        self._children: dict[Any, Any] = {}
+        # The template process (start_method 'template'), its watcher, what it was sent.
+        self._link: _TemplateLink | None = None
+        self._link_lock = threading.Lock()  # one template started at a time
+        self._send_lock = threading.Lock()  # one message written at a time
+        self._sent_env: tuple[list[str], str] | None = None
         # The watcher thread and its wake-up pipe exist only while children do.
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
@@ -443,6 +580,8 @@ class ProcessExecutor(Executor):
     def start(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
         if self._closed:
             raise RuntimeError("this process executor has been shut down")
+        if self._ctx is None:
+            return self._start_in_template(spec, on_done)
         payload, uses_flag = pickle_target(spec)
         folder = self._run_folder()
         with self._lock:
@@ -504,6 +643,7 @@ class ProcessExecutor(Executor):
         if terminate:
             for handle in handles:
                 self._request_terminate(handle, "terminated: the scheduler shut down")
+        self._wake()  # a template's watcher ends the template once no run is left
 
     # -- extras ------------------------------------------------------------------------
 
@@ -517,6 +657,215 @@ class ProcessExecutor(Executor):
             return list(self._children.values())
 
     # -- internals -----------------------------------------------------------------------
+
+    # -- the template process ('template') ----------------------------------------------
+
+    def _start_in_template(self, spec: RunSpec, on_done: Callable[[RunOutcome], None]) -> RunHandle:
+        payload, uses_flag = pickle_target(spec)  # a TaskSetupError before anything starts
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            handle = _TemplateHandle(self, spec, on_done, seq)
+            self._children[seq] = handle  # before its reports can come
+            self._idle.clear()
+        try:
+            link = self._template()
+            try:
+                cwd = os.getcwd()
+            except OSError:  # the working folder was removed: the template keeps its own
+                cwd = ""
+            env: tuple[list[str], str] | None = (list(sys.path), cwd)
+            with self._send_lock:
+                if env == self._sent_env:
+                    env = None  # the template has them (sys.path and the working folder)
+                else:
+                    self._sent_env = env
+                link.send(frame(("run", seq, payload, uses_flag, spec.output_limit, env)))
+        except Exception as exc:
+            with self._lock:
+                mine = self._children.pop(seq, None)
+                if not self._children:
+                    self._idle.set()
+            if mine is None:  # the template ended meanwhile: the run was reported lost
+                return handle
+            raise TaskSetupError(
+                f"task {spec.task_name!r}: could not start its process "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        if spec.flag.is_set():
+            self._request_terminate(handle, "terminated: its flag was set before it started")
+        else:
+            self._hook_flag(handle)  # a set() from now on terminates it (at once if it was)
+        return handle
+
+    def _template(self) -> _TemplateLink:
+        """The template process, started (with its watcher) if there is none."""
+        link = self._link
+        if link is not None:
+            return link
+        with self._link_lock:
+            if self._link is None:
+                folder = self._run_folder()
+                started: list[_TemplateLink | BaseException] = []
+                ready = threading.Event()
+                watcher = threading.Thread(
+                    target=_watch_template,
+                    args=(weakref.ref(self), folder, started, ready),
+                    name="redengine-nb process watcher",
+                    daemon=True,
+                )
+                watcher.start()
+                ready.wait()
+                if isinstance(started[0], BaseException):
+                    raise started[0]
+                with self._lock:
+                    self._watcher = watcher
+                    self._link = started[0]
+            assert self._link is not None
+            return self._link
+
+    def _spawn_template(self, folder: str) -> _TemplateLink:
+        """Start the template process (on the watcher thread: the template asks for
+        SIGKILL when the thread that started it ends, and this thread lives as long)."""
+        control_r, control_w = os.pipe()
+        report_r, report_w = os.pipe()
+        package_home = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _TEMPLATE_BOOT, folder, str(os.getpid()), package_home],
+                stdin=control_r,
+                stdout=report_w,
+                close_fds=True,
+                # Its own process group: a terminal's Ctrl-C goes to the scheduler, which
+                # ends its runs (TERM, then KILL), not to the template and every child.
+                process_group=0,
+            )
+        except BaseException:
+            for fd in (control_r, control_w, report_r, report_w):
+                os.close(fd)
+            raise
+        os.close(control_r)
+        os.close(report_w)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        return _TemplateLink(proc, control_w, report_r, (wake_r, wake_w))
+
+    def _end_template(self, link: _TemplateLink, lost: bool) -> None:
+        if link.finalizer is not None:
+            link.finalizer.detach()
+        with self._link_lock, self._lock:
+            if self._link is link:
+                self._link = None
+                self._watcher = None
+            self._sent_env = None
+            self._wake_pending = False
+            orphans = list(self._children.values()) if lost else []
+            if lost:
+                self._children.clear()
+        with self._send_lock:
+            link.closed = True
+            os.close(link.control)  # the template's end of file: it exits
+        try:
+            status = link.proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            link.proc.kill()
+            status = link.proc.wait()
+        for fd in (link.report, link.wake_r, link.wake_w):
+            os.close(fd)
+        for handle in orphans:
+            handle.pid_known.set()
+            self._report_outcome(
+                handle,
+                RunOutcome(
+                    Action.FAIL,
+                    self.clock.time(),
+                    exc_text="process lost: the template process it was forked from ended "
+                    f"(exit status {status})",
+                ),
+            )
+        with self._lock:
+            self._remove_folder()
+            if not self._children:
+                self._idle.set()
+
+    def _on_report(self, message: tuple[Any, ...]) -> None:
+        kind, seq = message[0], message[1]
+        with self._lock:
+            handle = self._children.get(seq)
+            if handle is None:
+                return
+            if kind == "pid":
+                handle._pid = message[2]
+                handle.pid_known.set()
+                return
+            del self._children[seq]
+            handle.reaped = True
+        handle.pid_known.set()
+        _kind, _seq, status, result, cut, tail, error = message
+        try:
+            outcome = self._template_outcome(handle, status, result, cut, tail, error)
+        except Exception:
+            outcome = RunOutcome(
+                Action.FAIL,
+                self.clock.time(),
+                exc_text="redengine_nb could not read the result of the "
+                "process run:\n" + traceback.format_exc(),
+            )
+        self._report_outcome(handle, outcome)
+        with self._lock:
+            if not self._children:
+                self._idle.set()
+
+    def _template_outcome(
+        self,
+        handle: _TemplateHandle,
+        status: int | None,
+        result: bytes | None,
+        cut: bool,
+        tail: bytes,
+        error: str | None,
+    ) -> RunOutcome:
+        end = self.clock.time()
+        limit = max(1, handle.spec.output_limit)
+        text = tail.decode("utf-8", errors="replace")
+        output = TRUNCATED + text[-limit:] if cut or len(text) > limit else text or None
+        if error is not None:
+            return RunOutcome(Action.FAIL, end, exc_text=f"could not start the process: {error}")
+        code = None if status is None else os.waitstatus_to_exitcode(status)
+        parsed = None
+        if result is not None:
+            try:
+                action_text, value_bytes, exc_text = pickle.loads(result)
+            except Exception:
+                if code == 0:
+                    raise
+                # cut off while it wrote it (killed): as if it had written nothing
+            else:
+                parsed = (str(action_text), value_bytes, exc_text)
+        return self._decide(handle, end, code, parsed, output)
+
+    def _report_outcome(self, handle: Any, outcome: RunOutcome) -> None:
+        try:
+            handle.on_done(outcome)
+        except Exception:
+            log.exception("on_done of task %r raised", handle.spec.task_name)
+        finally:
+            handle.done.set()
+
+    def _send_signal(self, handle: Any, signum: int) -> None:
+        if isinstance(handle, _TemplateHandle):
+            link = self._link
+            if link is not None:
+                try:
+                    with self._send_lock:
+                        link.send(frame(("kill", handle.seq, signum)))
+                except OSError:  # the template is gone: its children with it
+                    pass
+        elif signum == signal.SIGKILL:
+            handle.process.kill()
+        else:
+            handle.process.terminate()
 
     def _run_folder(self) -> str:
         folder = self._folder
@@ -532,7 +881,7 @@ class ProcessExecutor(Executor):
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
-    def _hook_flag(self, handle: _ProcessHandle) -> None:
+    def _hook_flag(self, handle: _ProcessHandle | _TemplateHandle) -> None:
         """Make ``spec.flag.set()`` wake the watcher, which then terminates the run."""
         executor = weakref.ref(self)
 
@@ -543,7 +892,7 @@ class ProcessExecutor(Executor):
 
         handle.spec.flag.on_set(terminate)
 
-    def _request_terminate(self, handle: _ProcessHandle, reason: str) -> None:
+    def _request_terminate(self, handle: _ProcessHandle | _TemplateHandle, reason: str) -> None:
         with self._lock:
             if handle.term_reason is not None or handle.reaped:
                 return
@@ -560,11 +909,19 @@ class ProcessExecutor(Executor):
 
     def _wake(self) -> None:
         with self._lock:
+            link = self._link
             writer = self._wake_w
-            if writer is None or self._wake_pending:
+            if (writer is None and link is None) or self._wake_pending:
                 return  # no watcher to wake, or a wake-up is already on its way
             self._wake_pending = True
+            try:
+                if link is not None:
+                    os.write(link.wake_w, b"!")  # under the lock: closed only under it
+                    return
+            except OSError:
+                return
         try:
+            assert writer is not None
             writer.send_bytes(b"!")
         except OSError:  # the watcher closed the pipe as it exited: nothing to wake
             pass
@@ -614,7 +971,7 @@ class ProcessExecutor(Executor):
                 if handle is not None:
                     self._finish(handle)
 
-    def _act_on_deadlines(self, handles: list[_ProcessHandle]) -> float | None:
+    def _act_on_deadlines(self, handles: list[Any]) -> float | None:
         """Send TERM/KILL that are due; return seconds until the next deadline."""
         now = time.monotonic()
         next_at: float | None = None
@@ -632,11 +989,11 @@ class ProcessExecutor(Executor):
                     handle.term_sent = True
                     handle.kill_at = now + self.grace
             if send_term:
-                handle.process.terminate()
+                self._send_signal(handle, signal.SIGTERM)
             if handle.kill_at is not None and not handle.killed:
                 if now >= handle.kill_at:
                     handle.killed = True
-                    handle.process.kill()
+                    self._send_signal(handle, signal.SIGKILL)
                 else:
                     next_at = _earliest(next_at, handle.kill_at)
         return None if next_at is None else max(0.0, next_at - now)
@@ -671,6 +1028,17 @@ class ProcessExecutor(Executor):
             process.close()
         except ValueError:
             pass
+        return self._decide(handle, end, code, result, output)
+
+    @staticmethod
+    def _decide(
+        handle: Any,
+        end: float,
+        code: int | None,
+        result: tuple[str, bytes | None, str | None] | None,
+        output: str | None,
+    ) -> RunOutcome:
+        """The outcome from the exit code, the child's result (if it wrote one), output."""
         if handle.term_reason is not None:
             return RunOutcome(Action.TERMINATE, end, exc_text=handle.term_reason, output=output)
         if result is None:
@@ -708,3 +1076,89 @@ class ProcessExecutor(Executor):
 
 def _earliest(a: float | None, b: float) -> float:
     return b if a is None else min(a, b)
+
+
+def _read_some(fd: int) -> bytes:
+    """What the pipe ``fd`` holds now, up to 1 MiB (``b""`` at its end, or when a
+    non-blocking pipe is empty)."""
+    try:
+        return os.read(fd, 1 << 20)
+    except BlockingIOError:
+        return b""
+
+
+def _watch_template(
+    ref: weakref.ref[ProcessExecutor],
+    folder: str,
+    started: list[_TemplateLink | BaseException],
+    ready: threading.Event,
+) -> None:
+    """The watcher of a template: reads its reports, acts on deadlines, ends the template
+    when its executor is shut down and idle, when the template ends on its own, or when
+    the executor is garbage-collected without a shutdown (it holds no reference to the
+    executor while it waits, so an executor dropped in a notebook does not keep a
+    process alive for ever)."""
+    executor: ProcessExecutor | None = ref()
+    assert executor is not None  # the caller waits for ``ready`` holding it
+    try:
+        link = executor._spawn_template(folder)
+        link.finalizer = weakref.finalize(executor, _poke, link)
+        link.finalizer.atexit = False
+    except BaseException as exc:
+        started.append(exc)
+        ready.set()
+        return
+    started.append(link)
+    ready.set()
+    selector = selectors.DefaultSelector()
+    selector.register(link.report, selectors.EVENT_READ, "report")
+    selector.register(link.wake_r, selectors.EVENT_READ, "wake")
+    reader = FrameReader()
+    lost = False
+    try:
+        while not lost:
+            with executor._lock:
+                if executor._closed and not executor._children:
+                    break
+                handles = list(executor._children.values())
+            timeout = executor._act_on_deadlines(handles)
+            handles = []
+            executor = None  # no reference while waiting (see above)
+            events = selector.select(timeout)
+            executor = ref()
+            if executor is None:
+                break
+            for key, _mask in events:
+                if key.data == "wake":
+                    with executor._lock:
+                        while _read_some(link.wake_r):
+                            pass
+                        executor._wake_pending = False
+                    continue
+                data = _read_some(link.report)
+                if not data:
+                    lost = True  # the template ended (killed, or it failed)
+                    break
+                for message in reader.feed(data):
+                    executor._on_report(message)
+    except BaseException:  # never leave the runs without a watcher silently
+        log.exception("the process watcher failed; its template is ended")
+        lost = True
+    finally:
+        selector.close()
+        if executor is not None:
+            executor._end_template(link, lost)
+        else:  # dropped without a shutdown: its runs (if any) end with the template
+            link.closed = True
+            os.close(link.control)
+            link.proc.wait()
+            for fd in (link.report, link.wake_r, link.wake_w):
+                os.close(fd)
+
+
+def _poke(link: _TemplateLink) -> None:
+    """The executor of ``link`` was garbage-collected: wake its watcher."""
+    try:
+        os.write(link.wake_w, b"!")
+    except OSError:
+        pass

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import os
 import pickle
 import signal
+import struct
 import sys
 import threading
 import traceback
@@ -27,7 +29,7 @@ from ..records import Action
 from .base import RunFlag, RunSpec
 from .tracebacks import user_traceback
 
-__all__ = ["child_main", "child_termination_flag", "pickle_target"]
+__all__ = ["child_main", "child_termination_flag", "pickle_target", "run_in_child"]
 
 _FLAG_ID = "redengine_nb:termination-flag"
 
@@ -137,15 +139,10 @@ class _TargetUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
-def _redirect_output(path: str) -> None:
-    """Point fds 1 and 2 (and ``sys.stdout``/``sys.stderr``) at ``path``, unbuffered."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def _redirect_output(fd: int) -> None:
+    """Point fds 1 and 2 (and ``sys.stdout``/``sys.stderr``) at the file open on ``fd``
+    (and close ``fd``), unbuffered."""
+    _flush_output()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -205,22 +202,19 @@ def _die_with_parent(scheduler: str | None) -> None:
         os._exit(1)
 
 
-def child_main(
-    payload: bytes,
-    uses_flag: bool,
-    out_path: str,
-    result_path: str,
-    scheduler: str | None = None,
-) -> None:
-    """Entry point of the child process (``scheduler``: the owner token of the scheduler
-    it must not outlive; see :mod:`redengine_nb.executors.process`)."""
-    _die_with_parent(scheduler)
-    _redirect_output(out_path)
+def _call(
+    payload: bytes, uses_flag: bool, imported: list[str] | None = None
+) -> tuple[Action, bytes | None, str | None]:
+    """Load the target, call it: (action, cloudpickled return value, traceback text).
+    ``imported`` gets the names of the modules that loading the target imported."""
     if uses_flag:
         signal.signal(signal.SIGTERM, lambda signum, frame: _CHILD_FLAG.set())
     action, value, exc_text = Action.SUCCESS, None, None
     try:
+        known = len(sys.modules)
         target = _TargetUnpickler(io.BytesIO(payload)).load()
+        if imported is not None and len(sys.modules) > known:
+            imported.extend(itertools.islice(sys.modules, known, None))
     except BaseException:
         action = Action.FAIL
         exc_text = "could not load the task in the child process:\n" + traceback.format_exc()
@@ -233,18 +227,79 @@ def child_main(
             action = Action.FAIL
             exc_text = user_traceback(exc)
         else:
-            try:
-                value = cloudpickle.dumps(result)
-            except Exception as exc:
-                action = Action.FAIL
-                exc_text = (
-                    f"the task's return value ({type(result).__module__}."
-                    f"{type(result).__qualname__}) cannot be pickled to send it back to the "
-                    f"scheduler: {type(exc).__name__}: {exc}"
-                )
+            if result is not None:  # None travels as no bytes
+                try:
+                    value = cloudpickle.dumps(result)
+                except Exception as exc:
+                    action = Action.FAIL
+                    exc_text = (
+                        f"the task's return value ({type(result).__module__}."
+                        f"{type(result).__qualname__}) cannot be pickled to send it back to "
+                        f"the scheduler: {type(exc).__name__}: {exc}"
+                    )
+    _flush_output()
+    return action, value, exc_text
+
+
+def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def child_main(
+    payload: bytes,
+    uses_flag: bool,
+    out_path: str,
+    result_path: str,
+    scheduler: str | None = None,
+) -> None:
+    """Entry point of a ``forkserver``/``spawn`` child process (``scheduler``: the owner
+    token of the scheduler it must not outlive; see :mod:`redengine_nb.executors.process`)."""
+    _die_with_parent(scheduler)
+    _redirect_output(os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    action, value, exc_text = _call(payload, uses_flag)
     _write_result(result_path, action, value, exc_text)
+
+
+# ----------------------------------------------------- a child of the template process
+
+
+_NAMES_SIZE = struct.Struct("!I")
+
+
+def run_in_child(payload: bytes, uses_flag: bool, result_w: int) -> int:
+    """A child forked by the template process (its output already on its file): run the
+    target, write on the pipe ``result_w`` the names of the modules loading it imported
+    (for the template to import once: see :func:`split_result`) and the outcome; return
+    the exit status to use."""
+    imported: list[str] = []
+    action, value, exc_text = _call(payload, uses_flag, imported)
+    names = "\n".join(imported).encode("utf-8", errors="replace")
+    outcome = pickle.dumps((action.value, value, exc_text), protocol=pickle.HIGHEST_PROTOCOL)
+    data = _NAMES_SIZE.pack(len(names)) + names + outcome
+    view = memoryview(data)
+    while view:
+        view = view[os.write(result_w, view) :]
+    os.close(result_w)
+    # As multiprocessing does: the threads the task started (not daemons) end first.
+    shutdown: Any = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.active_count() > 1:
+        shutdown()
+    _flush_output()
+    return 0
+
+
+def split_result(data: bytes) -> tuple[list[str], bytes | None]:
+    """What :func:`run_in_child` wrote: (module names, the pickled outcome or ``None`` if
+    the child ended before it had written it all)."""
+    if len(data) < _NAMES_SIZE.size:
+        return [], None
+    (size,) = _NAMES_SIZE.unpack_from(data)
+    names = data[_NAMES_SIZE.size : _NAMES_SIZE.size + size]
+    outcome = data[_NAMES_SIZE.size + size :]
+    modules = names.decode("utf-8", errors="replace").split("\n") if names else []
+    return modules, outcome or None

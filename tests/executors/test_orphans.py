@@ -131,3 +131,28 @@ def test_sweep_kills_every_run_child_recorded_in_an_executors_folder(tmp_path: P
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(GUARD)
+
+
+def test_sweep_kills_every_process_in_a_template_folders_children_list(
+    tmp_path: Path,
+) -> None:
+    # The template process's layout: one "children" list, a line per process (itself,
+    # then each run's child), the last line possibly cut short by a death mid-write.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone_token = start_token(gone.pid)
+    gone.wait(GUARD)
+    orphans = [subprocess.Popen(["sleep", "600"]) for _ in range(2)]
+    try:
+        folder = tmp_path / f"redengine-run-{gone.pid}-{gone_token}-abc"
+        folder.mkdir()
+        lines = [f"{p.pid} {start_token(p.pid)}\n" for p in orphans]
+        (folder / "children").write_text(f"{gone.pid} {gone_token}\n" + "".join(lines) + "12")
+        assert sorted(sweep_orphans(str(tmp_path))) == sorted(p.pid for p in orphans)
+        for orphan in orphans:
+            assert orphan.wait(GUARD) == -signal.SIGKILL
+        assert not folder.exists()
+    finally:
+        for proc in orphans:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(GUARD)

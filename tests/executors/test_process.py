@@ -19,6 +19,7 @@ from redengine_nb.errors import TaskInaction, TaskSetupError
 from redengine_nb.executors.base import RunFlag, RunOutcome, RunSpec
 from redengine_nb.executors.process import ProcessExecutor
 from redengine_nb.records import Action
+from redengine_nb.runlog.owner import start_token
 from redengine_nb.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals and FIFOs")
@@ -31,9 +32,19 @@ def clock() -> FakeClock:
     return FakeClock("2024-03-10 09:00", tz="UTC")
 
 
+#: The start methods tested here: our template process (the default on Linux) and
+#: multiprocessing's forkserver (the default elsewhere on POSIX).
+METHODS = ["template", "forkserver"] if sys.platform.startswith("linux") else ["forkserver"]
+
+
+@pytest.fixture(params=METHODS)
+def method(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def executor(clock: FakeClock) -> Iterator[ProcessExecutor]:
-    ex = ProcessExecutor(2, clock, grace=1.0)
+def executor(clock: FakeClock, method: str) -> Iterator[ProcessExecutor]:
+    ex = ProcessExecutor(2, clock, grace=1.0, start_method=method)
     yield ex
     ex.shutdown(terminate=True)
     assert ex.join(GUARD)
@@ -247,8 +258,13 @@ def test_unpicklable_return_value_is_a_failure_that_says_so(executor: ProcessExe
 
 
 def test_fork_is_refused(clock: FakeClock) -> None:
-    with pytest.raises(ValueError, match="forkserver"):
+    with pytest.raises(ValueError, match="'forkserver'"):
         ProcessExecutor(1, clock, start_method="fork")
+
+
+def test_the_template_is_the_default_on_linux(clock: FakeClock) -> None:
+    expected = "template" if sys.platform.startswith("linux") else "forkserver"
+    assert ProcessExecutor(1, clock).start_method == expected
 
 
 # -- stopping -------------------------------------------------------------------------------
@@ -335,8 +351,8 @@ def test_child_exiting_on_its_own_is_a_failure(executor: ProcessExecutor) -> Non
     assert outcome.output == "about to exit\n"
 
 
-def test_capacity_counts_live_children(clock: FakeClock, fifo: Path) -> None:
-    executor = ProcessExecutor(1, clock, grace=1.0)
+def test_capacity_counts_live_children(clock: FakeClock, fifo: Path, method: str) -> None:
+    executor = ProcessExecutor(1, clock, grace=1.0, start_method=method)
     try:
         assert executor.capacity() == 1
         waiter = Waiter()
@@ -367,8 +383,8 @@ def test_shutdown_terminates_running_children_and_refuses_new_runs(
         executor.start(RunSpec("late", "r2", lambda: None), Waiter())
 
 
-def test_many_runs_share_one_watcher_and_each_reports_once(clock: FakeClock) -> None:
-    executor = ProcessExecutor(4, clock)
+def test_many_runs_share_one_watcher_and_each_reports_once(clock: FakeClock, method: str) -> None:
+    executor = ProcessExecutor(4, clock, start_method=method)
     try:
         waiters = [Waiter() for _ in range(8)]
         for i, waiter in enumerate(waiters):
@@ -441,3 +457,158 @@ def test_session_process_run_past_its_timeout_sees_its_termination_flag(
         assert log["output"].iloc[0] == "waiting\nflag seen, cleaning up\n"
     finally:
         app.session.close_executors(terminate=True)
+
+
+# -- the template process (Linux) ---------------------------------------------------------
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the template process is Linux's"
+)
+
+
+def big_value() -> bytes:
+    return bytes(range(256)) * 4096  # 1 MiB: far more than a pipe's buffer
+
+
+def import_count_of(module: str, marks: str) -> int:
+    __import__(module)
+    with open(marks) as fh:
+        return len(fh.read().splitlines())
+
+
+@linux_only
+def test_a_return_value_larger_than_a_pipe_comes_back_whole(clock: FakeClock) -> None:
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        assert run(executor, big_value).return_value == big_value()
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_runs_see_the_schedulers_sys_path_and_working_folder_at_their_start(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        assert run(executor, os.getpid).action is Action.SUCCESS  # the template is up
+        (tmp_path / "late_module_zyg.py").write_text("def answer():\n    return 42\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.chdir(tmp_path)
+        import late_module_zyg  # type: ignore[import-not-found]
+
+        # pickled by reference: the child imports it from the path added after the start
+        assert run(executor, late_module_zyg.answer).return_value == 42
+        assert run(executor, os.getcwd).return_value == str(tmp_path)
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+        sys.modules.pop("late_module_zyg", None)
+
+
+@linux_only
+def test_the_module_of_a_target_is_imported_once_in_the_template_not_per_run(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marks = tmp_path / "imports.txt"
+    marks.write_text("")
+    (tmp_path / "counted_module_zyg.py").write_text(
+        f"with open({str(marks)!r}, 'a') as fh:\n"
+        "    fh.write('imported\\n')\n\n"
+        "def imports_so_far(path):\n"
+        "    with open(path) as fh:\n"
+        "        return len(fh.read().splitlines())\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import counted_module_zyg  # type: ignore[import-not-found]
+
+    marks.write_text("")  # not counting this process's import
+    target = functools.partial(counted_module_zyg.imports_so_far, str(marks))
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        # The first child imports it; after that run the template does, once: later
+        # children are forked with it loaded.
+        assert [run(executor, target).return_value for _ in range(4)] == [1, 2, 2, 2]
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+        sys.modules.pop("counted_module_zyg", None)
+
+
+@linux_only
+def test_the_template_outlives_the_thread_that_started_the_first_run(
+    clock: FakeClock, fifo: Path
+) -> None:
+    """The template asks for SIGKILL when the *thread* that started it ends: that must
+    be the executor's own watcher, not whichever thread made the first run (a notebook's
+    scheduler thread comes and goes)."""
+    executor = ProcessExecutor(2, clock, grace=1.0, start_method="template")
+    waiter = Waiter()
+    try:
+
+        def first_run() -> None:
+            executor.start(
+                RunSpec("long", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+            )
+            wait_fifo(fifo)  # the run works (so its template is set up) while we live
+
+        starter = threading.Thread(target=first_run)
+        starter.start()
+        starter.join(GUARD)
+        assert not starter.is_alive()
+        # The run lives on after its starter thread ended, and the executor still works.
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        handle = executor.running[0]
+        handle.terminate()
+        outcome = waiter.wait()
+        assert outcome.action is Action.TERMINATE
+        assert outcome.exc_text == "terminated on request"
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_a_killed_template_fails_its_runs_and_takes_their_children_with_it(
+    clock: FakeClock, fifo: Path, wait_for: Any
+) -> None:
+    executor = ProcessExecutor(2, clock, grace=1.0, start_method="template")
+    try:
+        waiter = Waiter()
+        handle = executor.start(
+            RunSpec("victim", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+        )
+        wait_fifo(fifo)
+        child = handle.pid  # type: ignore[attr-defined]
+        link = executor._link
+        assert link is not None
+        os.kill(link.proc.pid, signal.SIGKILL)
+        outcome = waiter.wait()
+        assert outcome.action is Action.FAIL
+        assert outcome.exc_text is not None
+        assert "the template process it was forked from ended" in outcome.exc_text
+        assert link.proc.wait(GUARD) == -signal.SIGKILL
+        # PR_SET_PDEATHSIG: its child died with it (no child of ours: /proc is read)
+        wait_for(lambda: start_token(child) is None, "the run's child died", GUARD)
+        # the next run starts a new template
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        assert executor._link is not None and executor._link is not link
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_an_executor_dropped_without_a_shutdown_ends_its_template(clock: FakeClock) -> None:
+    """A notebook re-running the cell that makes an app drops the old one: its template
+    process must not live on for as long as the kernel."""
+    import gc
+
+    executor = ProcessExecutor(1, clock, start_method="template")
+    assert run(executor, os.getpid).action is Action.SUCCESS
+    assert executor._link is not None
+    template = executor._link.proc
+    del executor
+    gc.collect()
+    assert template.wait(GUARD) == 0  # it read the end of its control pipe and exited
