@@ -6,7 +6,7 @@ SQLite pushes nothing to other processes, unlike PostgreSQL's ``NOTIFY``. What i
 when *another* connection commits and never for the connection's own commits -- so this
 scheduler's own writes do not wake it, without filtering.
 
-When it looks. On Linux the watcher blocks in ``select`` on an inotify descriptor
+When it looks. On Linux the watcher blocks in ``poll`` on an inotify descriptor
 watching the ``-wal`` file (``IN_MODIFY``: every commit in WAL mode writes there), so an
 idle log costs no wake-up at all, shared or not. Each event is followed by one look at
 ``data_version`` (at most one look per ``_GAP`` seconds while this scheduler itself
