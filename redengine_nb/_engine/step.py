@@ -172,8 +172,10 @@ class Step:
         """One scheduler step at the clock's now; returns the names of the tasks started."""
         session = self._session
         with session._tick_lock:
-            if session.config.force_status_from_logs:
-                # Not behind our own end writer's commit (it wakes us after).
+            if session.config.force_status_from_logs or session.runlog.shared:
+                # Not behind our own end writer's commit (it wakes us after). On a shared
+                # log this is also the point a claim compares with: another scheduler's
+                # write after it makes every claim of this step recheck its tasks.
                 session.runlog.refresh_if_free()
             now_ts = session.clock.time()
             session.clock_guard.see(now_ts)

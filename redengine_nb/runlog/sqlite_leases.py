@@ -35,10 +35,11 @@ class SQLiteLeases(SQLiteWriter):
 
         ``BEGIN IMMEDIATE`` takes the write lock; then ``PRAGMA data_version`` (no I/O: a
         counter in the shared memory) says whether another connection committed since we
-        last looked. If none did -- one scheduler on the file -- nothing we read can be
-        stale and our lease cannot have been reaped: the starts are written as by
-        :meth:`start_runs`. Otherwise the cache is dropped, the lease looked up, and
-        ``recheck`` decides, all before anyone else can write."""
+        last refreshed (:meth:`refresh`, which the scheduler step calls before it reads).
+        If none did -- one scheduler on the file -- nothing we read can be stale and our
+        lease cannot have been reaped: the starts are written as by :meth:`start_runs`.
+        Otherwise the cache is dropped, the lease looked up, and ``recheck`` decides, all
+        before anyone else can write."""
         if not tasks:
             return []
         starts = start_times(start, tasks)
@@ -48,8 +49,12 @@ class SQLiteLeases(SQLiteWriter):
             version = self._scalar("PRAGMA data_version")
             foreign = version != self._data_version
             if foreign:
+                # What was cached may be stale: drop it (the recheck reads the stored
+                # history). ``_data_version`` is *not* moved here, only by :meth:`refresh`
+                # at the start of a scheduler step: the step may claim in several batches,
+                # and the tasks of a later batch were found due on what it read before
+                # this claim -- their claim must recheck too.
                 self._shared = True
-                self._data_version = version
                 self._clear_cache()
                 self._counts.clear()
             if foreign or owner not in self._held:

@@ -328,6 +328,35 @@ def test_claims_of_two_schedulers_start_a_due_run_once(
     assert one.count("daily", Action.RUN) == 1
 
 
+def test_a_later_claim_of_one_step_still_rechecks_after_an_earlier_one_did(
+    shared_pair: tuple[RunLog, RunLog],
+) -> None:
+    """One step found 'a' and 'b' due, then claimed them in two batches. Another scheduler
+    had started both in one commit in between: the first claim rechecks 'a' and drops it;
+    the second must recheck 'b' too, though nothing was written since the first claim
+    (its decision was made before the first claim looked). Two schedulers each ran the
+    tail of a 40-task launch twice before this held."""
+    one, two = shared_pair
+    lease1 = _lease(one)
+    lease2 = _lease(two)
+    assert two.last("a", Action.RUN) is None and two.last("b", Action.RUN) is None  # read
+    rechecked: list[str] = []
+
+    def still_due(names: Sequence[str]) -> list[str]:
+        rechecked.extend(names)
+        return [n for n in names if two.last(n, Action.RUN) is None]
+
+    one.claim_starts(["a", "b"], created=10.0, start=10.0, owner=lease1, recheck=list)
+    assert two.claim_starts(["a"], created=10.0, start=10.2, owner=lease2, recheck=still_due) == []
+    assert two.claim_starts(["b"], created=10.0, start=10.3, owner=lease2, recheck=still_due) == []
+    assert rechecked == ["a", "b"]
+    assert one.count("a") == 1 and one.count("b") == 1
+    # A new step reads afresh (refresh): from there on, claims need no recheck again.
+    two.refresh()
+    assert two.claim_starts(["c"], created=11.0, start=11.0, owner=lease2, recheck=still_due)
+    assert rechecked == ["a", "b"]
+
+
 def test_claim_raises_lease_lost_once_reaped_by_another(
     shared_pair: tuple[RunLog, RunLog],
 ) -> None:
