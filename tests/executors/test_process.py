@@ -612,3 +612,29 @@ def test_an_executor_dropped_without_a_shutdown_ends_its_template(clock: FakeClo
     del executor
     gc.collect()
     assert template.wait(GUARD) == 0  # it read the end of its control pipe and exited
+
+
+# -- adversarial review of the template path ---------------------------------------------
+
+
+def fork_and_return_in_both() -> str:
+    """A target that forks and whose copy returns too (a library forking without exec)."""
+    pid = os.fork()
+    if pid == 0:
+        return "the forked copy"
+    os.waitpid(pid, 0)  # the copy has returned and ended before this one returns
+    return "the run itself"
+
+
+@linux_only
+def test_a_forked_copy_of_the_target_does_not_report_the_runs_outcome(
+    clock: FakeClock,
+) -> None:
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        outcome = run(executor, fork_and_return_in_both)
+        assert outcome.action is Action.SUCCESS
+        assert outcome.return_value == "the run itself"
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
