@@ -446,6 +446,8 @@ class _TemplateHandle(RunHandle):
         self.done = threading.Event()
         self._pid: int | None = None
         self.pid_known = threading.Event()  # set when the template reports it (or the end)
+        #: The template it was sent to (its kill messages go there; it is lost with it).
+        self.link: _TemplateLink | None = None
 
     @property
     def pid(self) -> int | None:
@@ -483,7 +485,16 @@ _TEMPLATE_BOOT = (
 class _TemplateLink:
     """The scheduler's ends of one template process."""
 
-    __slots__ = ("closed", "control", "finalizer", "proc", "report", "wake_r", "wake_w")
+    __slots__ = (
+        "closed",
+        "control",
+        "finalizer",
+        "proc",
+        "report",
+        "sent_env",
+        "wake_r",
+        "wake_w",
+    )
 
     def __init__(
         self, proc: subprocess.Popen[bytes], control: int, report: int, wake: tuple[int, int]
@@ -493,6 +504,8 @@ class _TemplateLink:
         self.report = report  # its stdout: pids and ends
         self.wake_r, self.wake_w = wake
         self.closed = False  # control closed (under the executor's send lock)
+        #: The sys.path and working folder this template was last sent (send lock).
+        self.sent_env: tuple[list[str], str] | None = None
         #: Wakes the watcher if the executor is garbage-collected without a shutdown.
         self.finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -558,7 +571,6 @@ class ProcessExecutor(Executor):
         self._link: _TemplateLink | None = None
         self._link_lock = threading.Lock()  # one template started at a time
         self._send_lock = threading.Lock()  # one message written at a time
-        self._sent_env: tuple[list[str], str] | None = None
         # The watcher thread and its wake-up pipe exist only while children do.
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
@@ -665,33 +677,48 @@ class ProcessExecutor(Executor):
         with self._lock:
             self._seq += 1
             seq = self._seq
-            handle = _TemplateHandle(self, spec, on_done, seq)
-            self._children[seq] = handle  # before its reports can come
-            self._idle.clear()
+        handle = _TemplateHandle(self, spec, on_done, seq)
         try:
-            link = self._template()
+            cwd = os.getcwd()
+        except OSError:  # the working folder was removed: the template keeps its own
+            cwd = ""
+        env_now: tuple[list[str], str] = (list(sys.path), cwd)
+        for attempt in (1, 2):
+            link: _TemplateLink | None = None
             try:
-                cwd = os.getcwd()
-            except OSError:  # the working folder was removed: the template keeps its own
-                cwd = ""
-            env: tuple[list[str], str] | None = (list(sys.path), cwd)
-            with self._send_lock:
-                if env == self._sent_env:
-                    env = None  # the template has them (sys.path and the working folder)
-                else:
-                    self._sent_env = env
-                link.send(frame(("run", seq, payload, uses_flag, spec.output_limit, env)))
-        except Exception as exc:
-            with self._lock:
-                mine = self._children.pop(seq, None)
-                if not self._children:
-                    self._idle.set()
-            if mine is None:  # the template ended meanwhile: the run was reported lost
-                return handle
-            raise TaskSetupError(
-                f"task {spec.task_name!r}: could not start its process "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+                link = self._template()
+                with self._lock:
+                    handle.link = link
+                    self._children[seq] = handle  # before its reports can come
+                    self._idle.clear()
+                with self._send_lock:
+                    # sys.path and the working folder, if this template lacks them
+                    env = None if env_now == link.sent_env else env_now
+                    link.send(frame(("run", seq, payload, uses_flag, spec.output_limit, env)))
+                    link.sent_env = env_now
+            except Exception as exc:
+                with self._lock:
+                    mine = self._children.pop(seq, None)
+                    if not self._children:
+                        self._idle.set()
+                if mine is None:  # the template ended meanwhile: the run was reported lost
+                    return handle
+                if (
+                    attempt == 1
+                    and link is not None
+                    and isinstance(exc, BrokenPipeError)
+                    and not self._closed
+                ):
+                    # The template has died and its watcher has not seen it yet. Nothing
+                    # read this message (no read end is left), so no child was forked
+                    # for it: start the run on a fresh template rather than not at all.
+                    self._retire(link)
+                    continue
+                raise TaskSetupError(
+                    f"task {spec.task_name!r}: could not start its process "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+            break
         if spec.flag.is_set():
             self._request_terminate(handle, "terminated: its flag was set before it started")
         else:
@@ -723,6 +750,14 @@ class ProcessExecutor(Executor):
                     self._link = started[0]
             assert self._link is not None
             return self._link
+
+    def _retire(self, link: _TemplateLink) -> None:
+        """``link``'s template is dead: the next run starts a new one. Its watcher still
+        reports its runs lost when it sees the end of the report pipe."""
+        with self._link_lock, self._lock:
+            if self._link is link:
+                self._link = None
+                self._watcher = None
 
     def _spawn_template(self, folder: str) -> _TemplateLink:
         """Start the template process (on the watcher thread: the template asks for
@@ -758,11 +793,13 @@ class ProcessExecutor(Executor):
             if self._link is link:
                 self._link = None
                 self._watcher = None
-            self._sent_env = None
             self._wake_pending = False
-            orphans = list(self._children.values()) if lost else []
-            if lost:
-                self._children.clear()
+            orphans = []
+            if lost:  # its runs (a newer template's, if one was started, live on)
+                for key, handle in list(self._children.items()):
+                    if handle.link is link:
+                        orphans.append(handle)
+                        del self._children[key]
         with self._send_lock:
             link.closed = True
             os.close(link.control)  # the template's end of file: it exits
@@ -775,13 +812,17 @@ class ProcessExecutor(Executor):
             os.close(fd)
         for handle in orphans:
             handle.pid_known.set()
+            why = (
+                "the template process it was forked from ended"
+                if handle._pid is not None
+                else "the template process ended before it reported forking it"
+            )
             self._report_outcome(
                 handle,
                 RunOutcome(
                     Action.FAIL,
                     self.clock.time(),
-                    exc_text="process lost: the template process it was forked from ended "
-                    f"(exit status {status})",
+                    exc_text=f"process lost: {why} (exit status {status})",
                 ),
             )
         with self._lock:
@@ -855,7 +896,7 @@ class ProcessExecutor(Executor):
 
     def _send_signal(self, handle: Any, signum: int) -> None:
         if isinstance(handle, _TemplateHandle):
-            link = self._link
+            link = handle.link
             if link is not None:
                 try:
                     with self._send_lock:

@@ -638,3 +638,44 @@ def test_a_forked_copy_of_the_target_does_not_report_the_runs_outcome(
     finally:
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        raw = fh.read()
+    return raw[raw.rfind(b")") + 2 :].split()[0].decode()
+
+
+@linux_only
+def test_a_run_started_after_its_template_died_unnoticed_starts_on_a_fresh_one(
+    clock: FakeClock, wait_for: Any
+) -> None:
+    """The template is killed and its watcher has not seen it yet (here: held off by
+    keeping the report pipe open, as the moment before the watcher wakes does): a run
+    started then finds the control pipe broken -- its message certainly never read -- and
+    must start on a fresh template instead of failing to start."""
+    executor = ProcessExecutor(2, clock, start_method="template")
+    held = -1
+    try:
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        link = executor._link
+        assert link is not None
+        template = link.proc.pid
+        pipe = os.readlink(f"/proc/self/fd/{link.report}")
+        [fd] = [
+            n
+            for n in os.listdir(f"/proc/{template}/fd")
+            if os.readlink(f"/proc/{template}/fd/{n}") == pipe
+        ]
+        held = os.open(f"/proc/{template}/fd/{fd}", os.O_WRONLY)  # its report pipe
+        os.kill(template, signal.SIGKILL)
+        wait_for(lambda: _state(template) == "Z", "the template died", GUARD)
+        outcome = run(executor, os.getppid)
+        assert outcome.action is Action.SUCCESS, outcome.exc_text
+        assert outcome.return_value not in (template, os.getpid())  # a fresh template's
+        assert executor._link is not None and executor._link is not link
+    finally:
+        if held >= 0:
+            os.close(held)  # the old watcher sees the end now, and tidies up
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
