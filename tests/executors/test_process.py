@@ -679,3 +679,119 @@ def test_a_run_started_after_its_template_died_unnoticed_starts_on_a_fresh_one(
             os.close(held)  # the old watcher sees the end now, and tidies up
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
+
+
+def exit_3() -> None:
+    sys.exit(3)
+
+
+def interrupted() -> None:
+    raise KeyboardInterrupt
+
+
+def exit_0_at_once() -> None:
+    os._exit(0)
+
+
+class _FailsToLoad:
+    """Pickles fine here; loading it in the child raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, ("not a number",))
+
+
+def _takes(value: object) -> None:
+    return None
+
+
+@linux_only
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        (exit_3, "SystemExit: 3"),
+        (interrupted, "KeyboardInterrupt"),
+        (exit_0_at_once, "process exited with status 0 before reporting a result"),
+        (
+            functools.partial(_takes, _FailsToLoad()),
+            "could not load the task in the child process",
+        ),
+    ],
+    ids=["sys.exit(3)", "KeyboardInterrupt", "os._exit(0)", "unpickling fails"],
+)
+def test_a_target_that_exits_or_cannot_load_is_one_failure_and_the_template_lives_on(
+    clock: FakeClock, target: Callable[[], Any], says: str
+) -> None:
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        outcome = run(executor, target)
+        assert outcome.action is Action.FAIL
+        assert says in (outcome.exc_text or "")
+        link = executor._link
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        assert executor._link is link  # the same template: none of this reached it
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+def fork_a_copy_that_lingers(pidfile: str) -> str:
+    """Forks a copy (no exec) that keeps the run's result pipe and output file open."""
+    pid = os.fork()
+    if pid == 0:
+        threading.Event().wait(60)
+        os._exit(0)
+    with open(pidfile, "w") as fh:
+        fh.write(str(pid))
+    return "returned"
+
+
+def flood(lines: int) -> str:
+    line = "x" * 999 + "\n"
+    for _ in range(lines):
+        sys.stdout.write(line)
+    return "flooded"
+
+
+@linux_only
+def test_a_copy_holding_the_result_pipe_or_a_flood_of_output_blocks_nothing(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    executor = ProcessExecutor(2, clock, start_method="template")
+    pidfile = tmp_path / "copy.pid"
+    try:
+        outcome = run(executor, functools.partial(fork_a_copy_that_lingers, str(pidfile)))
+        assert outcome.action is Action.SUCCESS and outcome.return_value == "returned"
+        # 50 MB of output: the outcome carries its tail only
+        outcome = run(executor, functools.partial(flood, 50_000), output_limit=1000)
+        assert outcome.return_value == "flooded"
+        assert outcome.output is not None and len(outcome.output) < 1100
+        assert outcome.output.endswith("x" * 999 + "\n")
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_two_executors_keep_their_own_template_and_runs(clock: FakeClock, fifo: Path) -> None:
+    one = ProcessExecutor(2, clock, start_method="template")
+    two = ProcessExecutor(2, clock, start_method="template")
+    try:
+        waiter = Waiter()
+        one.start(RunSpec("long", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter)
+        wait_fifo(fifo)
+        parents = [run(ex, os.getppid).return_value for ex in (one, two)]
+        assert one._link is not None and two._link is not None
+        assert parents == [one._link.proc.pid, two._link.proc.pid]
+        assert parents[0] != parents[1]
+        assert len(one.running) == 1 and two.running == []
+        two.shutdown(terminate=True)  # ends two's template, not one's run
+        assert two.join(GUARD)
+        assert one.running[0].is_alive()
+        one.running[0].terminate()
+        assert waiter.wait().action is Action.TERMINATE
+    finally:
+        for ex in (one, two):
+            ex.shutdown(terminate=True)
+            assert ex.join(GUARD)
