@@ -795,3 +795,57 @@ def test_two_executors_keep_their_own_template_and_runs(clock: FakeClock, fifo: 
         for ex in (one, two):
             ex.shutdown(terminate=True)
             assert ex.join(GUARD)
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as fh:
+            found += [int(p) for p in fh.read().split()]
+    return found
+
+
+@linux_only
+@pytest.mark.slow
+def test_500_runs_leak_no_fd_no_zombie_and_shutdown_leaves_no_file(clock: FakeClock) -> None:
+    executor = ProcessExecutor(8, clock, start_method="template")
+    done = threading.Semaphore(0)
+    outcomes: list[RunOutcome] = []
+
+    def on_done(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
+        done.release()
+
+    def burst(runs: int) -> None:
+        for n in range(runs):
+            if not executor.capacity():
+                assert done.acquire(timeout=GUARD)  # one ended: room for one more
+                done.release()
+            while not executor.capacity():  # its on_done runs before it leaves the list
+                threading.Event().wait(0.001)
+            executor.start(RunSpec("job", str(n), os.getpid), on_done)
+        for _ in range(runs):
+            assert done.acquire(timeout=GUARD)
+
+    try:
+        burst(20)  # the template is up, its first reports read
+        link = executor._link
+        assert link is not None
+        folder = executor._folder
+        assert folder is not None
+        before = (_fds(os.getpid()), _fds(link.proc.pid))
+        burst(500)
+        assert executor._link is link  # one template all along
+        assert (_fds(os.getpid()), _fds(link.proc.pid)) == before
+        assert _children_of(link.proc.pid) == []  # every child reaped
+        assert os.listdir(folder) == ["children"]  # the outputs were unnamed files
+        assert {o.action for o in outcomes} == {Action.SUCCESS} and len(outcomes) == 520
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+    assert link.proc.wait(GUARD) == 0  # it read the end of its control pipe
+    assert not os.path.exists(folder)
