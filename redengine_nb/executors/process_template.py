@@ -34,7 +34,9 @@ the executor's watcher thread, which lives as long as the template), and end of 
 its control pipe (whose only write end is the scheduler's). Its children then get
 ``SIGKILL`` from theirs. It runs in its own process group, so a terminal's Ctrl-C reaches
 the scheduler (which ends its runs) and not every child. The main module of the
-scheduler is never imported here.
+scheduler is never imported here. Each child makes a process group of its own, so a
+task that signals its group (a shell script's ``kill 0``) does not hit the template and
+the other runs.
 """
 
 from __future__ import annotations
@@ -310,6 +312,9 @@ class _Template:
             die_with_parent()
             if os.getppid() != self.pid:
                 os._exit(1)  # the template ended between the fork and the prctl
+            # A process group of its own: a task that signals its group (a shell's
+            # ``kill 0``) reaches its own processes, not the template and the other runs.
+            os.setpgid(0, 0)
             if self.wake is not None:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -849,3 +849,33 @@ def test_500_runs_leak_no_fd_no_zombie_and_shutdown_leaves_no_file(clock: FakeCl
         assert executor.join(GUARD)
     assert link.proc.wait(GUARD) == 0  # it read the end of its control pipe
     assert not os.path.exists(folder)
+
+
+def kill_my_process_group() -> None:
+    """What ``trap 'kill 0' EXIT`` in a shell script a task runs does."""
+    os.kill(0, signal.SIGTERM)
+
+
+@linux_only
+def test_a_run_that_signals_its_process_group_hits_neither_the_template_nor_other_runs(
+    clock: FakeClock, fifo: Path
+) -> None:
+    executor = ProcessExecutor(2, clock, grace=1.0, start_method="template")
+    try:
+        waiter = Waiter()
+        other = executor.start(
+            RunSpec("other", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+        )
+        wait_fifo(fifo)
+        link = executor._link
+        outcome = run(executor, kill_my_process_group)
+        assert outcome.action is Action.FAIL
+        assert outcome.exc_text == "process killed by signal 15 (SIGTERM)"
+        assert other.is_alive() and executor._link is link  # the others live on
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        assert executor._link is link
+        other.terminate()
+        assert waiter.wait().action is Action.TERMINATE
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
