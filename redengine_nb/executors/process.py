@@ -18,8 +18,9 @@ pickled for multiprocessing, no socket or file is made per run (the output goes 
 unnamed ``O_TMPFILE``, the result on a pipe), and the child runs no Python bootstrap. The
 modules a run's target came from (a helper module, a notebook's imports pickled by
 reference) are imported by the template after the first run that needed them, so later
-runs are forked with them loaded; a module that starts a thread at import makes the
-template say so on stderr. Measured (docs/performance.md, issue 15 item 2): a burst of
+runs are forked with them loaded -- unless loading them in the child started a thread
+(the template would then fork from a threaded process; should one start a thread anyway,
+the template says so on stderr). Measured (docs/performance.md, issue 15 item 2): a burst of
 process runs 143-168 -> 550-640 runs/s; ``start()`` 1.4-2 ms -> 40-120 µs of the scheduler
 thread. The template itself is idle between runs (one ``select``) and is ended when the
 executor is shut down and idle.

@@ -212,8 +212,11 @@ def _call(
     action, value, exc_text = Action.SUCCESS, None, None
     try:
         known = len(sys.modules)
+        threads = threading.active_count()
         target = _TargetUnpickler(io.BytesIO(payload)).load()
-        if imported is not None and len(sys.modules) > known:
+        # Not when importing them started a thread: the template would then fork every
+        # later child from a threaded process (a lock that thread held stays held).
+        if imported is not None and threading.active_count() == threads:
             imported.extend(itertools.islice(sys.modules, known, None))
     except BaseException:
         action = Action.FAIL

@@ -879,3 +879,37 @@ def test_a_run_that_signals_its_process_group_hits_neither_the_template_nor_othe
     finally:
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
+
+
+@linux_only
+def test_a_module_that_starts_a_thread_at_import_is_not_imported_in_the_template(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing it in the template would make every later child a fork of a threaded
+    process: one forked while that thread held its lock finds the lock held for ever."""
+    (tmp_path / "busy_module_zyg.py").write_text(
+        "import threading, time\n"
+        "lock = threading.Lock()\n\n"
+        "def _busy():\n"
+        "    while True:\n"
+        "        with lock:\n"
+        "            time.sleep(0.01)\n\n"
+        "threading.Thread(target=_busy, daemon=True).start()\n\n"
+        "def use_the_lock():\n"
+        "    if not lock.acquire(timeout=2):\n"
+        "        return 'its lock was held by a thread this process does not have'\n"
+        "    lock.release()\n"
+        "    return 'ok'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import busy_module_zyg  # type: ignore[import-not-found]
+
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        assert [run(executor, busy_module_zyg.use_the_lock).return_value for _ in range(3)] == [
+            "ok"
+        ] * 3
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+        sys.modules.pop("busy_module_zyg", None)
