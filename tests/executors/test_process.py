@@ -913,3 +913,46 @@ def test_a_module_that_starts_a_thread_at_import_is_not_imported_in_the_template
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
         sys.modules.pop("busy_module_zyg", None)
+
+
+@linux_only
+def test_terminate_or_a_timeout_racing_the_end_of_the_run_gives_one_outcome(
+    clock: FakeClock,
+) -> None:
+    executor = ProcessExecutor(4, clock, grace=1.0, start_method="template")
+    outcomes: dict[int, list[RunOutcome]] = {}
+    all_done = threading.Event()
+    runs = 60
+
+    def on_done_of(n: int) -> Callable[[RunOutcome], None]:
+        def on_done(outcome: RunOutcome) -> None:
+            outcomes.setdefault(n, []).append(outcome)
+            if len(outcomes) == runs:
+                all_done.set()
+
+        return on_done
+
+    try:
+        link = None
+        for n in range(runs):
+            while not executor.capacity():
+                threading.Event().wait(0.001)
+            # a run that ends at once, with a timeout that is due at once, or terminated
+            # as it ends
+            kw = {"timeout": 0.0} if n % 2 else {}
+            handle = executor.start(RunSpec("job", str(n), os.getpid, **kw), on_done_of(n))
+            if not n % 2:
+                handle.terminate()
+            link = link or executor._link
+        assert all_done.wait(GUARD)
+        assert executor.join(GUARD)
+        # Reports come in order on one pipe: a second report for any of them would have
+        # been read before the end of this later run.
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        assert sorted(outcomes) == list(range(runs))
+        assert all(len(o) == 1 for o in outcomes.values())
+        assert {o[0].action for o in outcomes.values()} <= {Action.SUCCESS, Action.TERMINATE}
+        assert executor._link is link  # the template saw no harm
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
