@@ -285,7 +285,14 @@ class _Template:
         except OSError as exc:
             self._send(("end", seq, None, None, False, b"", f"its output file: {exc}"))
             return
-        result_r, result_w = os.pipe()
+        # Whatever fails here (out of file descriptors, of memory) fails this run, not
+        # the template and the runs it holds.
+        try:
+            result_r, result_w = os.pipe()
+        except OSError as exc:
+            os.close(out_fd)
+            self._send(("end", seq, None, None, False, b"", f"its result pipe: {exc}"))
+            return
         try:
             pid = os.fork()
         except OSError as exc:
@@ -296,14 +303,26 @@ class _Template:
         if pid == 0:  # the child: never returns
             self._child(payload, uses_flag, out_fd, result_w)
         os.close(result_w)
+        pidfd = None
+        if self.pidfds:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError as exc:  # its end could not be seen: end it now
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                os.close(out_fd)
+                os.close(result_r)
+                self._send(("end", seq, None, None, False, b"", f"its pidfd: {exc}"))
+                return
         os.set_blocking(result_r, False)
         child = _Child(seq, pid, result_r, out_fd, limit)
         self.by_pid[pid] = child
         self.by_seq[seq] = child
         self.selector.register(result_r, selectors.EVENT_READ, child)
-        if self.pidfds:
-            child.pidfd = os.pidfd_open(pid)
-            self.selector.register(child.pidfd, selectors.EVENT_READ, child.ended)
+        if pidfd is not None:
+            child.pidfd = pidfd
+            self.selector.register(pidfd, selectors.EVENT_READ, child.ended)
         self._send(("pid", seq, pid))
 
     def _child(self, payload: bytes, uses_flag: bool, out_fd: int, result_w: int) -> None:

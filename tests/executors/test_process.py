@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -954,5 +955,45 @@ def test_terminate_or_a_timeout_racing_the_end_of_the_run_gives_one_outcome(
         assert {o[0].action for o in outcomes.values()} <= {Action.SUCCESS, Action.TERMINATE}
         assert executor._link is link  # the template saw no harm
     finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_a_template_out_of_file_descriptors_fails_that_run_and_keeps_the_others(
+    clock: FakeClock, fifo: Path
+) -> None:
+    import resource
+
+    executor = ProcessExecutor(3, clock, grace=1.0, start_method="template")
+    template = 0
+    limits = (0, 0)
+    try:
+        waiter = Waiter()
+        other = executor.start(
+            RunSpec("other", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+        )
+        wait_fifo(fifo)
+        link = executor._link
+        assert link is not None
+        template = link.proc.pid
+        limits = resource.prlimit(template, resource.RLIMIT_NOFILE)
+        used = {int(n) for n in os.listdir(f"/proc/{template}/fd")}
+        # the lowest limit that leaves the template one free descriptor: a run needs more
+        limit = next(n for n in range(len(used), 4096) if n - len({u for u in used if u < n}) == 1)
+        resource.prlimit(template, resource.RLIMIT_NOFILE, (limit, limits[1]))
+        outcome = run(executor, os.getpid)
+        assert outcome.action is Action.FAIL
+        assert "could not start the process" in (outcome.exc_text or "")
+        assert "Too many open files" in (outcome.exc_text or "")
+        resource.prlimit(template, resource.RLIMIT_NOFILE, limits)
+        assert other.is_alive() and executor._link is link  # the template lives on
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        other.terminate()
+        assert waiter.wait().action is Action.TERMINATE
+    finally:
+        if template and limits[0]:
+            with contextlib.suppress(OSError):
+                resource.prlimit(template, resource.RLIMIT_NOFILE, limits)
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
