@@ -187,11 +187,7 @@ class _Template:
         os.set_blocking(self.report, False)
         os.set_inheritable(self.control, False)
         os.set_inheritable(self.report, False)
-        self.children_fd = os.open(
-            os.path.join(folder, CHILDREN_FILE),
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-            0o600,
-        )
+        self.children_fd = self._open_children()
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.control, selectors.EVENT_READ, "control")
         # A child's end is seen on its pidfd (Linux 5.3): no SIGCHLD handler here, so a
@@ -281,7 +277,11 @@ class _Template:
                 with contextlib.suppress(OSError):
                     os.chdir(env[1])
         try:
-            out_fd = _open_output(self.folder)
+            try:
+                out_fd = _open_output(self.folder)
+            except FileNotFoundError:
+                self._remake_folder()
+                out_fd = _open_output(self.folder)
         except OSError as exc:
             self._send(("end", seq, None, None, False, b"", f"its output file: {exc}"))
             return
@@ -324,6 +324,22 @@ class _Template:
             child.pidfd = pidfd
             self.selector.register(pidfd, selectors.EVENT_READ, child.ended)
         self._send(("pid", seq, pid))
+
+    def _remake_folder(self) -> None:
+        """The runs' folder was removed under us (a temp cleaner, after days without a
+        run): make it again, with the list of children the orphan sweep reads."""
+        os.mkdir(self.folder, 0o700)
+        fd = self._open_children()
+        os.close(self.children_fd)
+        self.children_fd = fd
+        note_self(fd)
+
+    def _open_children(self) -> int:
+        return os.open(
+            os.path.join(self.folder, CHILDREN_FILE),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+            0o600,
+        )
 
     def _child(self, payload: bytes, uses_flag: bool, out_fd: int, result_w: int) -> None:
         code = 70

@@ -997,3 +997,30 @@ def test_a_template_out_of_file_descriptors_fails_that_run_and_keeps_the_others(
                 resource.prlimit(template, resource.RLIMIT_NOFILE, limits)
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
+
+
+@linux_only
+def test_runs_still_start_after_a_temp_cleaner_removed_the_executors_folder(
+    clock: FakeClock,
+) -> None:
+    """systemd-tmpfiles and tmpreaper remove what /tmp has not touched for days: a
+    monthly task must not fail every run after that."""
+    import shutil
+
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        link = executor._link
+        folder = executor._folder
+        assert link is not None and folder is not None
+        shutil.rmtree(folder)
+        outcome = run(executor, functools.partial(print, "after the clean-up"))
+        assert outcome.action is Action.SUCCESS, outcome.exc_text
+        assert outcome.output == "after the clean-up\n"
+        assert executor._link is link
+        # its children are listed again, for the orphan sweep of a next start
+        with open(os.path.join(folder, "children")) as fh:
+            assert len(fh.read().splitlines()) == 2  # the template, the new child
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
