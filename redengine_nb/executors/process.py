@@ -475,6 +475,10 @@ class _TemplateHandle(RunHandle):
 #: the report comes within milliseconds of the start).
 _PID_GUARD = 60.0
 
+#: Seconds after a run's KILL was sent through the template without the run's end
+#: coming back, after which the template is taken for stuck and killed.
+_TEMPLATE_ANSWER = 30.0
+
 #: What the template process runs (``python -c``): argv is [folder, scheduler pid, the
 #: folder holding the redengine_nb package].
 _TEMPLATE_BOOT = (
@@ -720,6 +724,10 @@ class ProcessExecutor(Executor):
                     f"({type(exc).__name__}: {exc})"
                 ) from exc
             break
+        if handle.deadline is not None:
+            # its watcher counts from now (not from the template's first report about
+            # it, which a stuck template never sends)
+            self._wake()
         if spec.flag.is_set():
             self._request_terminate(handle, "terminated: its flag was set before it started")
         else:
@@ -1038,6 +1046,23 @@ class ProcessExecutor(Executor):
                     self._send_signal(handle, signal.SIGKILL)
                 else:
                     next_at = _earliest(next_at, handle.kill_at)
+            if handle.killed and isinstance(handle, _TemplateHandle):
+                # The template sends the KILL; its report follows within milliseconds.
+                # A template that does not answer (stopped, stuck) is killed itself: its
+                # runs are then reported lost instead of hanging for ever.
+                give_up = (handle.kill_at or now) + _TEMPLATE_ANSWER
+                link = handle.link
+                if now < give_up:
+                    next_at = _earliest(next_at, give_up)
+                elif link is not None and link.proc.returncode is None:
+                    log.error(
+                        "the process template (pid %d) did not end run %r %.0f s after "
+                        "its KILL: killing the template",
+                        link.proc.pid,
+                        handle.spec.task_name,
+                        _TEMPLATE_ANSWER,
+                    )
+                    link.proc.kill()
         return None if next_at is None else max(0.0, next_at - now)
 
     def _finish(self, handle: _ProcessHandle) -> None:

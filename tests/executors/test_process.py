@@ -1024,3 +1024,33 @@ def test_runs_still_start_after_a_temp_cleaner_removed_the_executors_folder(
     finally:
         executor.shutdown(terminate=True)
         assert executor.join(GUARD)
+
+
+@linux_only
+def test_a_template_that_stops_answering_does_not_hang_a_run_past_its_timeout(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timeouts are carried out by the template (it signals its child): a template that
+    does not answer (stopped, stuck) is killed once a run it holds is past its KILL by
+    ``_TEMPLATE_ANSWER`` seconds, so that its runs end rather than hang."""
+    from redengine_nb.executors import process as process_module
+
+    monkeypatch.setattr(process_module, "_TEMPLATE_ANSWER", 0.5)
+    executor = ProcessExecutor(1, clock, grace=0.5, start_method="template")
+    template = 0
+    try:
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        link = executor._link
+        assert link is not None
+        template = link.proc.pid
+        os.kill(template, signal.SIGSTOP)
+        outcome = run(executor, wait_long, timeout=0.5)
+        assert outcome.action is Action.FAIL
+        assert "process lost" in (outcome.exc_text or "")
+        assert link.proc.wait(GUARD) == -signal.SIGKILL
+        assert run(executor, os.getpid).action is Action.SUCCESS  # on a new template
+    finally:
+        if template and start_token(template) is not None:
+            os.kill(template, signal.SIGKILL)
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
