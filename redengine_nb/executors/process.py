@@ -1054,6 +1054,11 @@ class ProcessExecutor(Executor):
                 link = handle.link
                 if now < give_up:
                     next_at = _earliest(next_at, give_up)
+                elif _uninterruptible(handle._pid):
+                    # The KILL was sent; the child waits in the kernel (a hung NFS
+                    # mount) and dies when it leaves. Not the template's fault: keep it
+                    # and the other runs.
+                    next_at = _earliest(next_at, now + _TEMPLATE_ANSWER)
                 elif link is not None and link.proc.returncode is None:
                     log.error(
                         "the process template (pid %d) did not end run %r %.0f s after "
@@ -1139,6 +1144,18 @@ class ProcessExecutor(Executor):
             return None
         action_text, value_bytes, exc_text = data
         return str(action_text), value_bytes, exc_text
+
+
+def _uninterruptible(pid: int | None) -> bool:
+    """Whether process ``pid`` is in uninterruptible sleep (state ``D``)."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return False
+    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] == b"D"
 
 
 def _earliest(a: float | None, b: float) -> float:
