@@ -13,7 +13,8 @@ database stays consistent). Several processes may write at once; each waits up t
 The store is one class built in layers, a module each: ``sqlite_schema`` (the file: its
 schema, checks, migrations), ``sqlite_core`` (the connection, errors, the file's identity,
 seeing others' writes), ``sqlite_writer`` (group commit and every write),
-``sqlite_leases`` (leases and claims), and this module: the reads and
+``sqlite_leases`` (leases and claims), ``sqlite_watch`` (noticing other schedulers'
+writes), and this module: the reads and
 :class:`SQLiteRunLog` itself.
 
 Lookups never scan the table. The indexes (see ``sqlite_schema``) are few, as each costs
@@ -31,8 +32,9 @@ every write; only one of them holds the columns a run's end changes:
   with a limit.
 
 ``last()`` is answered from the cache of :mod:`~redengine_nb.runlog.lastcache`, kept up
-to date by this process's own writes and emptied by :meth:`SQLiteRunLog.refresh` when
-``PRAGMA data_version`` says another connection has written. Beside it, per task, the
+to date by this process's own writes and emptied by :meth:`SQLiteRunLog.refresh` (and by
+the watcher of :meth:`~SQLiteRunLog.on_change`, ``sqlite_watch``) when ``PRAGMA
+data_version`` says another connection has written. Beside it, per task, the
 count of runs and of fails (what ``status()`` asks for every task), kept the same way.
 Nothing else is cached, so memory stays bounded however many runs the file holds.
 """
@@ -64,8 +66,9 @@ class SQLiteRunLog(SQLiteLeases):
     ``busy_timeout``: seconds to wait for another process's lock before a call fails with
     :class:`RunLogError`. ``cache_size``: most ``last()`` answers kept (``0``: no cache).
     ``readonly``: open an existing file for reading only (``status``/``log`` on a file
-    they may not write); every write then raises. Thread safe: one connection, guarded by
-    a lock.
+    they may not write); every write then raises. ``watch_interval``: seconds between two
+    looks for other schedulers' writes where inotify is not available (see
+    :meth:`on_change`). Thread safe: one connection, guarded by a lock.
 
     A new file is created with mode 0600 (task output can hold secrets; SQLite gives its
     ``-wal`` and ``-shm`` files the same mode). The file's identity (device, inode) is

@@ -10,10 +10,11 @@ The store is built in layers, each a module: this one, then the writer
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +33,14 @@ from .sqlite_schema import (
     prepare,
     prepare_readonly,
 )
+from .sqlite_watch import Watcher
 
 if TYPE_CHECKING:
     from .sqlite_writer import _Queued
 
 __all__ = ["SQLiteCore"]
+
+log = logging.getLogger(__name__)
 
 
 class _Guard:
@@ -71,8 +75,19 @@ class SQLiteCore(LastCacheBase):
         busy_timeout: float = 5.0,
         cache_size: int = 1024,
         readonly: bool = False,
+        watch_interval: float = 0.5,
     ) -> None:
         super().__init__(cache_size=cache_size)
+        if not watch_interval > 0:
+            raise ValueError(
+                f"watch_interval must be a number of seconds above 0, not {watch_interval!r}"
+            )
+        #: Seconds between two looks of the watcher where inotify is not available (and
+        #: the delay of its second look after an event); see ``sqlite_watch``.
+        self.watch_interval = float(watch_interval)
+        self._callbacks: list[Callable[[], None]] = []
+        self._watcher: Watcher | None = None
+        self._watch_version: Any = None
         self._memory = os.fspath(path) == ":memory:"
         self.readonly = readonly and not self._memory
         self._identity: tuple[int, int] | None = None
@@ -229,6 +244,59 @@ class SQLiteCore(LastCacheBase):
         return self._shared
 
     # -- other processes' writes, closing ---------------------------------------------
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (from the watcher's thread) soon after another connection
+        commits to the file -- another scheduler, not this store's own writes; returns a
+        function that removes it. The first callback starts the watcher
+        (``sqlite_watch``); a ``':memory:'`` log has no other writer and no watcher."""
+        with self._lock:
+            self._callbacks.append(callback)
+            if self._watcher is None and not self._memory and not self._closed:
+                with self._guard("reading"):
+                    self._watch_version = self._scalar("PRAGMA data_version")
+                self._watcher = Watcher(self.location, self.watch_interval, self._watch_look)
+
+        def remove() -> None:
+            try:
+                self._callbacks.remove(callback)
+            except ValueError:
+                pass
+
+        return remove
+
+    @property
+    def watching(self) -> str | None:
+        """How the watcher learns of other writers (``'inotify'`` or ``'poll'``), or
+        ``None`` when there is no watcher."""
+        watcher = self._watcher
+        return None if watcher is None else watcher.mode
+
+    def _watch_look(self) -> bool:
+        """The watcher's look: if another connection committed since its last look, empty
+        the cache and call the callbacks. ``False`` if the store was busy (look again)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._closed:
+                return True
+            version = self._scalar("PRAGMA data_version")
+            moved = version != self._watch_version
+            if moved:
+                # Not ``_data_version``: a claim compares that one (see sqlite_watch).
+                self._watch_version = version
+                self._shared = True
+                self._clear_cache()
+                self._counts.clear()
+        finally:
+            self._lock.release()
+        if moved:
+            for callback in list(self._callbacks):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("run log change callback %r failed", callback)
+        return True
+
     def refresh(self) -> None:
         """Drop the ``last()`` cache if another connection has written since we looked."""
         with self._lock, self._guard("reading"):
@@ -244,6 +312,9 @@ class SQLiteCore(LastCacheBase):
             self._checkpointer.committed(self._conn)
 
     def close(self) -> None:
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.stop()  # before the lock: a callback in flight never waits for it
         with self._lock:
             if self._closed:
                 return
