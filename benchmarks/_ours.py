@@ -44,14 +44,16 @@ def _tmpdir() -> Iterator[Path]:
         yield Path(d)
 
 
-def _app(logs: str | Path) -> Any:
+def _app(logs: str | Path, execution: str = "thread") -> Any:
     from redengine_nb import RedEngine
 
-    return RedEngine(config={"task_execution": "thread"}, logs=str(logs))
+    return RedEngine(config={"task_execution": execution}, logs=str(logs))
 
 
-def _task(app: Any, cond: str, name: str, func: Callable[[], None]) -> None:
-    app.task(cond, func=func, name=name, execution="thread")
+def _task(
+    app: Any, cond: str, name: str, func: Callable[[], None], execution: str = "thread"
+) -> None:
+    app.task(cond, func=func, name=name, execution=execution)
 
 
 def idle(p: Params) -> Result:
@@ -79,11 +81,12 @@ def _next_due_ts(app: Any, name: str) -> float | None:
 def lag(p: Params) -> Result:
     starts = Starts()
     window = float(p["window"])
+    execution = p.get("execution", "thread")  # "main": each run inline, as schedule's
     with _tmpdir() as d:
-        app = _app(d / "log.db")
+        app = _app(d / "log.db", execution)
         names = [f"t{i}" for i in range(p["n"])]
         for name in names:
-            _task(app, "every 1 second", name, starts.recorder(name))
+            _task(app, "every 1 second", name, starts.recorder(name), execution)
         t0 = time.time()
         # Our rule for "every 1 second": due when no run started in the last second, so a
         # task that never ran is due at once; take the engine's own next_due() if later.
@@ -141,10 +144,11 @@ def _recorded_starts(path: Path) -> dict[str, list[tuple[float, float]]]:
 def burst(p: Params) -> Result:
     done = Starts()
     n = int(p["n"])
+    execution = p.get("execution", "thread")  # "main": each run inline, as schedule's
     with _tmpdir() as d:
-        app = _app(d / "log.db")
+        app = _app(d / "log.db", execution)
         for i in range(n):
-            _task(app, "daily", f"t{i}", done.end)
+            _task(app, "daily", f"t{i}", done.end, execution)
         t0 = time.time()
         app.start()
         # Finished = every body returned and every run's end is acknowledged, which the

@@ -68,12 +68,13 @@ class Scenario:
 SCALE_SIZES = (10, 100, 1_000, 10_000, 100_000)
 
 
-def _lag(n: int, quick_n: int) -> Scenario:
+def _lag(n: int, quick_n: int, execution: str = "thread") -> Scenario:
+    main = execution == "main"
     return Scenario(
-        f"lag-{n}",
+        f"main-lag-{n}" if main else f"lag-{n}",
         "lag",
-        {"n": n, "window": 10},
-        {"n": quick_n, "window": 2},
+        {"n": n, "window": 10, "execution": execution},
+        {"n": quick_n, "window": 2, "execution": execution},
         (
             Metric("grid_p50_ms", "start − wall-clock grid p50, ms"),
             Metric("grid_p99_ms", "start − wall-clock grid p99, ms"),
@@ -82,6 +83,9 @@ def _lag(n: int, quick_n: int) -> Scenario:
             Metric("p99_ms", "start − due by its own rule p99, ms"),
             Metric("missed", "missed runs", ratio=False),
         ),
+        # execution="main" (each run inline on the scheduler's thread) against schedule,
+        # whose model that is.
+        libs=("ours", "schedule") if main else LIBS,
     )
 
 
@@ -116,6 +120,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         {"n": 10_000},
         {"n": 300},
         (Metric("runs_per_s", "10,000 runs due at once: runs/s", higher_is_better=True),),
+    ),
+    _lag(100, 20, "main"),
+    Scenario(
+        "main-burst",
+        "burst",
+        {"n": 10_000, "execution": "main"},
+        {"n": 300, "execution": "main"},
+        (
+            Metric(
+                "runs_per_s",
+                "10,000 main runs due at once (inline): runs/s",
+                higher_is_better=True,
+            ),
+        ),
+        libs=("ours", "schedule"),
     ),
     Scenario(
         "proc-every",

@@ -104,12 +104,23 @@ class EndWriter:
         with self._ends_cv:
             self._ends.append(item)
             if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_ends, name="redengine_nb:end-writer", daemon=True
-                )
-                self._writer.start()
+                self._start_writer()
             else:
                 self._ends_cv.notify()
+
+    def warm(self) -> None:
+        """Start the writer thread now (it exits after ``_WRITER_KEEPALIVE`` seconds
+        without ends), so the first runs' ends do not wait for it to be made."""
+        with self._ends_cv:
+            if self._writer is None:
+                self._start_writer()
+
+    def _start_writer(self) -> None:
+        """(under ``_ends_cv``)"""
+        self._writer = threading.Thread(
+            target=self._write_ends, name="redengine_nb:end-writer", daemon=True
+        )
+        self._writer.start()
 
     def _write_ends(self) -> None:
         """The end writer: write queued ends in batches and acknowledge them; exit after

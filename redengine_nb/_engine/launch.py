@@ -30,7 +30,7 @@ from ..executors import SEPARATE_MEMORY, RunFlag, RunOutcome, RunSpec, make_exec
 from ..records import Action, RunRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from contextlib import AbstractContextManager
 
     from ..executors import Executor, RunHandle
@@ -172,6 +172,20 @@ class Launcher:
             self._executors[kind] = executor
         return executor
 
+    def warm(self) -> None:
+        """Before the first step: start the thread pool's workers if a task runs on
+        threads, so the runs due at the start wait for none of it. (Only the thread
+        executor is made ahead: the others start processes or a cluster, which a
+        session whose tasks never become due should not pay for.)"""
+        session = self._session
+        with session._lock:
+            threads = any(task.execution == "thread" for task in session._tasks.values())
+        if threads:
+            try:
+                self.executor("thread").warm()
+            except Exception:  # the run that needs it reports the error
+                log.debug("could not prepare the thread executor", exc_info=True)
+
     def close_executors(self, *, terminate: bool) -> None:
         """Shut every executor down (the next run makes new ones)."""
         executors, self._executors = self._executors, {}
@@ -272,7 +286,7 @@ class Launcher:
         log.error("task %r could not start (silence_task_prerun): %s", task.name, text)
 
     def launch_due(
-        self, due: list[tuple[BaseTask, dict[str, Any] | None]], now_ts: float
+        self, due: Iterable[tuple[BaseTask, dict[str, Any] | None]], now_ts: float
     ) -> list[str]:
         """Start the due runs in priority order; returns the names started.
 

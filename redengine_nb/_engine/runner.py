@@ -109,6 +109,13 @@ class Runner:
     def _loop(self) -> None:
         session = self.session
         wake = session.wake
+        session.runner_thread = threading.get_ident()
+        try:
+            self._steps(session, wake)
+        finally:
+            session.runner_thread = None
+
+    def _steps(self, session: Session, wake: threading.Event) -> None:
         while True:
             wake.clear()
             session.tick()

@@ -104,6 +104,9 @@ class Session:
         self._status: dict[str, Action] = {}  # each task's newest action, as last known
         self._subscribers: list[Callable[[str, str | None], None]] = []
         self.wake = threading.Event()
+        #: The runner's thread while it loops (else None): an event it emits itself needs
+        #: no wake-up, as it works out how long to sleep after its step anyway.
+        self.runner_thread: int | None = None
         # The parts, each with its own state (the launcher uses the end writer's on_done).
         self.ends = EndWriter(self)
         self.step = Step(self)
@@ -201,7 +204,10 @@ class Session:
     def _emit(self, event: str, task: str | None = None) -> None:
         # Setting a set Event still takes its lock and notifies: skip it. A runner clears
         # `wake` before its step, so a change made before that clear is seen by the step.
-        if not self.wake.is_set():
+        # The runner's own events (a run it started, a main run's end) would only make it
+        # take one more step for nothing: what they change is in the step's state, which
+        # seconds_until_wake() reads before the runner sleeps.
+        if not self.wake.is_set() and threading.get_ident() != self.runner_thread:
             self.wake.set()
         for callback in list(self._subscribers):
             try:
@@ -252,6 +258,9 @@ class Session:
         look at every condition again, say the scheduler started."""
         self.mark_crashed_runs()
         self.lease.owner  # noqa: B018 - take the lease now: other schedulers see us alive
+        # Thread workers and the end writer made now, not by the first runs due.
+        self.launcher.warm()
+        self.ends.warm()
         self.step.invalidate()
         self._emit("scheduler_started", None)
 

@@ -32,7 +32,7 @@ from ..records import Action
 from ..runlog.base import last_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from .session import Session
     from .tasks import BaseTask
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("redengine_nb.session")  # one logger for all the parts of the session
 
 _COND_ERROR_RETRY = 10.0  # seconds before a condition that raised (silenced) is tried again
+# Conditions looked at before the first due runs start; each next chunk 4x as many, up
+# to _MOST_LOOK (see Step._due).
+_FIRST_LOOK = 16
+_MOST_LOOK = 256
 # Every action that closes a run: a start newer than all of them is a run still open.
 _CLOSING = tuple(a for a in Action if a is not Action.RUN)
 
@@ -190,7 +194,11 @@ class Step:
             if session.stop_requested:
                 self._shut_next = None
                 return []
-            due = self._due(now, now_ts)
+            if session.config.shut_cond is None:
+                # The due tasks start while the later ones are looked at (see _due).
+                self._shut_next = None
+                return session.launcher.launch_due(self._due(now, now_ts), now_ts)
+            due = list(self._due(now, now_ts))
             # shut_cond after the due tasks are chosen: a run that ended in between (so
             # that its task is due again) is then seen by shut_cond too, and a shut_cond
             # it made true stops the scheduler before that task starts again.
@@ -314,91 +322,138 @@ class Step:
             found.sort(key=lambda t: order.get(t.name, 0))
         return found
 
-    def _due(self, now: datetime, now_ts: float) -> list[tuple[BaseTask, dict[str, Any] | None]]:
-        from ..conditions.base import OUTSIDE_RECHECK, Context
+    def _due(
+        self, now: datetime, now_ts: float
+    ) -> Iterator[tuple[BaseTask, dict[str, Any] | None]]:
+        """The due tasks, in the order they start: priority, then the longest waiting (a
+        task that found no free slot keeps the instant it became due), then registration
+        order -- a task registered last is not starved by earlier ones due as often.
+
+        That order is known before any condition is read (a due task waits since it
+        waited, else since its check time, else since now), so the candidates are put in
+        it first and looked at in chunks (16, then 4x as many, up to 256), each under the
+        lock: the launcher starts the first due runs while the later conditions are still
+        to be read, rather than after all of them (a third of a 1,000-run launch)."""
+        from ..conditions.base import Context
 
         session = self._session
-        due: list[tuple[BaseTask, dict[str, Any] | None]] = []
-        next_check = self._next_check
         forced = session._forced
-        running = session._running
         with session._lock:
             reads = _Reads(
                 session.clock_guard.history(now_ts), session.is_task_running, self._anchors
             )
             shared = session.runlog.shared  # another scheduler writes this log too
             params, cycles, started = session.parameters, session.cycles, session.started
-            due_now = self._due_now
-            due_now.clear()
+            self._due_now.clear()
             waiting = self._waiting
             candidates = self._candidates(now_ts)  # (no longer dirty)
             clocked = self._clocked
-            for task in candidates:
-                name = task.name
-                if forced.get(name):
-                    if not running.get(name):
-                        due.append((task, forced[name][0]))
-                        waiting.setdefault(name, now_ts)
-                    continue
-                if task._disabled or running.get(name):
-                    # Looked at again when its run ends, or when it is enabled (both
-                    # mark it dirty): nothing to keep for it meanwhile.
-                    next_check.pop(name, None)
-                    continue
-                reads.names.clear()
-                reads.wild = False
+            if len(candidates) > 1:
+                order = self._order
+                candidates.sort(
+                    key=lambda t: (
+                        -t.priority,
+                        waiting.get(
+                            t.name, now_ts if forced.get(t.name) else clocked.get(t.name, now_ts)
+                        ),
+                        order.get(t.name, 0),
+                    )
+                )
+
+            def look(task: BaseTask) -> tuple[bool, dict[str, Any] | None]:
                 ctx = Context(
                     now,
                     reads,
-                    name,
+                    task.name,
                     reads.is_running,
                     parameters=params,
                     cycles=cycles,
                     started=started,
                 )
-                try:
-                    if task._start_cond.is_met(ctx):
-                        if shared and self._open_in_log(name, reads.history):
-                            # Started by another scheduler on this log and not ended:
-                            # looked at again at its end, or at our next heartbeat.
-                            self._set_check(name, now_ts + session.config.lease_ttl / 3)
-                            continue
-                        next_check.pop(name, None)
-                        due.append((task, None))
-                        since = waiting.get(name)
-                        if since is None:
-                            since = waiting[name] = clocked.get(name, now_ts)
-                        due_now[name] = since
-                    else:
-                        waiting.pop(name, None)
-                        nxt = task._start_cond.next_due(ctx)
-                        check = None if nxt is None else nxt.timestamp()
-                        if task._start_cond.reads_outside():
-                            # A custom phrase: nothing announces its change; look again soon.
-                            soon = now_ts + OUTSIDE_RECHECK
-                            check = soon if check is None else min(check, soon)
-                        if check is None:
-                            next_check.pop(name, None)
-                        else:
-                            self._set_check(name, check)
-                except Exception as exc:
-                    self._set_check(name, now_ts + _COND_ERROR_RETRY)
-                    self._cond_error(f"the condition of task {name!r} ({task._start_cond})", exc)
-                finally:
-                    self._note_reads(name, reads)
-        if len(due) > 1:
-            # Priority, then the longest waiting (a task that found no free slot keeps
-            # the instant it became due), then registration order: a task registered
-            # last is not starved by earlier ones that are due as often.
-            order = self._order
-            due.sort(
-                key=lambda item: (
-                    -item[0].priority,
-                    waiting.get(item[0].name, now_ts),
-                    order.get(item[0].name, 0),
-                )
-            )
-        return due
+                return self._look(task, ctx, reads, shared, now_ts)
+
+        tasks = session._tasks
+        at, chunk = 0, _FIRST_LOOK
+        complete = False
+        try:
+            while at < len(candidates):
+                found: list[tuple[BaseTask, dict[str, Any] | None]] = []
+                with session._lock:
+                    if session.stop_requested:
+                        return
+                    for task in candidates[at : at + chunk]:
+                        if tasks.get(task.name) is not task:
+                            continue  # deleted or replaced since the step began
+                        due, given = look(task)
+                        if due:
+                            found.append((task, given))
+                at += chunk
+                chunk = min(4 * chunk, _MOST_LOOK)
+                yield from found
+            complete = True
+        finally:
+            if not complete:
+                # Stopped early (a stop request, an error): what was not looked at, or
+                # found due but not taken, is no longer dirty: look at all again.
+                with session._lock:
+                    self.all_dirty = True
+
+    def _look(
+        self, task: BaseTask, ctx: Any, reads: _Reads, shared: bool, now_ts: float
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Look at one candidate (under the lock): whether it starts now, and the
+        parameters of its forced run (``None`` for a run its condition made due). Sets
+        its next check time, what it read, and since when it waits."""
+        from ..conditions.base import OUTSIDE_RECHECK
+
+        session = self._session
+        name = task.name
+        forced = session._forced
+        running = session._running
+        next_check = self._next_check
+        waiting = self._waiting
+        if forced.get(name):
+            if running.get(name):
+                return False, None
+            waiting.setdefault(name, now_ts)
+            return True, forced[name][0]
+        if task._disabled or running.get(name):
+            # Looked at again when its run ends, or when it is enabled (both mark it
+            # dirty): nothing to keep for it meanwhile.
+            next_check.pop(name, None)
+            return False, None
+        reads.names.clear()
+        reads.wild = False
+        try:
+            if task._start_cond.is_met(ctx):
+                if shared and self._open_in_log(name, reads.history):
+                    # Started by another scheduler on this log and not ended: looked at
+                    # again at its end, or at our next heartbeat.
+                    self._set_check(name, now_ts + session.config.lease_ttl / 3)
+                    return False, None
+                next_check.pop(name, None)
+                since = waiting.get(name)
+                if since is None:
+                    since = waiting[name] = self._clocked.get(name, now_ts)
+                self._due_now[name] = since
+                return True, None
+            waiting.pop(name, None)
+            nxt = task._start_cond.next_due(ctx)
+            check = None if nxt is None else nxt.timestamp()
+            if task._start_cond.reads_outside():
+                # A custom phrase: nothing announces its change; look again soon.
+                soon = now_ts + OUTSIDE_RECHECK
+                check = soon if check is None else min(check, soon)
+            if check is None:
+                next_check.pop(name, None)
+            else:
+                self._set_check(name, check)
+        except Exception as exc:
+            self._set_check(name, now_ts + _COND_ERROR_RETRY)
+            self._cond_error(f"the condition of task {name!r} ({task._start_cond})", exc)
+        finally:
+            self._note_reads(name, reads)
+        return False, None
 
     @staticmethod
     def _open_in_log(name: str, history: Any) -> bool:

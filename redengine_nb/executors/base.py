@@ -155,6 +155,11 @@ class Executor(ABC):
         """How many more runs may start now (``None``: no limit)."""
         return None
 
+    def warm(self) -> None:
+        """Get ready for runs before the first is due (the scheduler starts): by default
+        nothing."""
+        return None
+
     def shutdown(self, *, terminate: bool) -> None:
         """Stop accepting runs; with ``terminate``, stop the running ones. The default has
         nothing to stop."""

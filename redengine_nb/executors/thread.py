@@ -167,6 +167,22 @@ class ThreadExecutor(Executor):
         self._jobs.put(handle)
         return handle
 
+    def warm(self) -> None:
+        """Start the ``eager`` workers now, idle: the first runs due (often many at the
+        scheduler's start) do not wait for threads to be made."""
+        with self._lock:
+            extra = max(0, self.eager - self._workers)
+            self._workers += extra
+            self._idle += extra
+        for _ in range(extra):
+            try:
+                self._spawn()
+            except Exception:  # no thread now: runs start them as usual
+                log.exception("could not start a worker thread")
+                with self._lock:
+                    self._workers -= 1
+                    self._idle -= 1
+
     def _spawn(self) -> None:
         """Start a worker (counted in ``_workers`` already); it takes the next queued job."""
         # Named idle until it takes a job: another worker may take the one it was started for.
