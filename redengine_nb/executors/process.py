@@ -18,8 +18,9 @@ pickled for multiprocessing, no socket or file is made per run (the output goes 
 unnamed ``O_TMPFILE``, the result on a pipe), and the child runs no Python bootstrap. The
 modules a run's target came from (a helper module, a notebook's imports pickled by
 reference) are imported by the template after the first run that needed them, so later
-runs are forked with them loaded; a module that starts a thread at import makes the
-template say so on stderr. Measured (docs/performance.md, issue 15 item 2): a burst of
+runs are forked with them loaded -- unless loading them in the child started a thread
+(the template would then fork from a threaded process; should one start a thread anyway,
+the template says so on stderr). Measured (docs/performance.md, issue 15 item 2): a burst of
 process runs 143-168 -> 550-640 runs/s; ``start()`` 1.4-2 ms -> 40-120 µs of the scheduler
 thread. The template itself is idle between runs (one ``select``) and is ended when the
 executor is shut down and idle.
@@ -446,6 +447,8 @@ class _TemplateHandle(RunHandle):
         self.done = threading.Event()
         self._pid: int | None = None
         self.pid_known = threading.Event()  # set when the template reports it (or the end)
+        #: The template it was sent to (its kill messages go there; it is lost with it).
+        self.link: _TemplateLink | None = None
 
     @property
     def pid(self) -> int | None:
@@ -472,6 +475,10 @@ class _TemplateHandle(RunHandle):
 #: the report comes within milliseconds of the start).
 _PID_GUARD = 60.0
 
+#: Seconds after a run's KILL was sent through the template without the run's end
+#: coming back, after which the template is taken for stuck and killed.
+_TEMPLATE_ANSWER = 30.0
+
 #: What the template process runs (``python -c``): argv is [folder, scheduler pid, the
 #: folder holding the redengine_nb package].
 _TEMPLATE_BOOT = (
@@ -483,7 +490,16 @@ _TEMPLATE_BOOT = (
 class _TemplateLink:
     """The scheduler's ends of one template process."""
 
-    __slots__ = ("closed", "control", "finalizer", "proc", "report", "wake_r", "wake_w")
+    __slots__ = (
+        "closed",
+        "control",
+        "finalizer",
+        "proc",
+        "report",
+        "sent_env",
+        "wake_r",
+        "wake_w",
+    )
 
     def __init__(
         self, proc: subprocess.Popen[bytes], control: int, report: int, wake: tuple[int, int]
@@ -493,6 +509,8 @@ class _TemplateLink:
         self.report = report  # its stdout: pids and ends
         self.wake_r, self.wake_w = wake
         self.closed = False  # control closed (under the executor's send lock)
+        #: The sys.path and working folder this template was last sent (send lock).
+        self.sent_env: tuple[list[str], str] | None = None
         #: Wakes the watcher if the executor is garbage-collected without a shutdown.
         self.finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -558,7 +576,6 @@ class ProcessExecutor(Executor):
         self._link: _TemplateLink | None = None
         self._link_lock = threading.Lock()  # one template started at a time
         self._send_lock = threading.Lock()  # one message written at a time
-        self._sent_env: tuple[list[str], str] | None = None
         # The watcher thread and its wake-up pipe exist only while children do.
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
@@ -665,33 +682,52 @@ class ProcessExecutor(Executor):
         with self._lock:
             self._seq += 1
             seq = self._seq
-            handle = _TemplateHandle(self, spec, on_done, seq)
-            self._children[seq] = handle  # before its reports can come
-            self._idle.clear()
+        handle = _TemplateHandle(self, spec, on_done, seq)
         try:
-            link = self._template()
+            cwd = os.getcwd()
+        except OSError:  # the working folder was removed: the template keeps its own
+            cwd = ""
+        env_now: tuple[list[str], str] = (list(sys.path), cwd)
+        for attempt in (1, 2):
+            link: _TemplateLink | None = None
             try:
-                cwd = os.getcwd()
-            except OSError:  # the working folder was removed: the template keeps its own
-                cwd = ""
-            env: tuple[list[str], str] | None = (list(sys.path), cwd)
-            with self._send_lock:
-                if env == self._sent_env:
-                    env = None  # the template has them (sys.path and the working folder)
-                else:
-                    self._sent_env = env
-                link.send(frame(("run", seq, payload, uses_flag, spec.output_limit, env)))
-        except Exception as exc:
-            with self._lock:
-                mine = self._children.pop(seq, None)
-                if not self._children:
-                    self._idle.set()
-            if mine is None:  # the template ended meanwhile: the run was reported lost
-                return handle
-            raise TaskSetupError(
-                f"task {spec.task_name!r}: could not start its process "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+                link = self._template()
+                with self._lock:
+                    handle.link = link
+                    self._children[seq] = handle  # before its reports can come
+                    self._idle.clear()
+                with self._send_lock:
+                    # sys.path and the working folder, if this template lacks them
+                    env = None if env_now == link.sent_env else env_now
+                    link.send(frame(("run", seq, payload, uses_flag, spec.output_limit, env)))
+                    link.sent_env = env_now
+            except Exception as exc:
+                with self._lock:
+                    mine = self._children.pop(seq, None)
+                    if not self._children:
+                        self._idle.set()
+                if mine is None:  # the template ended meanwhile: the run was reported lost
+                    return handle
+                if (
+                    attempt == 1
+                    and link is not None
+                    and isinstance(exc, BrokenPipeError)
+                    and not self._closed
+                ):
+                    # The template has died and its watcher has not seen it yet. Nothing
+                    # read this message (no read end is left), so no child was forked
+                    # for it: start the run on a fresh template rather than not at all.
+                    self._retire(link)
+                    continue
+                raise TaskSetupError(
+                    f"task {spec.task_name!r}: could not start its process "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+            break
+        if handle.deadline is not None:
+            # its watcher counts from now (not from the template's first report about
+            # it, which a stuck template never sends)
+            self._wake()
         if spec.flag.is_set():
             self._request_terminate(handle, "terminated: its flag was set before it started")
         else:
@@ -723,6 +759,14 @@ class ProcessExecutor(Executor):
                     self._link = started[0]
             assert self._link is not None
             return self._link
+
+    def _retire(self, link: _TemplateLink) -> None:
+        """``link``'s template is dead: the next run starts a new one. Its watcher still
+        reports its runs lost when it sees the end of the report pipe."""
+        with self._link_lock, self._lock:
+            if self._link is link:
+                self._link = None
+                self._watcher = None
 
     def _spawn_template(self, folder: str) -> _TemplateLink:
         """Start the template process (on the watcher thread: the template asks for
@@ -758,11 +802,13 @@ class ProcessExecutor(Executor):
             if self._link is link:
                 self._link = None
                 self._watcher = None
-            self._sent_env = None
             self._wake_pending = False
-            orphans = list(self._children.values()) if lost else []
-            if lost:
-                self._children.clear()
+            orphans = []
+            if lost:  # its runs (a newer template's, if one was started, live on)
+                for key, handle in list(self._children.items()):
+                    if handle.link is link:
+                        orphans.append(handle)
+                        del self._children[key]
         with self._send_lock:
             link.closed = True
             os.close(link.control)  # the template's end of file: it exits
@@ -775,13 +821,17 @@ class ProcessExecutor(Executor):
             os.close(fd)
         for handle in orphans:
             handle.pid_known.set()
+            why = (
+                "the template process it was forked from ended"
+                if handle._pid is not None
+                else "the template process ended before it reported forking it"
+            )
             self._report_outcome(
                 handle,
                 RunOutcome(
                     Action.FAIL,
                     self.clock.time(),
-                    exc_text="process lost: the template process it was forked from ended "
-                    f"(exit status {status})",
+                    exc_text=f"process lost: {why} (exit status {status})",
                 ),
             )
         with self._lock:
@@ -855,7 +905,7 @@ class ProcessExecutor(Executor):
 
     def _send_signal(self, handle: Any, signum: int) -> None:
         if isinstance(handle, _TemplateHandle):
-            link = self._link
+            link = handle.link
             if link is not None:
                 try:
                     with self._send_lock:
@@ -996,6 +1046,28 @@ class ProcessExecutor(Executor):
                     self._send_signal(handle, signal.SIGKILL)
                 else:
                     next_at = _earliest(next_at, handle.kill_at)
+            if handle.killed and isinstance(handle, _TemplateHandle):
+                # The template sends the KILL; its report follows within milliseconds.
+                # A template that does not answer (stopped, stuck) is killed itself: its
+                # runs are then reported lost instead of hanging for ever.
+                give_up = (handle.kill_at or now) + _TEMPLATE_ANSWER
+                link = handle.link
+                if now < give_up:
+                    next_at = _earliest(next_at, give_up)
+                elif _uninterruptible(handle._pid):
+                    # The KILL was sent; the child waits in the kernel (a hung NFS
+                    # mount) and dies when it leaves. Not the template's fault: keep it
+                    # and the other runs.
+                    next_at = _earliest(next_at, now + _TEMPLATE_ANSWER)
+                elif link is not None and link.proc.returncode is None:
+                    log.error(
+                        "the process template (pid %d) did not end run %r %.0f s after "
+                        "its KILL: killing the template",
+                        link.proc.pid,
+                        handle.spec.task_name,
+                        _TEMPLATE_ANSWER,
+                    )
+                    link.proc.kill()
         return None if next_at is None else max(0.0, next_at - now)
 
     def _finish(self, handle: _ProcessHandle) -> None:
@@ -1072,6 +1144,18 @@ class ProcessExecutor(Executor):
             return None
         action_text, value_bytes, exc_text = data
         return str(action_text), value_bytes, exc_text
+
+
+def _uninterruptible(pid: int | None) -> bool:
+    """Whether process ``pid`` is in uninterruptible sleep (state ``D``)."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return False
+    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] == b"D"
 
 
 def _earliest(a: float | None, b: float) -> float:

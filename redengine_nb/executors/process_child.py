@@ -212,8 +212,11 @@ def _call(
     action, value, exc_text = Action.SUCCESS, None, None
     try:
         known = len(sys.modules)
+        threads = threading.active_count()
         target = _TargetUnpickler(io.BytesIO(payload)).load()
-        if imported is not None and len(sys.modules) > known:
+        # Not when importing them started a thread: the template would then fork every
+        # later child from a threaded process (a lock that thread held stays held).
+        if imported is not None and threading.active_count() == threads:
             imported.extend(itertools.islice(sys.modules, known, None))
     except BaseException:
         action = Action.FAIL
@@ -261,8 +264,10 @@ def child_main(
     token of the scheduler it must not outlive; see :mod:`redengine_nb.executors.process`)."""
     _die_with_parent(scheduler)
     _redirect_output(os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    me = os.getpid()
     action, value, exc_text = _call(payload, uses_flag)
-    _write_result(result_path, action, value, exc_text)
+    if os.getpid() == me:  # not a copy the target forked (see run_in_child)
+        _write_result(result_path, action, value, exc_text)
 
 
 # ----------------------------------------------------- a child of the template process
@@ -277,7 +282,13 @@ def run_in_child(payload: bytes, uses_flag: bool, result_w: int) -> int:
     (for the template to import once: see :func:`split_result`) and the outcome; return
     the exit status to use."""
     imported: list[str] = []
+    me = os.getpid()
     action, value, exc_text = _call(payload, uses_flag, imported)
+    if os.getpid() != me:
+        # A copy the target forked (os.fork() without exec) returned from it too: it is
+        # not the run. Its outcome would be mixed with, or taken for, the run's own.
+        _flush_output()
+        return 0
     names = "\n".join(imported).encode("utf-8", errors="replace")
     outcome = pickle.dumps((action.value, value, exc_text), protocol=pickle.HIGHEST_PROTOCOL)
     data = _NAMES_SIZE.pack(len(names)) + names + outcome

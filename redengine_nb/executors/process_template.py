@@ -34,7 +34,9 @@ the executor's watcher thread, which lives as long as the template), and end of 
 its control pipe (whose only write end is the scheduler's). Its children then get
 ``SIGKILL`` from theirs. It runs in its own process group, so a terminal's Ctrl-C reaches
 the scheduler (which ends its runs) and not every child. The main module of the
-scheduler is never imported here.
+scheduler is never imported here. Each child makes a process group of its own, so a
+task that signals its group (a shell script's ``kill 0``) does not hit the template and
+the other runs.
 """
 
 from __future__ import annotations
@@ -185,11 +187,7 @@ class _Template:
         os.set_blocking(self.report, False)
         os.set_inheritable(self.control, False)
         os.set_inheritable(self.report, False)
-        self.children_fd = os.open(
-            os.path.join(folder, CHILDREN_FILE),
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-            0o600,
-        )
+        self.children_fd = self._open_children()
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.control, selectors.EVENT_READ, "control")
         # A child's end is seen on its pidfd (Linux 5.3): no SIGCHLD handler here, so a
@@ -279,11 +277,22 @@ class _Template:
                 with contextlib.suppress(OSError):
                     os.chdir(env[1])
         try:
-            out_fd = _open_output(self.folder)
+            try:
+                out_fd = _open_output(self.folder)
+            except FileNotFoundError:
+                self._remake_folder()
+                out_fd = _open_output(self.folder)
         except OSError as exc:
             self._send(("end", seq, None, None, False, b"", f"its output file: {exc}"))
             return
-        result_r, result_w = os.pipe()
+        # Whatever fails here (out of file descriptors, of memory) fails this run, not
+        # the template and the runs it holds.
+        try:
+            result_r, result_w = os.pipe()
+        except OSError as exc:
+            os.close(out_fd)
+            self._send(("end", seq, None, None, False, b"", f"its result pipe: {exc}"))
+            return
         try:
             pid = os.fork()
         except OSError as exc:
@@ -294,15 +303,43 @@ class _Template:
         if pid == 0:  # the child: never returns
             self._child(payload, uses_flag, out_fd, result_w)
         os.close(result_w)
+        pidfd = None
+        if self.pidfds:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError as exc:  # its end could not be seen: end it now
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                os.close(out_fd)
+                os.close(result_r)
+                self._send(("end", seq, None, None, False, b"", f"its pidfd: {exc}"))
+                return
         os.set_blocking(result_r, False)
         child = _Child(seq, pid, result_r, out_fd, limit)
         self.by_pid[pid] = child
         self.by_seq[seq] = child
         self.selector.register(result_r, selectors.EVENT_READ, child)
-        if self.pidfds:
-            child.pidfd = os.pidfd_open(pid)
-            self.selector.register(child.pidfd, selectors.EVENT_READ, child.ended)
+        if pidfd is not None:
+            child.pidfd = pidfd
+            self.selector.register(pidfd, selectors.EVENT_READ, child.ended)
         self._send(("pid", seq, pid))
+
+    def _remake_folder(self) -> None:
+        """The runs' folder was removed under us (a temp cleaner, after days without a
+        run): make it again, with the list of children the orphan sweep reads."""
+        os.mkdir(self.folder, 0o700)
+        fd = self._open_children()
+        os.close(self.children_fd)
+        self.children_fd = fd
+        note_self(fd)
+
+    def _open_children(self) -> int:
+        return os.open(
+            os.path.join(self.folder, CHILDREN_FILE),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+            0o600,
+        )
 
     def _child(self, payload: bytes, uses_flag: bool, out_fd: int, result_w: int) -> None:
         code = 70
@@ -310,6 +347,9 @@ class _Template:
             die_with_parent()
             if os.getppid() != self.pid:
                 os._exit(1)  # the template ended between the fork and the prctl
+            # A process group of its own: a task that signals its group (a shell's
+            # ``kill 0``) reaches its own processes, not the template and the other runs.
+            os.setpgid(0, 0)
             if self.wake is not None:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)

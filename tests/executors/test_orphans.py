@@ -5,6 +5,7 @@ still alive is killed before its run is marked crash, and run folders are remove
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,3 +157,65 @@ def test_sweep_kills_every_process_in_a_template_folders_children_list(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(GUARD)
+
+
+_BURST_SCHEDULER = """
+import os, sys, threading, time
+from redengine_nb.executors.base import RunSpec
+from redengine_nb.executors.process import ProcessExecutor
+from redengine_nb.testing import FakeClock
+
+def wait_forever():
+    threading.Event().wait()
+
+executor = ProcessExecutor(6, FakeClock("2024-03-10 09:00", tz="UTC"), start_method="template")
+for n in range(3):  # runs that never end
+    executor.start(RunSpec("long", str(n), wait_forever), lambda outcome: None)
+print(executor._folder, executor._link.proc.pid, flush=True)
+n = 0
+while True:  # a burst of short runs, until this process is killed
+    if executor.capacity():
+        n += 1
+        executor.start(RunSpec("short", str(n), os.getpid), lambda outcome: None)
+        if n == 50:
+            print("burst", flush=True)
+    else:
+        time.sleep(0.001)
+"""
+
+
+def _listed(path: str) -> list[int]:
+    with open(path) as fh:
+        return [int(line.split()[0]) for line in fh.read().splitlines()]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_scheduler_mid_burst_ends_its_template_and_every_run(
+    wait_for: Any,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-c", _BURST_SCHEDULER],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert scheduler.stdout is not None
+        folder, template = scheduler.stdout.readline().split()
+        assert scheduler.stdout.readline() == "burst\n"  # short runs are being started
+        listing = os.path.join(folder, "children")
+        wait_for(lambda: len(_listed(listing)) > 20, "children noted themselves", GUARD)
+        os.kill(scheduler.pid, signal.SIGKILL)
+        scheduler.wait(GUARD)
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait(GUARD)
+    # The template's list: itself, then every child it forked (each writes its own line).
+    listed = _listed(listing)
+    assert listed[0] == int(template)
+    for pid in listed:
+        wait_for(lambda: not _alive(pid), f"process {pid} died with its scheduler", GUARD)  # noqa: B023
+    # (no sweep_orphans() here: it would sweep other tests' dead schedulers too)
+    shutil.rmtree(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -612,3 +613,444 @@ def test_an_executor_dropped_without_a_shutdown_ends_its_template(clock: FakeClo
     del executor
     gc.collect()
     assert template.wait(GUARD) == 0  # it read the end of its control pipe and exited
+
+
+# -- adversarial review of the template path ---------------------------------------------
+
+
+def fork_and_return_in_both() -> str:
+    """A target that forks and whose copy returns too (a library forking without exec)."""
+    pid = os.fork()
+    if pid == 0:
+        return "the forked copy"
+    os.waitpid(pid, 0)  # the copy has returned and ended before this one returns
+    return "the run itself"
+
+
+@linux_only
+def test_a_forked_copy_of_the_target_does_not_report_the_runs_outcome(
+    clock: FakeClock,
+) -> None:
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        outcome = run(executor, fork_and_return_in_both)
+        assert outcome.action is Action.SUCCESS
+        assert outcome.return_value == "the run itself"
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        raw = fh.read()
+    return raw[raw.rfind(b")") + 2 :].split()[0].decode()
+
+
+@linux_only
+def test_a_run_started_after_its_template_died_unnoticed_starts_on_a_fresh_one(
+    clock: FakeClock, wait_for: Any
+) -> None:
+    """The template is killed and its watcher has not seen it yet (here: held off by
+    keeping the report pipe open, as the moment before the watcher wakes does): a run
+    started then finds the control pipe broken -- its message certainly never read -- and
+    must start on a fresh template instead of failing to start."""
+    executor = ProcessExecutor(2, clock, start_method="template")
+    held = -1
+    try:
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        link = executor._link
+        assert link is not None
+        template = link.proc.pid
+        pipe = os.readlink(f"/proc/self/fd/{link.report}")
+        [fd] = [
+            n
+            for n in os.listdir(f"/proc/{template}/fd")
+            if os.readlink(f"/proc/{template}/fd/{n}") == pipe
+        ]
+        held = os.open(f"/proc/{template}/fd/{fd}", os.O_WRONLY)  # its report pipe
+        os.kill(template, signal.SIGKILL)
+        wait_for(lambda: _state(template) == "Z", "the template died", GUARD)
+        outcome = run(executor, os.getppid)
+        assert outcome.action is Action.SUCCESS, outcome.exc_text
+        assert outcome.return_value not in (template, os.getpid())  # a fresh template's
+        assert executor._link is not None and executor._link is not link
+    finally:
+        if held >= 0:
+            os.close(held)  # the old watcher sees the end now, and tidies up
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+def exit_3() -> None:
+    sys.exit(3)
+
+
+def interrupted() -> None:
+    raise KeyboardInterrupt
+
+
+def exit_0_at_once() -> None:
+    os._exit(0)
+
+
+class _FailsToLoad:
+    """Pickles fine here; loading it in the child raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, ("not a number",))
+
+
+def _takes(value: object) -> None:
+    return None
+
+
+@linux_only
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        (exit_3, "SystemExit: 3"),
+        (interrupted, "KeyboardInterrupt"),
+        (exit_0_at_once, "process exited with status 0 before reporting a result"),
+        (
+            functools.partial(_takes, _FailsToLoad()),
+            "could not load the task in the child process",
+        ),
+    ],
+    ids=["sys.exit(3)", "KeyboardInterrupt", "os._exit(0)", "unpickling fails"],
+)
+def test_a_target_that_exits_or_cannot_load_is_one_failure_and_the_template_lives_on(
+    clock: FakeClock, target: Callable[[], Any], says: str
+) -> None:
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        outcome = run(executor, target)
+        assert outcome.action is Action.FAIL
+        assert says in (outcome.exc_text or "")
+        link = executor._link
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        assert executor._link is link  # the same template: none of this reached it
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+def fork_a_copy_that_lingers(pidfile: str) -> str:
+    """Forks a copy (no exec) that keeps the run's result pipe and output file open."""
+    pid = os.fork()
+    if pid == 0:
+        threading.Event().wait(60)
+        os._exit(0)
+    with open(pidfile, "w") as fh:
+        fh.write(str(pid))
+    return "returned"
+
+
+def flood(lines: int) -> str:
+    line = "x" * 999 + "\n"
+    for _ in range(lines):
+        sys.stdout.write(line)
+    return "flooded"
+
+
+@linux_only
+def test_a_copy_holding_the_result_pipe_or_a_flood_of_output_blocks_nothing(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    executor = ProcessExecutor(2, clock, start_method="template")
+    pidfile = tmp_path / "copy.pid"
+    try:
+        outcome = run(executor, functools.partial(fork_a_copy_that_lingers, str(pidfile)))
+        assert outcome.action is Action.SUCCESS and outcome.return_value == "returned"
+        # 50 MB of output: the outcome carries its tail only
+        outcome = run(executor, functools.partial(flood, 50_000), output_limit=1000)
+        assert outcome.return_value == "flooded"
+        assert outcome.output is not None and len(outcome.output) < 1100
+        assert outcome.output.endswith("x" * 999 + "\n")
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_two_executors_keep_their_own_template_and_runs(clock: FakeClock, fifo: Path) -> None:
+    one = ProcessExecutor(2, clock, start_method="template")
+    two = ProcessExecutor(2, clock, start_method="template")
+    try:
+        waiter = Waiter()
+        one.start(RunSpec("long", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter)
+        wait_fifo(fifo)
+        parents = [run(ex, os.getppid).return_value for ex in (one, two)]
+        assert one._link is not None and two._link is not None
+        assert parents == [one._link.proc.pid, two._link.proc.pid]
+        assert parents[0] != parents[1]
+        assert len(one.running) == 1 and two.running == []
+        two.shutdown(terminate=True)  # ends two's template, not one's run
+        assert two.join(GUARD)
+        assert one.running[0].is_alive()
+        one.running[0].terminate()
+        assert waiter.wait().action is Action.TERMINATE
+    finally:
+        for ex in (one, two):
+            ex.shutdown(terminate=True)
+            assert ex.join(GUARD)
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as fh:
+            found += [int(p) for p in fh.read().split()]
+    return found
+
+
+@linux_only
+@pytest.mark.slow
+def test_500_runs_leak_no_fd_no_zombie_and_shutdown_leaves_no_file(clock: FakeClock) -> None:
+    executor = ProcessExecutor(8, clock, start_method="template")
+    done = threading.Semaphore(0)
+    outcomes: list[RunOutcome] = []
+
+    def on_done(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
+        done.release()
+
+    def burst(runs: int) -> None:
+        for n in range(runs):
+            if not executor.capacity():
+                assert done.acquire(timeout=GUARD)  # one ended: room for one more
+                done.release()
+            while not executor.capacity():  # its on_done runs before it leaves the list
+                threading.Event().wait(0.001)
+            executor.start(RunSpec("job", str(n), os.getpid), on_done)
+        for _ in range(runs):
+            assert done.acquire(timeout=GUARD)
+
+    try:
+        burst(20)  # the template is up, its first reports read
+        link = executor._link
+        assert link is not None
+        folder = executor._folder
+        assert folder is not None
+        before = (_fds(os.getpid()), _fds(link.proc.pid))
+        burst(500)
+        assert executor._link is link  # one template all along
+        assert (_fds(os.getpid()), _fds(link.proc.pid)) == before
+        assert _children_of(link.proc.pid) == []  # every child reaped
+        assert os.listdir(folder) == ["children"]  # the outputs were unnamed files
+        assert {o.action for o in outcomes} == {Action.SUCCESS} and len(outcomes) == 520
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+    assert link.proc.wait(GUARD) == 0  # it read the end of its control pipe
+    assert not os.path.exists(folder)
+
+
+def kill_my_process_group() -> None:
+    """What ``trap 'kill 0' EXIT`` in a shell script a task runs does."""
+    os.kill(0, signal.SIGTERM)
+
+
+@linux_only
+def test_a_run_that_signals_its_process_group_hits_neither_the_template_nor_other_runs(
+    clock: FakeClock, fifo: Path
+) -> None:
+    executor = ProcessExecutor(2, clock, grace=1.0, start_method="template")
+    try:
+        waiter = Waiter()
+        other = executor.start(
+            RunSpec("other", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+        )
+        wait_fifo(fifo)
+        link = executor._link
+        outcome = run(executor, kill_my_process_group)
+        assert outcome.action is Action.FAIL
+        assert outcome.exc_text == "process killed by signal 15 (SIGTERM)"
+        assert other.is_alive() and executor._link is link  # the others live on
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        assert executor._link is link
+        other.terminate()
+        assert waiter.wait().action is Action.TERMINATE
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_a_module_that_starts_a_thread_at_import_is_not_imported_in_the_template(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing it in the template would make every later child a fork of a threaded
+    process: one forked while that thread held its lock finds the lock held for ever."""
+    (tmp_path / "busy_module_zyg.py").write_text(
+        "import threading, time\n"
+        "lock = threading.Lock()\n\n"
+        "def _busy():\n"
+        "    while True:\n"
+        "        with lock:\n"
+        "            time.sleep(0.01)\n\n"
+        "threading.Thread(target=_busy, daemon=True).start()\n\n"
+        "def use_the_lock():\n"
+        "    if not lock.acquire(timeout=2):\n"
+        "        return 'its lock was held by a thread this process does not have'\n"
+        "    lock.release()\n"
+        "    return 'ok'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import busy_module_zyg  # type: ignore[import-not-found]
+
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        assert [run(executor, busy_module_zyg.use_the_lock).return_value for _ in range(3)] == [
+            "ok"
+        ] * 3
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+        sys.modules.pop("busy_module_zyg", None)
+
+
+@linux_only
+def test_terminate_or_a_timeout_racing_the_end_of_the_run_gives_one_outcome(
+    clock: FakeClock,
+) -> None:
+    executor = ProcessExecutor(4, clock, grace=1.0, start_method="template")
+    outcomes: dict[int, list[RunOutcome]] = {}
+    all_done = threading.Event()
+    runs = 60
+
+    def on_done_of(n: int) -> Callable[[RunOutcome], None]:
+        def on_done(outcome: RunOutcome) -> None:
+            outcomes.setdefault(n, []).append(outcome)
+            if len(outcomes) == runs:
+                all_done.set()
+
+        return on_done
+
+    try:
+        link = None
+        for n in range(runs):
+            while not executor.capacity():
+                threading.Event().wait(0.001)
+            # a run that ends at once, with a timeout that is due at once, or terminated
+            # as it ends
+            kw = {"timeout": 0.0} if n % 2 else {}
+            handle = executor.start(RunSpec("job", str(n), os.getpid, **kw), on_done_of(n))
+            if not n % 2:
+                handle.terminate()
+            link = link or executor._link
+        assert all_done.wait(GUARD)
+        assert executor.join(GUARD)
+        # Reports come in order on one pipe: a second report for any of them would have
+        # been read before the end of this later run.
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        assert sorted(outcomes) == list(range(runs))
+        assert all(len(o) == 1 for o in outcomes.values())
+        assert {o[0].action for o in outcomes.values()} <= {Action.SUCCESS, Action.TERMINATE}
+        assert executor._link is link  # the template saw no harm
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_a_template_out_of_file_descriptors_fails_that_run_and_keeps_the_others(
+    clock: FakeClock, fifo: Path
+) -> None:
+    import resource
+
+    executor = ProcessExecutor(3, clock, grace=1.0, start_method="template")
+    template = 0
+    limits = (0, 0)
+    try:
+        waiter = Waiter()
+        other = executor.start(
+            RunSpec("other", "r1", functools.partial(sleep_after_signal, str(fifo))), waiter
+        )
+        wait_fifo(fifo)
+        link = executor._link
+        assert link is not None
+        template = link.proc.pid
+        limits = resource.prlimit(template, resource.RLIMIT_NOFILE)
+        used = {int(n) for n in os.listdir(f"/proc/{template}/fd")}
+        # the lowest limit that leaves the template one free descriptor: a run needs more
+        limit = next(n for n in range(len(used), 4096) if n - len({u for u in used if u < n}) == 1)
+        resource.prlimit(template, resource.RLIMIT_NOFILE, (limit, limits[1]))
+        outcome = run(executor, os.getpid)
+        assert outcome.action is Action.FAIL
+        assert "could not start the process" in (outcome.exc_text or "")
+        assert "Too many open files" in (outcome.exc_text or "")
+        resource.prlimit(template, resource.RLIMIT_NOFILE, limits)
+        assert other.is_alive() and executor._link is link  # the template lives on
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        other.terminate()
+        assert waiter.wait().action is Action.TERMINATE
+    finally:
+        if template and limits[0]:
+            with contextlib.suppress(OSError):
+                resource.prlimit(template, resource.RLIMIT_NOFILE, limits)
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_runs_still_start_after_a_temp_cleaner_removed_the_executors_folder(
+    clock: FakeClock,
+) -> None:
+    """systemd-tmpfiles and tmpreaper remove what /tmp has not touched for days: a
+    monthly task must not fail every run after that."""
+    import shutil
+
+    executor = ProcessExecutor(1, clock, start_method="template")
+    try:
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        link = executor._link
+        folder = executor._folder
+        assert link is not None and folder is not None
+        shutil.rmtree(folder)
+        outcome = run(executor, functools.partial(print, "after the clean-up"))
+        assert outcome.action is Action.SUCCESS, outcome.exc_text
+        assert outcome.output == "after the clean-up\n"
+        assert executor._link is link
+        # its children are listed again, for the orphan sweep of a next start
+        with open(os.path.join(folder, "children")) as fh:
+            assert len(fh.read().splitlines()) == 2  # the template, the new child
+    finally:
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
+
+
+@linux_only
+def test_a_template_that_stops_answering_does_not_hang_a_run_past_its_timeout(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timeouts are carried out by the template (it signals its child): a template that
+    does not answer (stopped, stuck) is killed once a run it holds is past its KILL by
+    ``_TEMPLATE_ANSWER`` seconds, so that its runs end rather than hang."""
+    from redengine_nb.executors import process as process_module
+
+    monkeypatch.setattr(process_module, "_TEMPLATE_ANSWER", 0.5)
+    executor = ProcessExecutor(1, clock, grace=0.5, start_method="template")
+    template = 0
+    try:
+        assert run(executor, os.getpid).action is Action.SUCCESS
+        link = executor._link
+        assert link is not None
+        template = link.proc.pid
+        os.kill(template, signal.SIGSTOP)
+        outcome = run(executor, wait_long, timeout=0.5)
+        assert outcome.action is Action.FAIL
+        assert "process lost" in (outcome.exc_text or "")
+        assert link.proc.wait(GUARD) == -signal.SIGKILL
+        assert run(executor, os.getpid).action is Action.SUCCESS  # on a new template
+    finally:
+        if template and start_token(template) is not None:
+            os.kill(template, signal.SIGKILL)
+        executor.shutdown(terminate=True)
+        assert executor.join(GUARD)
