@@ -247,14 +247,14 @@ class SQLiteCore(LastCacheBase):
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` (from the watcher's thread) soon after another connection
         commits to the file -- another scheduler, not this store's own writes; returns a
-        function that removes it. The first callback starts the watcher
-        (``sqlite_watch``); a ``':memory:'`` log has no other writer and no watcher."""
+        function that removes it. The watcher (``sqlite_watch``) runs only once the log is
+        known to be shared (:meth:`_mark_shared`: another lease, or another connection's
+        commit, seen): a scheduler alone on its file pays no wake-up for its own writes.
+        A ``':memory:'`` log has no other writer and no watcher."""
         with self._lock:
             self._callbacks.append(callback)
-            if self._watcher is None and not self._memory and not self._closed:
-                with self._guard("reading"):
-                    self._watch_version = self._scalar("PRAGMA data_version")
-                self._watcher = Watcher(self.location, self.watch_interval, self._watch_look)
+            if self._shared:
+                self._start_watching(announce=False)
 
         def remove() -> None:
             try:
@@ -270,6 +270,28 @@ class SQLiteCore(LastCacheBase):
         ``None`` when there is no watcher."""
         watcher = self._watcher
         return None if watcher is None else watcher.mode
+
+    def _mark_shared(self) -> None:
+        """Another scheduler was seen on the file: from now on, watch for its writes.
+        (Called with the store's lock held.)"""
+        if not self._shared:
+            self._shared = True
+            self._start_watching(announce=True)
+
+    def _start_watching(self, *, announce: bool) -> None:
+        """Start the watcher if a callback wants it (the lock held). ``announce``: the
+        log has just been found shared -- what the other scheduler wrote before we
+        watched is not known, so the callbacks are called once (from the watcher's
+        thread, as every call: never under the caller's lock)."""
+        if self._watcher is not None or self._memory or self._closed or not self._callbacks:
+            return
+        with self._guard("reading"):
+            version = self._scalar("PRAGMA data_version")
+        # Announcing: a version that cannot match makes the watcher's first look call back.
+        self._watch_version = -1 if announce else version
+        self._watcher = Watcher(
+            self.location, self.watch_interval, self._watch_look, look_first=announce
+        )
 
     def _watch_look(self) -> bool:
         """The watcher's look: if another connection committed since its last look, empty
@@ -302,7 +324,7 @@ class SQLiteCore(LastCacheBase):
         with self._lock, self._guard("reading"):
             version = self._scalar("PRAGMA data_version")
             if version != self._data_version:
-                self._shared = True
+                self._mark_shared()
                 self._data_version = version
                 self._clear_cache()
                 self._counts.clear()

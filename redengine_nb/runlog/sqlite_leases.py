@@ -54,7 +54,7 @@ class SQLiteLeases(SQLiteWriter):
                 # at the start of a scheduler step: the step may claim in several batches,
                 # and the tasks of a later batch were found due on what it read before
                 # this claim -- their claim must recheck too.
-                self._shared = True
+                self._mark_shared()
                 self._clear_cache()
                 self._counts.clear()
             if foreign or owner not in self._held:
@@ -83,7 +83,7 @@ class SQLiteLeases(SQLiteWriter):
             )
             others = conn.execute("SELECT 1 FROM leases WHERE expires >= ? LIMIT 2", (now,))
             if len(others.fetchall()) > 1:
-                self._shared = True
+                self._mark_shared()
         self._held.add(lease_id)
         return lease_id
 
@@ -96,6 +96,15 @@ class SQLiteLeases(SQLiteWriter):
             if cur.rowcount != 1:
                 self._held.discard(lease_id)
                 return False
+            if not self._shared:
+                # A scheduler that came after us is seen here, at our heartbeat (its own
+                # writes may not have reached a claim or a refresh of ours yet).
+                other = conn.execute(
+                    "SELECT 1 FROM leases WHERE lease_id <> ? AND expires >= ? LIMIT 1",
+                    (lease_id, now),
+                ).fetchone()
+                if other is not None:
+                    self._mark_shared()
             return True
 
     def release_lease(self, lease_id: str) -> None:

@@ -6,6 +6,12 @@ SQLite pushes nothing to other processes, unlike PostgreSQL's ``NOTIFY``. What i
 when *another* connection commits and never for the connection's own commits -- so this
 scheduler's own writes do not wake it, without filtering.
 
+When it runs. Only once the store knows the file is shared (another lease seen when
+this scheduler took or renewed its own -- the heartbeat, a third of ``lease_ttl`` -- or
+another connection's commit seen by a claim or a refresh): a scheduler alone on its file
+pays no wake-up for its own commits. Started that way, its first look calls back at once,
+as what the other scheduler wrote before is not known.
+
 When it looks. On Linux the watcher blocks in ``poll`` on an inotify descriptor
 watching the ``-wal`` file (``IN_MODIFY``: every commit in WAL mode writes there), so an
 idle log costs no wake-up at all, shared or not. Each event is followed by one look at
@@ -70,9 +76,12 @@ class Watcher:
     (the store was busy): it is called again shortly. :meth:`stop` ends the thread and
     waits for it."""
 
-    def __init__(self, path: str, interval: float, look: Callable[[], bool]) -> None:
+    def __init__(
+        self, path: str, interval: float, look: Callable[[], bool], *, look_first: bool = False
+    ) -> None:
         self.interval = interval
         self._look = look
+        self._look_first = look_first  # look once at the start, before any event
         self._stop = threading.Event()
         # With inotify: ``poll`` (not ``select``: no limit on the descriptor's number) on
         # it and on a pipe that stop() writes to.
@@ -129,6 +138,9 @@ class Watcher:
     def _loop(self) -> None:
         stop = self._stop
         try:
+            if self._look_first:
+                while not stop.is_set() and not self._look():
+                    self._sleep(_GAP, events=False)
             recheck = False  # one more look due ``interval`` after an event
             while not stop.is_set():
                 if self._fd is None:

@@ -76,10 +76,17 @@ def test_own_writes_do_not_wake_the_watcher_and_others_do(
             calls.append(1)
             woke.set()
 
+        lease = mine.acquire_lease(now=100.0, ttl=3600.0, host="mine", pid=1)
         mine.on_change(changed)
+        assert mine.watching is None  # alone on the file: no watcher, no wake-up
+        theirs.acquire_lease(now=100.0, ttl=3600.0, host="theirs", pid=2)
+        assert mine.renew_lease(lease, now=101.0, ttl=3600.0)  # the heartbeat sees them
         assert mine.watching == mode
         watcher = mine._watcher
         assert watcher is not None
+        assert woke.wait(30.0)  # called once: what they wrote before is not known
+        woke.clear()
+        calls.clear()
         for i in range(50):
             run = mine.start_run("own", created=float(i), start=float(i), owner="me")
             mine.finish_run(run.run_id, Action.SUCCESS, end=i + 0.5)
