@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GUARD = 60
 WHERE = (
     f"Python {sys.version.split()[0]}: multiprocessing.spawn's preparation data changed; "
-    "redengine_nb.executors.process._skip_main_in_children must be updated, else process "
+    "redengine_nb.executors.process_mp._skip_main_in_children must be updated, else process "
     "task children re-import the parent's main module"
 )
 
@@ -37,11 +37,11 @@ import inspect
 import json
 import multiprocessing.spawn as spawn
 
-from redengine_nb.executors import process
+from redengine_nb.executors import process_mp
 
-ours = process._CHILD_NAME_PREFIX + "probe"
+ours = process_mp._CHILD_NAME_PREFIX + "probe"
 before = spawn.get_preparation_data(ours)
-process._skip_main_in_children()
+process_mp._skip_main_in_children()
 print(json.dumps({
     "before": sorted(before),
     "ours": sorted(spawn.get_preparation_data(ours)),
