@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import io
-import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context as mp_context
@@ -65,7 +64,6 @@ from .process_child import child_main, pickle_target
 if TYPE_CHECKING:
     from .process import ProcessExecutor
 
-log = logging.getLogger("redengine_nb.executors.process")
 
 # A run's files, in its executor's folder: "<folder>/<n>.out" and "<folder>/<n>.result"
 # (their prefix "<folder>/<n>" is the handle's ``workdir``).
@@ -367,6 +365,8 @@ def _close_wake_pipe(executor: ProcessExecutor) -> None:
 
 
 def watch_children(executor: ProcessExecutor) -> None:
+    """The watcher of ``executor``'s multiprocessing children: reaps them, records their
+    pids, acts on deadlines; exits when no child is left."""
     while True:
         with executor._lock:
             if not executor._children:
@@ -424,12 +424,7 @@ def _finish(executor: ProcessExecutor, handle: _ProcessHandle) -> None:
         )
     finally:
         _remove_run_files(handle.workdir)
-    try:
-        handle.on_done(outcome)
-    except Exception:
-        log.exception("on_done of task %r raised", handle.spec.task_name)
-    finally:
-        handle.done.set()
+    executor._report_outcome(handle, outcome)
 
 
 def _outcome(executor: ProcessExecutor, handle: _ProcessHandle) -> RunOutcome:
