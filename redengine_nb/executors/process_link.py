@@ -104,6 +104,7 @@ class _TemplateHandle(RunHandle):
 #: the report comes within milliseconds of the start).
 _PID_GUARD = 60.0
 
+#: What the template process runs (``python -c``): argv is [folder, scheduler pid, the
 #: folder holding the redengine_nb package].
 _TEMPLATE_BOOT = (
     "import sys; sys.path.insert(0, sys.argv.pop()); "
