@@ -97,6 +97,7 @@ from ..records import Action
 from .base import Executor, RunHandle, RunOutcome, RunSpec
 from .orphans import workdir_prefix
 from .process_child import child_termination_flag
+from .process_handle import ProcessRunHandle
 from .process_link import _TemplateHandle, _TemplateLink, start_in_template
 from .process_mp import PRELOAD, _preload_forkserver, _ProcessHandle, start_in_child
 from .process_mp import SKIP_MAIN_PREFIXES as SKIP_MAIN_PREFIXES
@@ -300,7 +301,7 @@ class ProcessExecutor(Executor):
 
         handle.spec.flag.on_set(terminate)
 
-    def _request_terminate(self, handle: _ProcessHandle | _TemplateHandle, reason: str) -> None:
+    def _request_terminate(self, handle: ProcessRunHandle, reason: str) -> None:
         with self._lock:
             if handle.term_reason is not None or handle.reaped:
                 return

@@ -33,7 +33,6 @@ import selectors
 import subprocess
 import sys
 import threading
-import time
 import traceback
 import weakref
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from ..records import Action
 from .base import RunHandle, RunOutcome, RunSpec
 from .capture import TRUNCATED
 from .process_child import pickle_target
+from .process_handle import ProcessRunHandle
 from .process_template import FrameReader, frame
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("redengine_nb.executors.process")
 
 
-class _TemplateHandle(RunHandle):
+class _TemplateHandle(ProcessRunHandle):
     """A run forked by the template process (see :mod:`.process_template`). Its state
     changes happen on the watcher thread, under the executor's lock."""
 
@@ -63,17 +63,8 @@ class _TemplateHandle(RunHandle):
         on_done: Callable[[RunOutcome], None],
         seq: int,
     ) -> None:
-        self.spec = spec
-        self._executor = executor
-        self.on_done = on_done
+        super().__init__(executor, spec, on_done)
         self.seq = seq
-        self.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
-        self.term_reason: str | None = None
-        self.term_sent = False
-        self.kill_at: float | None = None
-        self.killed = False
-        self.reaped = False
-        self.done = threading.Event()
         self._pid: int | None = None
         self.pid_known = threading.Event()  # set when the template reports it (or the end)
         #: The template it was sent to (its kill messages go there; it is lost with it).
@@ -85,19 +76,8 @@ class _TemplateHandle(RunHandle):
         self.pid_known.wait(_PID_GUARD)
         return self._pid
 
-    def is_alive(self) -> bool:
-        return not self.done.is_set()
-
-    def terminate(self) -> None:
-        self._executor._request_terminate(self, "terminated on request")
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until ``on_done`` has been called; return whether it has."""
-        return self.done.wait(timeout)
-
-    def __repr__(self) -> str:
-        state = "alive" if self.is_alive() else "done"
-        return f"<process run {self.spec.task_name!r} pid={self._pid} {state}>"
+    def _shown_pid(self) -> int | None:
+        return self._pid  # known or not: a repr never waits
 
 
 #: Seconds ``handle.pid`` waits for the template's report at most (a guard, not a delay:

@@ -46,7 +46,6 @@ import multiprocessing.util as mp_util
 import os
 import pickle
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from multiprocessing import popen_forkserver, reduction
@@ -60,6 +59,7 @@ from .base import RunHandle, RunOutcome, RunSpec
 from .capture import TRUNCATED
 from .orphans import note_child
 from .process_child import child_main, pickle_target
+from .process_handle import ProcessRunHandle
 
 if TYPE_CHECKING:
     from .process import ProcessExecutor
@@ -257,8 +257,9 @@ def _read_tail(path: str, limit: int) -> str | None:
     return text or None
 
 
-class _ProcessHandle(RunHandle):
-    """A live process run. State changes happen on the watcher thread, under the lock."""
+class _ProcessHandle(ProcessRunHandle):
+    """A live multiprocessing run. State changes happen on the watcher thread, under the
+    lock."""
 
     def __init__(
         self,
@@ -268,40 +269,18 @@ class _ProcessHandle(RunHandle):
         process: BaseProcess,
         workdir: str,
     ) -> None:
-        self.spec = spec
-        self._executor = executor
-        self.on_done = on_done
+        super().__init__(executor, spec, on_done)
         self.process = process
         self.workdir = workdir
-        self.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
-        #: Why termination was asked for (``None``: it was not).
-        self.term_reason: str | None = None
-        self.term_sent = False
-        self.kill_at: float | None = None
-        self.killed = False
         #: Its pid was recorded for the orphan sweep (see :func:`watch_children`).
         self.noted = False
-        #: Taken off the watch list: its outcome is being decided, terminate() is too late.
-        self.reaped = False
-        self.done = threading.Event()
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
-    def is_alive(self) -> bool:
-        return not self.done.is_set()
-
-    def terminate(self) -> None:
-        self._executor._request_terminate(self, "terminated on request")
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until ``on_done`` has been called; return whether it has."""
-        return self.done.wait(timeout)
-
-    def __repr__(self) -> str:
-        state = "alive" if self.is_alive() else "done"
-        return f"<process run {self.spec.task_name!r} pid={self.pid} {state}>"
+    def _shown_pid(self) -> int | None:
+        return self.pid
 
 
 def start_in_child(
