@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..records import Action
-from ..runlog.base import History, RunLogBase
+from ..runlog.base import History, RunLogBase, newest
 
 __all__ = ["BoundedHistory", "ClockGuard"]
 
@@ -49,12 +49,7 @@ class BoundedHistory:
         return self.history.last_before(task, action, self.bound)
 
     def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
-        best: float | None = None
-        for action in actions:
-            t = self.last(task, action)
-            if t is not None and (best is None or t > best):
-                best = t
-        return best
+        return newest(self.last, task, actions)
 
     def count(
         self,

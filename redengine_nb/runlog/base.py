@@ -142,12 +142,7 @@ class RunLogBase(abc.ABC):
 
     def last_of(self, task: str, actions: Iterable[Action]) -> float | None:
         """The newest of ``last(task, a)`` over ``actions``."""
-        best: float | None = None
-        for action in actions:
-            t = self.last(task, action)
-            if t is not None and (best is None or t > best):
-                best = t
-        return best
+        return newest(self.last, task, actions)
 
     def last_before(self, task: str, action: Action, until: float) -> float | None:
         """Like :meth:`last`, among the records with a time before ``until`` (used only
@@ -345,9 +340,16 @@ def last_of(history: History, task: str, actions: Iterable[Action]) -> float | N
     if batch is not None:
         found: float | None = batch(task, actions)
         return found
+    return newest(history.last, task, actions)
+
+
+def newest(
+    last: Callable[[str, Action], float | None], task: str, actions: Iterable[Action]
+) -> float | None:
+    """The newest of ``last(task, a)`` over ``actions`` (``None`` if none has a record)."""
     best: float | None = None
     for action in actions:
-        t = history.last(task, action)
+        t = last(task, action)
         if t is not None and (best is None or t > best):
             best = t
     return best
